@@ -1,0 +1,101 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/mipay-oss/mipay"
+)
+
+// DefaultPostgresConns bounds a party's PostgreSQL pool.
+const DefaultPostgresConns = 16
+
+func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
+	shown := RedactURL(rawURL)
+	if !strings.HasPrefix(rawURL, "postgres://") && !strings.HasPrefix(rawURL, "postgresql://") {
+		return nil, mipay.Errorf(mipay.EINVALID,
+			"store: database URL %s is not a PostgreSQL URL: use postgres://user:password@host:5432/dbname", shown)
+	}
+	cc, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		// pgx's message may quote the URL with its password; give only our own.
+		return nil, mipay.Errorf(mipay.EINVALID,
+			"store: database URL %s is not valid (%s): use postgres://user:password@host:5432/dbname", shown, parseReason(err))
+	}
+	// Every connection of the pool sees only the party's schema (plus
+	// pg_catalog), so the same unqualified SQL runs as on SQLite.
+	cc.RuntimeParams["search_path"] = party
+	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > DefaultConnectTimeout {
+		cc.ConnectTimeout = DefaultConnectTimeout
+	}
+	pool := stdlib.OpenDB(*cc)
+	pool.SetMaxOpenConns(DefaultPostgresConns)
+	pool.SetMaxIdleConns(DefaultPostgresConns)
+
+	where := fmt.Sprintf("schema %s of %s", party, shown)
+	pctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
+	defer cancel()
+	if err := pool.PingContext(pctx); err != nil {
+		pool.Close()
+		return nil, mipay.WrapError(mipay.EUNAVAILABLE, err,
+			"store: cannot connect to PostgreSQL at %s (%s): start it or fix the database URL", shown, pgReason(err))
+	}
+	return &DB{DB: pool, write: pool, engine: Postgres, party: party, where: where}, nil
+}
+
+// RedactURL returns u with any password replaced by "xxxxx", for messages.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		// Unparseable: show only the scheme so no secret can leak.
+		if i := strings.Index(u, "://"); i > 0 && i < 16 {
+			return u[:i] + "://…"
+		}
+		return "(unparseable URL)"
+	}
+	return p.Redacted()
+}
+
+// parseReason extracts pgx's short description of what is wrong with a URL.
+// The wrapped cause (often a url.Error) and the outer text quote the URL,
+// possibly with its password, so only pgx's own message part is kept.
+func parseReason(err error) string {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return "malformed"
+	}
+	s := pe.Error()
+	if c := pe.Unwrap(); c != nil {
+		s = strings.TrimSuffix(s, " ("+c.Error()+")")
+	}
+	if i := strings.LastIndex(s, "`: "); i >= 0 {
+		return s[i+3:]
+	}
+	return "malformed"
+}
+
+// pgReason gives the short cause of a connection failure.
+func pgReason(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Message
+	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) && ce.Unwrap() != nil {
+		return ce.Unwrap().Error()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return err.Error()
+}
+
+// quoteIdent quotes a PostgreSQL identifier. Party names are already
+// restricted to [a-z0-9_], this is belt and braces.
+func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }

@@ -1,0 +1,127 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+
+	"github.com/mipay-oss/mipay"
+	_ "modernc.org/sqlite" // registers driver "sqlite"
+)
+
+// sqliteReadConns bounds the SQLite read pool. Readers never block each other
+// or the writer under WAL; more connections than cores buys little.
+func sqliteReadConns() int { return max(4, 2*runtime.GOMAXPROCS(0)) }
+
+// sqliteDSN builds the modernc.org/sqlite DSN. Every connection gets the
+// pragmas (they are per connection). Writers use BEGIN IMMEDIATE so a
+// transaction takes the write lock up front instead of failing to upgrade.
+func sqliteDSN(path string, write bool) string {
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	if write {
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}
+	return u.String()
+}
+
+func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
+	if dir == "" {
+		return nil, mipay.Errorf(mipay.EINVALID, "store: no data directory given: set a data directory or a PostgreSQL URL")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, mipay.WrapError(mipay.EINVALID, err,
+			"store: cannot create data directory %s (%s): choose a writable directory", dir, reason(err))
+	}
+	if err := checkWritable(dir); err != nil {
+		return nil, mipay.WrapError(mipay.EINVALID, err,
+			"store: data directory %s is not writable (%s): fix its permissions or choose another", dir, reason(err))
+	}
+	path := filepath.Join(dir, party+".db")
+	abs, err := filepath.Abs(path)
+	if err == nil {
+		path = abs
+	}
+
+	write, err := sql.Open("sqlite", sqliteDSN(path, true))
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	// One write connection: SQLite has one writer at a time anyway, and one
+	// connection means Writer batches and Tx queue in Go instead of spinning
+	// on the file lock.
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	db := &DB{write: write, engine: SQLite, party: party, where: path}
+	if err := db.initSQLite(ctx, path); err != nil {
+		write.Close()
+		return nil, err
+	}
+
+	read, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	n := sqliteReadConns()
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	read.SetConnMaxIdleTime(0)
+	read.SetConnMaxLifetime(0)
+	db.DB = read
+	return db, nil
+}
+
+// initSQLite opens the write connection (creating the file) and checks that
+// WAL is really on: it is not on some filesystems (network mounts), and the
+// durability and concurrency promises rest on it.
+func (db *DB) initSQLite(ctx context.Context, path string) error {
+	var mode string
+	err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+	if err != nil {
+		if isNotADatabase(err) {
+			return mipay.WrapError(mipay.EINVALID, err,
+				"store: %s is not a SQLite database (or is corrupt): move it away or choose another data directory", path)
+		}
+		return mipay.WrapError(mipay.EUNAVAILABLE, err,
+			"store: cannot open SQLite database %s (%s): check the data directory", path, reason(err))
+	}
+	if mode != "wal" {
+		return mipay.Errorf(mipay.EUNAVAILABLE,
+			"store: SQLite database %s cannot use WAL (journal mode %q): put the data directory on a local filesystem", path, mode)
+	}
+	return nil
+}
+
+// checkWritable creates and removes a file in dir, which is the only reliable
+// test (permissions, read-only mounts, ACLs).
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".mipay-write-test-*")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	return errors.Join(f.Close(), os.Remove(name))
+}
+
+// reason gives the short cause of a filesystem error ("permission denied")
+// instead of the whole path-laden text.
+func reason(err error) string {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
