@@ -97,6 +97,9 @@ type Cardholder struct {
 	CreditLimitMinor int64  `json:"creditLimitMinor,omitempty"`
 	Status           string `json:"status,omitempty"` // "" or "active", "blocked", "lost"
 	Product          string `json:"product,omitempty"`
+	// Note says what this demo card shows; `mipay up` prints the cards that
+	// have one, so a newcomer knows which card to bind for which path.
+	Note string `json:"note,omitempty"`
 }
 
 // City is a transit agency (filled in by the transit issue).
@@ -117,7 +120,7 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("duration %q: %w", s, err)
+		return &durationError{s: s, err: err}
 	}
 	*d = Duration(v)
 	return nil
@@ -125,3 +128,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // D returns the time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// durationError is a duration string that does not parse; it keeps the string
+// so that Load can point at it in the file.
+type durationError struct {
+	s   string
+	err error
+}
+
+func (e *durationError) Error() string {
+	return fmt.Sprintf("duration %q is not valid (write e.g. \"2s\" or \"5m\")", e.s)
+}
+
+func (e *durationError) Unwrap() error { return e.err }

@@ -1,0 +1,5 @@
+package config
+
+import "encoding/json"
+
+func jsonMarshal(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
