@@ -1,0 +1,288 @@
+package tsp
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/store"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the vault's migrations (for store.Open).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embed pattern guarantees the directory
+	}
+	return sub
+}
+
+// PartyName is the store name of the TSP (its SQLite file is tsp.db).
+const PartyName = "tsp"
+
+// Vault is the token vault's SQL. Lifecycle writes go through DB.Tx; the
+// authorization's ATC and de-tokenization log go through the group-commit
+// Writer.
+type Vault struct {
+	db *store.DB
+}
+
+// NewVault wraps an open TSP store (migrated with Migrations()).
+func NewVault(db *store.DB) *Vault { return &Vault{db: db} }
+
+var errNoToken = mipay.Errorf(mipay.ENOTFOUND, "no such token")
+
+const tokenColumns = `ref, pan_ref, dpan, par, pan_sealed, pan_hmac, pan_last4, pan_expiry, expiry, psn,
+	issuer_id, card_type, product, state, suspended_by, device_id, se_id, se_public_key, device_model,
+	requestor_id, entry_modes, key_index, assurance, decision_id, last_atc, provisioned_at, created_at, updated_at`
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// tokenRow is a Token plus the columns only the vault and service use.
+type tokenRow struct {
+	Token
+	DecisionID string
+}
+
+func scanToken(sc interface{ Scan(...any) error }) (*tokenRow, error) {
+	var (
+		r                           tokenRow
+		state, suspBy               string
+		keyIdx                      int
+		provAt, createdAt, updateAt int64
+	)
+	err := sc.Scan(&r.Ref, &r.PANRef, &r.DPAN, &r.PAR, &r.PANSealed, &r.PANHMAC, &r.PANLast4, &r.PANExpiry,
+		&r.Expiry, &r.PSN, &r.IssuerID, &r.CardType, &r.Product, &state, &suspBy, &r.DeviceID, &r.SEID,
+		&r.SEPublicKey, &r.DeviceModel, &r.RequestorID, &r.EntryModes, &keyIdx, &r.Assurance, &r.DecisionID,
+		&r.LastATC, &provAt, &createdAt, &updateAt)
+	if err != nil {
+		return nil, err
+	}
+	r.State, r.SuspendedBy, r.KeyIndex = State(state), CausedBy(suspBy), byte(keyIdx)
+	r.ProvisionedAt, r.CreatedAt, r.UpdatedAt = fromMS(provAt), fromMS(createdAt), fromMS(updateAt)
+	r.Provisioned = provAt != 0
+	return &r, nil
+}
+
+// Insert stores a new token and its first history entry. A DPAN collision
+// returns errDPANTaken (the caller draws another).
+func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange) error {
+	err := v.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`, dpan_hmac)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`,
+			r.Ref, r.PANRef, r.DPAN, r.PAR, r.PANSealed, r.PANHMAC, r.PANLast4, r.PANExpiry, r.Expiry, r.PSN,
+			r.IssuerID, r.CardType, r.Product, string(r.State), string(r.SuspendedBy), r.DeviceID, r.SEID,
+			r.SEPublicKey, r.DeviceModel, r.RequestorID, r.EntryModes, int(r.KeyIndex), r.Assurance, r.DecisionID,
+			r.LastATC, ms(r.ProvisionedAt), ms(r.CreatedAt), ms(r.UpdatedAt), dpanHMAC)
+		if err != nil {
+			return err
+		}
+		return insertHistory(ctx, tx, 1, first)
+	})
+	if store.IsConflict(err) {
+		return errDPANTaken
+	}
+	if err != nil {
+		return fmt.Errorf("tsp: insert token: %w", err)
+	}
+	return nil
+}
+
+var errDPANTaken = errors.New("tsp: DPAN or token reference already taken")
+
+func insertHistory(ctx context.Context, tx *sql.Tx, seq int, c StateChange) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO token_state_history (token_ref, seq, from_state, to_state, caused_by, reason, at)
+		VALUES ($1,$2,$3,$4,$5,$6,$7)`, c.TokenRef, seq, string(c.From), string(c.State), string(c.CausedBy), c.Reason, ms(c.Time))
+	if err != nil {
+		return fmt.Errorf("tsp: insert state history: %w", err)
+	}
+	return nil
+}
+
+// Get returns the token with this reference (ENOTFOUND when none).
+func (v *Vault) Get(ctx context.Context, ref string) (*tokenRow, error) {
+	row := v.db.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE ref = $1`, ref)
+	r, err := scanToken(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoToken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tsp: get token: %w", err)
+	}
+	return r, nil
+}
+
+// ByDPAN returns the token with this DPAN (ENOTFOUND when none).
+func (v *Vault) ByDPAN(ctx context.Context, dpan string) (*tokenRow, error) {
+	row := v.db.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE dpan = $1`, dpan)
+	r, err := scanToken(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNoToken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tsp: token by DPAN: %w", err)
+	}
+	return r, nil
+}
+
+// PANKnown reports whether a PAN with this lookup HMAC is in the vault (used
+// to make sure a new DPAN never equals a card number the vault holds).
+func (v *Vault) PANKnown(ctx context.Context, panHMAC []byte) (bool, error) {
+	var n int
+	err := v.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE pan_hmac = $1`, panHMAC).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("tsp: PAN lookup: %w", err)
+	}
+	return n > 0, nil
+}
+
+// DPANIsKnownPAN reports whether any token's DPAN has this HMAC, i.e. a
+// card being tokenized is itself a token of this vault.
+func (v *Vault) DPANKnown(ctx context.Context, dpanHMAC []byte) (bool, error) {
+	var n int
+	err := v.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE dpan_hmac = $1`, dpanHMAC).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("tsp: DPAN lookup: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ChangeState moves a token from one state to another if it is still in
+// from, and records the change. It returns ECONFLICT when another request
+// changed the token first.
+func (v *Vault) ChangeState(ctx context.Context, c StateChange, suspendedBy CausedBy, assurance string) error {
+	return v.db.Tx(ctx, func(tx *sql.Tx) error {
+		q := `UPDATE tokens SET state = $1, suspended_by = $2, updated_at = $3 WHERE ref = $4 AND state = $5`
+		args := []any{string(c.State), string(suspendedBy), ms(c.Time), c.TokenRef, string(c.From)}
+		if assurance != "" {
+			q = `UPDATE tokens SET state = $1, suspended_by = $2, updated_at = $3, assurance = $6 WHERE ref = $4 AND state = $5`
+			args = append(args, assurance)
+		}
+		res, err := tx.ExecContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("tsp: change state: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return &mipay.Error{Code: mipay.ECONFLICT, Reason: "CONCURRENT_CHANGE", Message: "this card was changed meanwhile; please try again"}
+		}
+		var seq int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM token_state_history WHERE token_ref = $1`, c.TokenRef).Scan(&seq); err != nil {
+			return fmt.Errorf("tsp: history seq: %w", err)
+		}
+		return insertHistory(ctx, tx, seq+1, c)
+	})
+}
+
+// MarkProvisioned records that the device installed the token's profile.
+func (v *Vault) MarkProvisioned(ctx context.Context, ref string, at time.Time) error {
+	return v.db.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `UPDATE tokens SET provisioned_at = $1, updated_at = $1 WHERE ref = $2 AND provisioned_at = 0`, ms(at), ref)
+		if err != nil {
+			return fmt.Errorf("tsp: mark provisioned: %w", err)
+		}
+		return nil
+	})
+}
+
+// History returns a token's state changes, oldest first.
+func (v *Vault) History(ctx context.Context, ref string) ([]StateChange, error) {
+	rows, err := v.db.DB.QueryContext(ctx, `SELECT from_state, to_state, caused_by, reason, at FROM token_state_history
+		WHERE token_ref = $1 ORDER BY seq`, ref)
+	if err != nil {
+		return nil, fmt.Errorf("tsp: history: %w", err)
+	}
+	defer rows.Close()
+	var out []StateChange
+	for rows.Next() {
+		var (
+			c          StateChange
+			from, to   string
+			by, reason string
+			at         int64
+		)
+		if err := rows.Scan(&from, &to, &by, &reason, &at); err != nil {
+			return nil, fmt.Errorf("tsp: history: %w", err)
+		}
+		c.TokenRef, c.From, c.State, c.CausedBy, c.Reason, c.Time = ref, State(from), State(to), CausedBy(by), reason, fromMS(at)
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// acceptATC is the Writer function of an authorization: it raises the
+// token's last ATC to atc only if atc is higher (so two nodes racing with the
+// same ATC accept it once), and logs the de-tokenization when the PAN is
+// released. accepted reports whether the ATC was fresh.
+func acceptATC(ctx context.Context, tx *sql.Tx, ref string, atc int, logEntry *detokenization) (accepted bool, err error) {
+	res, err := tx.ExecContext(ctx, `UPDATE tokens SET last_atc = $1 WHERE ref = $2 AND last_atc < $1`, atc, ref)
+	if err != nil {
+		return false, fmt.Errorf("tsp: accept ATC: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("tsp: accept ATC: %w", err)
+	}
+	if n != 1 {
+		return false, nil
+	}
+	if logEntry != nil {
+		if err := insertDetokenization(ctx, tx, logEntry); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// detokenization is one de-tokenization log entry (no PAN).
+type detokenization struct {
+	TokenRef  string
+	Requester string // who asked (the switch node)
+	Purpose   string // e.g. "authorization"
+	ATC       int
+	At        time.Time
+}
+
+func insertDetokenization(ctx context.Context, tx *sql.Tx, d *detokenization) error {
+	var id [12]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return fmt.Errorf("tsp: log id: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO detokenization_log (id, token_ref, requester, purpose, atc, at) VALUES ($1,$2,$3,$4,$5,$6)`,
+		hex.EncodeToString(id[:]), d.TokenRef, d.Requester, d.Purpose, d.ATC, ms(d.At))
+	if err != nil {
+		return fmt.Errorf("tsp: log de-tokenization: %w", err)
+	}
+	return nil
+}
+
+// DetokenizationCount returns how many de-tokenizations of a token are logged.
+func (v *Vault) DetokenizationCount(ctx context.Context, ref string) (int, error) {
+	var n int
+	err := v.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM detokenization_log WHERE token_ref = $1`, ref).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("tsp: count de-tokenizations: %w", err)
+	}
+	return n, nil
+}
