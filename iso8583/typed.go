@@ -1,0 +1,184 @@
+package iso8583
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+// structField is one tagged field of a typed message struct.
+type structField struct {
+	index    int  // struct field index
+	num      int  // data element (0 = MTI)
+	isBytes  bool // []byte, else string
+	keepZero bool
+}
+
+type structPlan struct {
+	fields []structField
+}
+
+// plans caches one plan per struct type, like encoding/json's type cache;
+// entries are immutable once stored.
+var plans sync.Map // reflect.Type → *structPlan
+
+func planFor(t reflect.Type) (*structPlan, error) {
+	if p, ok := plans.Load(t); ok {
+		return p.(*structPlan), nil
+	}
+	p := &structPlan{}
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("iso8583")
+		if tag == "" {
+			tag = sf.Tag.Get("index")
+		}
+		if tag == "" {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		n, err := strconv.Atoi(name)
+		if err != nil || n < 0 || n > MaxFieldNumber || n == FieldBitmap || !compiled.defs[n].defined {
+			return nil, fmt.Errorf("iso8583: %s.%s: tag %q is not a field of the spec", t.Name(), sf.Name, tag)
+		}
+		f := structField{index: i, num: n, keepZero: opts == "keepzero"}
+		switch {
+		case sf.Type.Kind() == reflect.String:
+		case sf.Type.Kind() == reflect.Slice && sf.Type.Elem().Kind() == reflect.Uint8:
+			f.isBytes = true
+		default:
+			return nil, fmt.Errorf("iso8583: %s.%s: type %s not supported (string or []byte)", t.Name(), sf.Name, sf.Type)
+		}
+		if f.isBytes != compiled.defs[n].binary {
+			return nil, fmt.Errorf("iso8583: %s.%s: field %d needs a %s", t.Name(), sf.Name, n, map[bool]string{true: "[]byte", false: "string"}[compiled.defs[n].binary])
+		}
+		p.fields = append(p.fields, f)
+	}
+	actual, _ := plans.LoadOrStore(t, p)
+	return actual.(*structPlan), nil
+}
+
+func structValue(v any) (reflect.Value, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer {
+		if rv.IsNil() {
+			return reflect.Value{}, errors.New("iso8583: nil message struct")
+		}
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return reflect.Value{}, fmt.Errorf("iso8583: %T is not a message struct", v)
+	}
+	return rv, nil
+}
+
+// Marshal sets m's fields from the tagged struct v (AuthRequest, …) after
+// resetting m. Empty values are left out unless tagged ",keepzero".
+func (m *Message) Marshal(v any) error {
+	rv, err := structValue(v)
+	if err != nil {
+		return err
+	}
+	p, err := planFor(rv.Type())
+	if err != nil {
+		return err
+	}
+	m.Reset()
+	for _, f := range p.fields {
+		fv := rv.Field(f.index)
+		if f.isBytes {
+			b := fv.Bytes()
+			if len(b) == 0 && !f.keepZero {
+				continue
+			}
+			m.Set(f.num, b)
+		} else {
+			s := fv.String()
+			if s == "" && !f.keepZero {
+				continue
+			}
+			m.SetString(f.num, s)
+		}
+	}
+	return nil
+}
+
+// Unmarshal fills the tagged struct v (a pointer) from m. Tagged fields the
+// message lacks are set to their zero value; fields of m without a struct
+// field are ignored. Strings share one allocation; byte slices are copies.
+func (m *Message) Unmarshal(v any) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return fmt.Errorf("iso8583: Unmarshal needs a non-nil pointer, got %T", v)
+	}
+	rv = rv.Elem()
+	if rv.Kind() != reflect.Struct {
+		return fmt.Errorf("iso8583: %T is not a message struct", v)
+	}
+	p, err := planFor(rv.Type())
+	if err != nil {
+		return err
+	}
+	// One string for every text value: the values are spans of buf.
+	var all string
+	if len(m.buf) > 0 {
+		b := make([]byte, len(m.buf))
+		copy(b, m.buf)
+		all = unsafe.String(&b[0], len(b))
+	}
+	for _, f := range p.fields {
+		fv := rv.Field(f.index)
+		if !m.Has(f.num) {
+			fv.SetZero()
+			continue
+		}
+		s := m.spans[f.num]
+		if f.isBytes {
+			fv.SetBytes(append([]byte(nil), m.buf[s.off:s.off+s.n]...))
+		} else {
+			fv.SetString(all[s.off : s.off+s.n])
+		}
+	}
+	return nil
+}
+
+var messagePool = sync.Pool{New: func() any { return &Message{buf: make([]byte, 0, 512)} }}
+
+// maxPooledBytes keeps one huge message from pinning a huge buffer in the pool.
+const maxPooledBytes = 16 << 10
+
+func getMessage() *Message { return messagePool.Get().(*Message) }
+
+func putMessage(m *Message) {
+	if cap(m.buf) > maxPooledBytes {
+		return
+	}
+	m.Reset()
+	messagePool.Put(m)
+}
+
+// Pack packs the tagged struct v (AuthRequest, Reversal, …) into wire bytes
+// (no frame header) with the fast codec.
+func Pack(v any) ([]byte, error) {
+	m := getMessage()
+	defer putMessage(m)
+	if err := m.Marshal(v); err != nil {
+		return nil, err
+	}
+	return m.Pack()
+}
+
+// Unpack parses wire bytes b (no frame header) into the tagged struct v (a
+// pointer) with the fast codec.
+func Unpack(b []byte, v any) error {
+	m := getMessage()
+	defer putMessage(m)
+	if err := m.Unpack(b); err != nil {
+		return err
+	}
+	return m.Unmarshal(v)
+}
