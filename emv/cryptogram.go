@@ -1,7 +1,6 @@
 package emv
 
 import (
-	"crypto/des"
 	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
@@ -198,16 +197,10 @@ func GenerateARQC(s Scheme, imk []byte, pan string, psn int, atc uint16, un [4]b
 // ARPCMethod1 is EMV ARPC method 1 (Book 2 A1.2.1): 3DES(key, ARQC xor
 // (ARC‖000000000000)). For PBOC, tag 91 = ARPC ‖ ARC.
 func ARPCMethod1(key Key, arqc [8]byte, arc [2]byte) [8]byte {
-	x := arqc
-	x[0] ^= arc[0]
-	x[1] ^= arc[1]
-	b, err := newTDES(key[:])
-	if err != nil {
-		panic(err) // unreachable: key is 16 bytes
-	}
-	var out [8]byte
-	b.Encrypt(out[:], x[:])
-	return out
+	var k tdesKey
+	k.setKeyBytes(key[:])
+	x := binary.BigEndian.Uint64(arqc[:]) ^ uint64(binary.BigEndian.Uint16(arc[:]))<<48
+	return block8(k.encrypt(x))
 }
 
 // MaxProprietaryAuthBytes bounds the proprietary authentication data of
@@ -221,14 +214,13 @@ func ARPCMethod2(key Key, arqc [8]byte, csu [4]byte, propAuth []byte) ([4]byte, 
 	if len(propAuth) > MaxProprietaryAuthBytes {
 		return [4]byte{}, fmt.Errorf("%w: proprietary authentication data of %d bytes (max %d)", ErrBadInput, len(propAuth), MaxProprietaryAuthBytes)
 	}
-	data := make([]byte, 0, 8+4+MaxProprietaryAuthBytes)
-	data = append(data, arqc[:]...)
-	data = append(data, csu[:]...)
-	data = append(data, propAuth...)
-	mac, err := MACAlg3(key[:], data, PadMethod2)
-	if err != nil {
-		return [4]byte{}, err
-	}
+	var data [8 + 4 + MaxProprietaryAuthBytes]byte
+	copy(data[:8], arqc[:])
+	copy(data[8:12], csu[:])
+	n := 12 + copy(data[12:], propAuth)
+	var k tdesKey
+	k.setKeyBytes(key[:])
+	mac := block8(macAlg3(&k, data[:n], PadMethod2))
 	return [4]byte(mac[:4]), nil
 }
 
@@ -243,14 +235,8 @@ func VerifyARQCPBOC(imk *IMK, pan string, psn int, atc uint16, data []byte, arqc
 		return false, Key{}, err
 	}
 	sk = SessionKeyPBOC(mk, atc)
-	kl, err := des.NewCipher(sk[:8])
-	if err != nil {
-		return false, Key{}, err
-	}
-	kr, err := des.NewCipher(sk[8:])
-	if err != nil {
-		return false, Key{}, err
-	}
-	mac := macAlg3(kl, kr, data, PadMethod2)
+	var k tdesKey
+	k.setKeyBytes(sk[:])
+	mac := block8(macAlg3(&k, data, PadMethod2))
 	return subtle.ConstantTimeCompare(mac[:], arqc[:]) == 1, sk, nil
 }

@@ -1,9 +1,6 @@
 package emv
 
-import (
-	"crypto/des"
-	"encoding/binary"
-)
+import "encoding/binary"
 
 // PBOC ED/EP e-purse (JT/T 978 style) crypto. Keys: DPK (purchase), DLK
 // (load), DTK (TAC) are 16-byte card keys, usually DiversifyKey of the
@@ -47,23 +44,17 @@ func EPurseLoadSessionKey(dlk Key, random [4]byte, onlineSerial [2]byte) [8]byte
 }
 
 func tdesBlock(key Key, in [8]byte) [8]byte {
-	b, err := newTDES(key[:])
-	if err != nil {
-		panic(err) // unreachable: key is 16 bytes
-	}
-	var out [8]byte
-	b.Encrypt(out[:], in[:])
-	return out
+	var k tdesKey
+	k.setKeyBytes(key[:])
+	return block8(k.encrypt(binary.BigEndian.Uint64(in[:])))
 }
 
 // EPurseMAC is the e-purse MAC: single-DES CBC under key8, IV 0, padding
 // 80 00.., leftmost 4 bytes.
 func EPurseMAC(key8 [8]byte, data []byte) [4]byte {
-	b, err := des.NewCipher(key8[:])
-	if err != nil {
-		panic(err) // unreachable: key is 8 bytes
-	}
-	m := cbcMACDES(b, data, PadMethod2)
+	var k desKey
+	k.setKeyBytes(key8[:])
+	m := block8(cbcMACDES(&k, data, PadMethod2))
 	return [4]byte(m[:4])
 }
 

@@ -1,12 +1,11 @@
 package emv
 
 import (
-	"crypto/cipher"
-	"crypto/des"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // ErrBadInput is wrapped by errors about malformed keys, PANs, PSNs and
@@ -28,33 +27,8 @@ type Key = [16]byte
 func OddParity(key []byte) {
 	for i, c := range key {
 		c &^= 1
-		if parity(c)%2 == 0 {
-			c |= 1
-		}
-		key[i] = c
+		key[i] = c | byte(bits.OnesCount8(c)&1^1)
 	}
-}
-
-func parity(c byte) int {
-	n := 0
-	for ; c != 0; c &= c - 1 {
-		n++
-	}
-	return n
-}
-
-// newTDES returns a 3DES cipher for a 16-byte (K1‖K2‖K1) or 24-byte key.
-func newTDES(key []byte) (cipher.Block, error) {
-	switch len(key) {
-	case 16:
-		var k [24]byte
-		copy(k[:], key)
-		copy(k[16:], key[:8])
-		return des.NewTripleDESCipher(k[:])
-	case 24:
-		return des.NewTripleDESCipher(key)
-	}
-	return nil, fmt.Errorf("%w: 3DES key of %d bytes (want 16 or 24)", ErrBadInput, len(key))
 }
 
 // KeyFromBytes checks that b is a 16-byte key and copies it.
@@ -158,15 +132,17 @@ func optionBInput(pan string, psn int) [8]byte {
 }
 
 // deriveFromY is MK = 3DES(IMK, Y) ‖ 3DES(IMK, Y xor FF..FF) with odd parity.
-func deriveFromY(imk cipher.Block, y [8]byte) Key {
-	var mk Key
-	imk.Encrypt(mk[:8], y[:])
-	for i := range y {
-		y[i] ^= 0xFF
-	}
-	imk.Encrypt(mk[8:], y[:])
-	OddParity(mk[:])
-	return mk
+func deriveFromY(imk *tdesKey, y [8]byte) Key {
+	v := binary.BigEndian.Uint64(y[:])
+	return halvesWithParity(imk.encrypt(v), imk.encrypt(^v))
+}
+
+func halvesWithParity(l, r uint64) Key {
+	var k Key
+	binary.BigEndian.PutUint64(k[:8], l)
+	binary.BigEndian.PutUint64(k[8:], r)
+	OddParity(k[:])
+	return k
 }
 
 // DeriveICCMKOptionA derives an ICC master key from the issuer master key
@@ -198,7 +174,7 @@ func DeriveICCMK(imk []byte, pan string, psn int) (Key, error) {
 // IMK is an issuer master key prepared for repeated derivations: its 3DES
 // key schedule is computed once. Safe for concurrent use.
 type IMK struct {
-	block cipher.Block
+	key tdesKey
 }
 
 // NewIMK prepares a 16-byte issuer master key.
@@ -206,11 +182,9 @@ func NewIMK(key []byte) (*IMK, error) {
 	if len(key) != 16 {
 		return nil, fmt.Errorf("%w: issuer master key of %d bytes (want 16)", ErrBadInput, len(key))
 	}
-	b, err := newTDES(key)
-	if err != nil {
-		return nil, err
-	}
-	return &IMK{block: b}, nil
+	k := new(IMK)
+	k.key.setKeyBytes(key)
+	return k, nil
 }
 
 // DeriveOptionA derives the ICC master key of (pan, psn) with Option A.
@@ -221,7 +195,7 @@ func (k *IMK) DeriveOptionA(pan string, psn int) (Key, error) {
 	if err := checkPSN(psn); err != nil {
 		return Key{}, err
 	}
-	return deriveFromY(k.block, optionAInput(pan, psn)), nil
+	return deriveFromY(&k.key, optionAInput(pan, psn)), nil
 }
 
 // DeriveOptionB derives the ICC master key of (pan, psn) with Option B
@@ -234,9 +208,9 @@ func (k *IMK) DeriveOptionB(pan string, psn int) (Key, error) {
 		return Key{}, err
 	}
 	if len(pan) <= 16 {
-		return deriveFromY(k.block, optionAInput(pan, psn)), nil
+		return deriveFromY(&k.key, optionAInput(pan, psn)), nil
 	}
-	return deriveFromY(k.block, optionBInput(pan, psn)), nil
+	return deriveFromY(&k.key, optionBInput(pan, psn)), nil
 }
 
 // DeriveICCMK is DeriveOptionB: Option A up to 16 digits, else Option B.
@@ -245,34 +219,24 @@ func (k *IMK) DeriveICCMK(pan string, psn int) (Key, error) {
 }
 
 // twoHalves is 3DES(mk, a) ‖ 3DES(mk, b) with odd parity.
-func twoHalves(mk Key, a, b [8]byte) Key {
-	blk, err := newTDES(mk[:])
-	if err != nil {
-		panic(err) // unreachable: mk is 16 bytes
-	}
-	var out Key
-	blk.Encrypt(out[:8], a[:])
-	blk.Encrypt(out[8:], b[:])
-	OddParity(out[:])
-	return out
+func twoHalves(mk *Key, a, b uint64) Key {
+	var k tdesKey
+	k.setKeyBytes(mk[:])
+	return halvesWithParity(k.encrypt(a), k.encrypt(b))
 }
 
 // SessionKeyPBOC is the PBOC 3.0 session key (DESIGN.md; not the EMV common
 // session key): 3DES(MK, 000000000000‖ATC) ‖ 3DES(MK, 000000000000‖(ATC xor
 // FFFF)), odd parity.
 func SessionKeyPBOC(mk Key, atc uint16) Key {
-	var a, b [8]byte
-	binary.BigEndian.PutUint16(a[6:], atc)
-	binary.BigEndian.PutUint16(b[6:], atc^0xFFFF)
-	return twoHalves(mk, a, b)
+	return twoHalves(&mk, uint64(atc), uint64(atc^0xFFFF))
 }
 
 // SessionKeyCommon is the EMV common session key (Book 2 A1.3.1):
 // 3DES(MK, R with R[2] = F0) ‖ 3DES(MK, R with R[2] = 0F), odd parity.
 func SessionKeyCommon(mk Key, r [8]byte) Key {
-	a, b := r, r
-	a[2], b[2] = 0xF0, 0x0F
-	return twoHalves(mk, a, b)
+	v := binary.BigEndian.Uint64(r[:]) &^ (0xFF << 40)
+	return twoHalves(&mk, v|0xF0<<40, v|0x0F<<40)
 }
 
 // SessionKeyVisaCVN18 is the common session key with R = ATC‖000000000000.
@@ -296,9 +260,6 @@ func SessionKeyMastercard(mk Key, atc uint16, un [4]byte) Key {
 // 3DES(master, div) ‖ 3DES(master, NOT div), odd parity, as for ICC master
 // keys.
 func DiversifyKey(master Key, div [8]byte) Key {
-	not := div
-	for i := range not {
-		not[i] ^= 0xFF
-	}
-	return twoHalves(master, div, not)
+	v := binary.BigEndian.Uint64(div[:])
+	return twoHalves(&master, v, ^v)
 }

@@ -2,9 +2,7 @@ package emv
 
 import (
 	"crypto/aes"
-	"crypto/cipher"
-	"crypto/des"
-	"crypto/subtle"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/emmansun/gmsm/cbcmac"
@@ -28,7 +26,7 @@ const (
 // Why not gmsm's cbcmac.NewANSIRetailMAC: it builds both DES key schedules
 // and copies the padded message on every call and panics on a bad key; the
 // switch verifies one ARQC per authorization, so this works on prepared
-// blocks (see IMK.VerifyARQCPBOC). Tests check both agree.
+// keys (see VerifyARQCPBOC and des.go). Tests check both agree.
 func MACAlg3(key, data []byte, pad int) ([8]byte, error) {
 	if len(key) != 16 {
 		return [8]byte{}, fmt.Errorf("%w: MAC key of %d bytes (want 16)", ErrBadInput, len(key))
@@ -36,31 +34,29 @@ func MACAlg3(key, data []byte, pad int) ([8]byte, error) {
 	if pad != PadMethod1 && pad != PadMethod2 {
 		return [8]byte{}, fmt.Errorf("%w: padding method %d (want 1 or 2)", ErrBadInput, pad)
 	}
-	kl, err := des.NewCipher(key[:8])
-	if err != nil {
-		return [8]byte{}, err
-	}
-	kr, err := des.NewCipher(key[8:])
-	if err != nil {
-		return [8]byte{}, err
-	}
-	return macAlg3(kl, kr, data, pad), nil
+	var k tdesKey
+	k.setKeyBytes(key)
+	return block8(macAlg3(&k, data, pad)), nil
 }
 
-func macAlg3(kl, kr cipher.Block, data []byte, pad int) [8]byte {
-	s := cbcMACDES(kl, data, pad)
-	kr.Decrypt(s[:], s[:])
-	kl.Encrypt(s[:], s[:])
-	return s
+func block8(v uint64) [8]byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], v)
+	return b
 }
 
-// cbcMACDES is a DES-sized CBC-MAC with IV 0 over data padded by pad.
-func cbcMACDES(b cipher.Block, data []byte, pad int) [8]byte {
-	var s [8]byte
+// macAlg3 is MAC algorithm 3 with k.k1 = KL and k.k2 = KR.
+func macAlg3(k *tdesKey, data []byte, pad int) uint64 {
+	s := cbcMACDES(&k.k1, data, pad)
+	return k.k1.encrypt(k.k2.decrypt(s))
+}
+
+// cbcMACDES is a DES CBC-MAC with IV 0 over data padded by pad.
+func cbcMACDES(k *desKey, data []byte, pad int) uint64 {
+	var s uint64
 	empty := len(data) == 0
 	for len(data) >= 8 {
-		subtle.XORBytes(s[:], s[:], data[:8])
-		b.Encrypt(s[:], s[:])
+		s = k.encrypt(s ^ binary.BigEndian.Uint64(data))
 		data = data[8:]
 	}
 	// Last, padded block. Method 1 adds none when data was a whole number of
@@ -73,9 +69,7 @@ func cbcMACDES(b cipher.Block, data []byte, pad int) [8]byte {
 	if pad == PadMethod2 {
 		last[len(data)] = 0x80
 	}
-	subtle.XORBytes(s[:], s[:], last[:])
-	b.Encrypt(s[:], s[:])
-	return s
+	return k.encrypt(s ^ binary.BigEndian.Uint64(last[:]))
 }
 
 // DESMAC is a single-DES CBC-MAC (IV 0, padding method 2) with an 8-byte
@@ -84,11 +78,9 @@ func DESMAC(key, data []byte) ([8]byte, error) {
 	if len(key) != 8 {
 		return [8]byte{}, fmt.Errorf("%w: DES key of %d bytes (want 8)", ErrBadInput, len(key))
 	}
-	b, err := des.NewCipher(key)
-	if err != nil {
-		return [8]byte{}, err
-	}
-	return cbcMACDES(b, data, PadMethod2), nil
+	var k desKey
+	k.setKeyBytes(key)
+	return block8(cbcMACDES(&k, data, PadMethod2)), nil
 }
 
 // AESCMAC is AES-CMAC (RFC 4493 / NIST SP 800-38B) with a 16-, 24- or
@@ -123,11 +115,10 @@ func TDESEncrypt(key, block []byte) ([8]byte, error) {
 	if len(block) != 8 {
 		return [8]byte{}, fmt.Errorf("%w: block of %d bytes (want 8)", ErrBadInput, len(block))
 	}
-	b, err := newTDES(key)
-	if err != nil {
-		return [8]byte{}, err
+	if len(key) != 16 {
+		return [8]byte{}, fmt.Errorf("%w: 3DES key of %d bytes (want 16)", ErrBadInput, len(key))
 	}
-	var out [8]byte
-	b.Encrypt(out[:], block)
-	return out, nil
+	var k tdesKey
+	k.setKeyBytes(key)
+	return block8(k.encrypt(binary.BigEndian.Uint64(block))), nil
 }
