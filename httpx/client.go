@@ -1,0 +1,120 @@
+package httpx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/logmask"
+)
+
+// Client calls another party's JSON API. The zero value of the optional
+// fields is usable: HTTP nil uses a client with DefaultClientTimeout,
+// MaxResponseBytes 0 means DefaultMaxResponseBytes.
+type Client struct {
+	Base             string       // e.g. "http://127.0.0.1:8420"
+	HTTP             *http.Client // nil: DefaultClientTimeout over http.DefaultTransport
+	Token            string       // sent as "Authorization: Bearer <Token>" when set
+	MaxResponseBytes int64
+}
+
+// Do sends in (JSON, when not nil) to Base+path and decodes a 2xx answer into
+// out (when not nil). An error answer in the {"error":{…}} shape comes back
+// as a *mipay.Error with the same code, message and reason; other non-2xx
+// answers as the code of their status. Transport failures and unreadable
+// answers are EUNAVAILABLE wrapping the cause (errors.Is works on
+// context.DeadlineExceeded).
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	req, err := c.newRequest(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: DefaultClientTimeout}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return mipay.WrapError(mipay.EUNAVAILABLE, err, "%s is unavailable", c.peer())
+	}
+	defer resp.Body.Close()
+	limit := c.MaxResponseBytes
+	if limit <= 0 {
+		limit = DefaultMaxResponseBytes
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return mipay.WrapError(mipay.EUNAVAILABLE, err, "%s answer could not be read", c.peer())
+	}
+	if int64(len(body)) > limit {
+		return mipay.Errorf(mipay.EUNAVAILABLE, "%s answer is larger than %d bytes", c.peer(), limit)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return errorFromAnswer(resp.StatusCode, body, c.peer())
+	}
+	if out == nil || len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return mipay.WrapError(mipay.EUNAVAILABLE, err, "%s answered malformed JSON", c.peer())
+	}
+	return nil
+}
+
+func (c *Client) newRequest(ctx context.Context, method, path string, in any) (*http.Request, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, mipay.WrapError(mipay.EINTERNAL, err, "encoding request")
+		}
+		body = bytes.NewReader(b)
+	}
+	u := strings.TrimRight(c.Base, "/") + "/" + strings.TrimLeft(path, "/")
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, mipay.WrapError(mipay.EINTERNAL, err, "building request to %s", c.peer())
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	return req, nil
+}
+
+// peer names the called party in messages by host only (paths may carry ids).
+func (c *Client) peer() string {
+	if u, err := url.Parse(c.Base); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "peer"
+}
+
+// errorFromAnswer maps an error answer back to a *mipay.Error.
+func errorFromAnswer(status int, body []byte, peer string) error {
+	var eb ErrorBody
+	if err := json.Unmarshal(body, &eb); err == nil && eb.Error.Code != "" {
+		return &mipay.Error{
+			Code:    eb.Error.Code,
+			Message: logmask.Mask(eb.Error.Message),
+			Reason:  logmask.Mask(eb.Error.Reason),
+			Err:     fmt.Errorf("%s answered HTTP %d", peer, status),
+		}
+	}
+	code := CodeOfStatus(status)
+	return &mipay.Error{
+		Code:    code,
+		Message: fmt.Sprintf("%s answered HTTP %d", peer, status),
+		Err:     errors.New(http.StatusText(status)),
+	}
+}
