@@ -13,8 +13,10 @@ type echoCard struct {
 	resets int
 }
 
-func (c *echoCard) Transmit(apdu []byte) []byte { return append(append([]byte(nil), apdu...), 0x90, 0x00) }
-func (c *echoCard) Reset()                      { c.mu.Lock(); c.resets++; c.mu.Unlock() }
+func (c *echoCard) Transmit(apdu []byte) []byte {
+	return append(append([]byte(nil), apdu...), 0x90, 0x00)
+}
+func (c *echoCard) Reset() { c.mu.Lock(); c.resets++; c.mu.Unlock() }
 
 func TestTap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
