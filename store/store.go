@@ -132,6 +132,19 @@ func (db *DB) Close() error {
 	return err
 }
 
+// PrepareWrite prepares a statement on the write connection(s), for use in
+// Writer and Tx functions as tx.Stmt(s): on SQLite an unprepared Exec parses
+// its SQL every time, which costs more than the insert itself. Close it after
+// the writers that use it. (On PostgreSQL pgx caches prepared statements by
+// SQL text, so plain tx.Exec is as fast.)
+func (db *DB) PrepareWrite(ctx context.Context, query string) (*sql.Stmt, error) {
+	st, err := db.write.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+	return st, nil
+}
+
 // Tx runs fn in a transaction and commits it when fn returns nil. When the
 // engine reports a transient conflict (SQLite BUSY/LOCKED, PostgreSQL
 // serialization failure or deadlock) the transaction is rolled back and fn

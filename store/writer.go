@@ -17,10 +17,10 @@ import (
 const (
 	// DefaultMaxBatch bounds the writes committed in one transaction.
 	DefaultMaxBatch = 512
-	// DefaultMaxWait bounds how long a batch that has begun waits for more
-	// writes while writers are arriving. An idle writer commits a lone
-	// write at once; see WriterConfig.MaxWait.
-	DefaultMaxWait = 200 * time.Microsecond
+	// DefaultMaxWait bounds how long a batch waits for writers expected
+	// back (see WriterConfig.MaxWait). It is about one fsync: waiting longer
+	// costs more latency than the larger batch saves.
+	DefaultMaxWait = 500 * time.Microsecond
 	// DefaultQueueWrites bounds the writes waiting to be taken; Write blocks
 	// (until its ctx ends) when the queue is full.
 	DefaultQueueWrites = 4 * DefaultMaxBatch
@@ -37,9 +37,11 @@ type WriterConfig struct {
 	// MaxBatch bounds the writes per transaction (DefaultMaxBatch).
 	MaxBatch int
 	// MaxWait bounds how long the committer, having taken the writes that
-	// were queued, keeps collecting more before it commits
-	// (DefaultMaxWait). It waits only while writes keep arriving, never for
-	// the first write after a pause; a negative value never waits.
+	// were queued, waits for more before it commits (DefaultMaxWait). It
+	// waits only for the writers it expects back — as many as were in the
+	// last batch or queued behind it — and stops as soon as they are in;
+	// the first write after a pause longer than MaxWait is committed at
+	// once. A negative value never waits.
 	MaxWait time.Duration
 	// QueueWrites bounds the writes waiting to be taken (DefaultQueueWrites).
 	QueueWrites int
@@ -63,7 +65,28 @@ type Writer struct {
 	queue  chan *writeReq
 	done   chan struct{}
 
+	// Savepoint statements, prepared once on SQLite (each unprepared Exec
+	// parses the SQL again); nil on PostgreSQL, where pgx caches them.
+	spSave, spRelease, spRollback *sql.Stmt
+
 	metrics *writerMetrics
+	stats   struct{ batches, writes, failed atomic.Int64 }
+}
+
+// WriterStats counts a Writer's work since it started.
+type WriterStats struct {
+	Batches       int64 // transactions run
+	Writes        int64 // writes taken into batches
+	FailedBatches int64 // transactions that failed to begin or commit
+}
+
+// Stats reports counters of the writer's work.
+func (w *Writer) Stats() WriterStats {
+	return WriterStats{
+		Batches:       w.stats.batches.Load(),
+		Writes:        w.stats.writes.Load(),
+		FailedBatches: w.stats.failed.Load(),
+	}
 }
 
 // Request states: a caller whose ctx ends while its write is queued marks it
@@ -108,8 +131,68 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 		done:    make(chan struct{}),
 		metrics: newWriterMetrics(cfg.Registerer, db.party, cfg.Name),
 	}
+	if db.engine == SQLite {
+		w.prepare()
+	}
 	go w.run()
 	return w
+}
+
+const (
+	sqlSavepoint  = "SAVEPOINT w"
+	sqlRelease    = "RELEASE SAVEPOINT w"
+	sqlRollbackTo = "ROLLBACK TO SAVEPOINT w"
+)
+
+// prepare prepares the savepoint statements; on failure the writer falls
+// back to unprepared statements, which give the same results more slowly.
+func (w *Writer) prepare() {
+	ctx := context.Background()
+	var err error
+	stmts := []*sql.Stmt{}
+	for _, q := range []struct {
+		sql string
+		dst **sql.Stmt
+	}{{sqlSavepoint, &w.spSave}, {sqlRelease, &w.spRelease}, {sqlRollbackTo, &w.spRollback}} {
+		var st *sql.Stmt
+		if st, err = w.db.write.PrepareContext(ctx, q.sql); err != nil {
+			break
+		}
+		stmts = append(stmts, st)
+		*q.dst = st
+	}
+	if err != nil {
+		for _, st := range stmts {
+			st.Close()
+		}
+		w.spSave, w.spRelease, w.spRollback = nil, nil, nil
+	}
+}
+
+// batchStmts are the savepoint statements bound to one batch's transaction.
+type batchStmts struct {
+	save, release, rollback *sql.Stmt
+}
+
+func (w *Writer) bind(ctx context.Context, tx *sql.Tx) batchStmts {
+	if w.spSave == nil {
+		return batchStmts{}
+	}
+	return batchStmts{
+		save:     tx.StmtContext(ctx, w.spSave),
+		release:  tx.StmtContext(ctx, w.spRelease),
+		rollback: tx.StmtContext(ctx, w.spRollback),
+	}
+}
+
+func execStmt(ctx context.Context, tx *sql.Tx, st *sql.Stmt, query string) error {
+	var err error
+	if st != nil {
+		_, err = st.ExecContext(ctx)
+	} else {
+		_, err = tx.ExecContext(ctx, query)
+	}
+	return err
 }
 
 // Write runs fn inside the transaction of a batch and returns once that
@@ -189,6 +272,11 @@ func (w *Writer) Close() error {
 	}
 	w.mu.Unlock()
 	<-w.done
+	for _, st := range []*sql.Stmt{w.spSave, w.spRelease, w.spRollback} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return nil
 }
 
@@ -196,45 +284,61 @@ func (w *Writer) Close() error {
 func (w *Writer) run() {
 	defer close(w.done)
 	batch := make([]*writeReq, 0, w.cfg.MaxBatch)
+	expect := 1 // writers expected in the next batch
 	for {
-		r, ok := <-w.queue
+		var (
+			r  *writeReq
+			ok bool
+		)
+		select {
+		case r, ok = <-w.queue:
+		default:
+			// Nothing queued: block, and if the pause outlasts the wait
+			// window the writer is idle — commit the next write at once.
+			t0 := time.Now()
+			r, ok = <-w.queue
+			if time.Since(t0) > w.cfg.MaxWait {
+				expect = 1
+			}
+		}
 		if !ok {
 			return
 		}
-		batch = w.collect(append(batch[:0], r))
+		batch = w.collect(append(batch[:0], r), min(expect, w.cfg.MaxBatch))
 		if len(batch) > 0 {
 			w.commit(batch)
 		}
+		// The writers of this batch and those that queued meanwhile are
+		// the population to expect next: callers answered now come back
+		// within microseconds, and committing without them would split the
+		// population into two alternating half batches, doubling fsyncs.
+		expect = len(batch) + len(w.queue)
 		clear(batch) // drop references for the GC
 	}
 }
 
-// collect takes what is queued, then — if writes are still arriving — waits
-// up to MaxWait for more. It drops writes whose callers gave up.
-func (w *Writer) collect(batch []*writeReq) []*writeReq {
-	// drain takes whatever is queued right now.
-	drain := func() bool {
-		for len(batch) < w.cfg.MaxBatch {
-			select {
-			case r, ok := <-w.queue:
-				if !ok {
-					return false
-				}
-				batch = append(batch, r)
-			default:
-				return true
+// collect takes what is queued and, while fewer than expect writes are in
+// the batch, waits up to MaxWait for more. It drops writes whose callers
+// gave up.
+func (w *Writer) collect(batch []*writeReq, expect int) []*writeReq {
+	open := true
+drain:
+	for len(batch) < w.cfg.MaxBatch {
+		select {
+		case r, ok := <-w.queue:
+			if !ok {
+				open = false
+				break drain
 			}
+			batch = append(batch, r)
+		default:
+			break drain
 		}
-		return true
 	}
-	open := drain()
-	if open && w.cfg.MaxWait > 0 && len(batch) > 1 && len(batch) < w.cfg.MaxBatch {
-		// More than one write was waiting: callers are concurrent, and
-		// those answered by the last commit are coming back. Wait a short
-		// while for them; stop early when the batch fills.
+	if open && w.cfg.MaxWait > 0 && len(batch) < expect {
 		t := time.NewTimer(w.cfg.MaxWait)
 	wait:
-		for len(batch) < w.cfg.MaxBatch {
+		for len(batch) < expect {
 			select {
 			case r, ok := <-w.queue:
 				if !ok {
@@ -268,6 +372,11 @@ func (w *Writer) commit(batch []*writeReq) {
 			r.err = err
 		}
 	}
+	w.stats.batches.Add(1)
+	w.stats.writes.Add(int64(len(batch)))
+	if err != nil {
+		w.stats.failed.Add(1)
+	}
 	if m := w.metrics; m != nil {
 		m.observe(batch, start, err)
 	}
@@ -293,8 +402,9 @@ func (w *Writer) runBatch(batch []*writeReq) error {
 	if err != nil {
 		return fmt.Errorf("store: %s writer: begin: %w", w.db.party, err)
 	}
+	sp := w.bind(ctx, tx)
 	for _, r := range batch {
-		if err := w.runOne(ctx, tx, r); err != nil {
+		if err := w.runOne(ctx, tx, sp, r); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("store: %s writer: %w", w.db.party, err)
 		}
@@ -307,13 +417,13 @@ func (w *Writer) runBatch(batch []*writeReq) error {
 
 // runOne runs one write in its savepoint. It returns an error only when the
 // transaction itself is broken.
-func (w *Writer) runOne(ctx context.Context, tx *sql.Tx, r *writeReq) error {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+func (w *Writer) runOne(ctx context.Context, tx *sql.Tx, sp batchStmts, r *writeReq) error {
+	if err := execStmt(ctx, tx, sp.save, sqlSavepoint); err != nil {
 		return fmt.Errorf("savepoint: %w", err)
 	}
 	r.err, r.panic = callFn(r.fn, tx)
 	if r.err == nil && r.panic == nil {
-		if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT w"); err != nil {
+		if err := execStmt(ctx, tx, sp.release, sqlRelease); err != nil {
 			return fmt.Errorf("release savepoint: %w", err)
 		}
 		return nil
@@ -321,10 +431,10 @@ func (w *Writer) runOne(ctx context.Context, tx *sql.Tx, r *writeReq) error {
 	if r.panic != nil && r.err == nil {
 		r.err = errors.New("store: write panicked")
 	}
-	if _, err := tx.ExecContext(ctx, "ROLLBACK TO SAVEPOINT w"); err != nil {
+	if err := execStmt(ctx, tx, sp.rollback, sqlRollbackTo); err != nil {
 		return fmt.Errorf("rollback to savepoint: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, "RELEASE SAVEPOINT w"); err != nil {
+	if err := execStmt(ctx, tx, sp.release, sqlRelease); err != nil {
 		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
