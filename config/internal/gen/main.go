@@ -73,9 +73,9 @@ var standIn = map[string]int64{
 
 // notes mark the demo cards `mipay up` prints, saying what each one shows.
 var notes = map[string]string{
-	"icbc-credit/0": "credit card; its bank decides without an SMS code when risk is low",
-	"boc-credit/0":  "credit card; its bank always asks for an SMS code (yellow path)",
-	"ccb-debit/0":   "debit card",
+	"icbc-credit/0": "credit card: no SMS code when account and device are low-risk (green path)",
+	"boc-credit/0":  "credit card: the bank always sends an SMS code (yellow path)",
+	"ccb-debit/0":   "debit card (no CVN2)",
 	"icbc-debit/2":  "debit card with 50.00 CNY: a payment above that is declined 51 (insufficient funds)",
 }
 
