@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -51,15 +53,29 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 
 // RedactURL returns u with any password replaced by "xxxxx", for messages.
 func RedactURL(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		// Unparseable: show only the scheme so no secret can leak.
-		if i := strings.Index(u, "://"); i > 0 && i < 16 {
-			return u[:i] + "://…"
-		}
+	if p, err := url.Parse(u); err == nil {
+		return p.Redacted()
+	}
+	// Unparseable (a bad port, say): redact by hand. The userinfo is what
+	// lies between "://" and the last '@' before the path.
+	i := strings.Index(u, "://")
+	if i < 0 {
 		return "(unparseable URL)"
 	}
-	return p.Redacted()
+	rest := u[i+3:]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	at := strings.LastIndex(rest[:end], "@")
+	if at < 0 {
+		return u
+	}
+	user := rest[:at]
+	if c := strings.Index(user, ":"); c >= 0 {
+		user = user[:c] + ":xxxxx"
+	}
+	return u[:i+3] + user + rest[at:]
 }
 
 // parseReason extracts pgx's short description of what is wrong with a URL.
@@ -80,18 +96,27 @@ func parseReason(err error) string {
 	return "malformed"
 }
 
-// pgReason gives the short cause of a connection failure.
+// pgReason gives the short cause of a connection failure: the server's
+// message, or the system error ("connection refused"), not pgx's full chain.
 func pgReason(err error) string {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		return pe.Message
 	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		return "unknown host " + dnsErr.Name
+	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) && ce.Unwrap() != nil {
 		return ce.Unwrap().Error()
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return "timed out"
 	}
 	return err.Error()
 }

@@ -78,6 +78,7 @@ type WriterStats struct {
 	Batches       int64 // transactions run
 	Writes        int64 // writes taken into batches
 	FailedBatches int64 // transactions that failed to begin or commit
+	Queued        int   // writes waiting to be taken now
 }
 
 // Stats reports counters of the writer's work.
@@ -86,6 +87,7 @@ func (w *Writer) Stats() WriterStats {
 		Batches:       w.stats.batches.Load(),
 		Writes:        w.stats.writes.Load(),
 		FailedBatches: w.stats.failed.Load(),
+		Queued:        len(w.queue),
 	}
 }
 
