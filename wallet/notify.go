@@ -1,0 +1,230 @@
+package wallet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mipay-oss/mipay"
+)
+
+// hub wakes the waiters of a device when this node wrote a notification for
+// it. Waiters also look at the store every NotificationPoll, which covers
+// notifications written by other wallet nodes.
+type hub struct {
+	mu    sync.Mutex
+	waits map[string]chan struct{} // device id → closed on the next signal
+}
+
+func newHub() *hub { return &hub{waits: map[string]chan struct{}{}} }
+
+// wait returns a channel closed at the device's next signal.
+func (h *hub) wait(deviceID string) <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ch, ok := h.waits[deviceID]
+	if !ok {
+		ch = make(chan struct{})
+		h.waits[deviceID] = ch
+	}
+	return ch
+}
+
+func (h *hub) signal(deviceID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if ch, ok := h.waits[deviceID]; ok {
+		close(ch)
+		delete(h.waits, deviceID)
+	}
+}
+
+// Notifications returns the device's notifications after seq `after`; when
+// there are none it waits up to wait for one (long poll).
+func (s *Service) Notifications(ctx context.Context, accountID, deviceID string, after int64, wait time.Duration) ([]Notification, error) {
+	if _, err := s.Device(ctx, accountID, deviceID); err != nil {
+		return nil, err
+	}
+	if after < 0 {
+		return nil, mipay.Errorf(mipay.EINVALID, "after must be a notification number (0 or more)")
+	}
+	wait = min(max(wait, 0), MaxLongPollWait)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		// Take the wake-up channel before reading so a signal between the
+		// read and the wait is not lost.
+		woken := s.hub.wait(deviceID)
+		ns, err := s.repo.notifications(ctx, deviceID, after, MaxNotificationsPerPage)
+		if err != nil || len(ns) > 0 {
+			return ns, err
+		}
+		poll := time.NewTimer(s.cfg.NotificationPoll)
+		select {
+		case <-woken:
+		case <-poll.C:
+		case <-deadline.C:
+			poll.Stop()
+			return []Notification{}, nil
+		case <-ctx.Done():
+			poll.Stop()
+			return []Notification{}, nil
+		case <-s.stopping:
+			poll.Stop()
+			return []Notification{}, nil
+		}
+		poll.Stop()
+	}
+}
+
+// --- events ---
+
+// TransactionEvent is the payload of transaction.authorized as the switch
+// publishes it. Unknown fields are ignored (the switch may add some).
+type TransactionEvent struct {
+	ID            string    `json:"id"`
+	TransactionID string    `json:"transactionId"`
+	TokenRef      string    `json:"tokenRef"`
+	TokenUniqRef  string    `json:"tokenUniqueReference"`
+	AmountMinor   int64     `json:"amountMinor"`
+	Currency      string    `json:"currency"`
+	MerchantName  string    `json:"merchantName"`
+	Approved      bool      `json:"approved"`
+	ResponseCode  string    `json:"responseCode"`
+	AuthCode      string    `json:"authCode"`
+	Time          time.Time `json:"time"`
+	STAN          string    `json:"stan"`
+	RRN           string    `json:"rrn"`
+}
+
+// Subjects the wallet subscribes to, and its durable consumer names.
+const (
+	SubjectTransactionAuthorized = "transaction.authorized"
+	SubjectTokenStateChanged     = "token.state_changed"
+	DurableTransactions          = "wallet-transactions"
+	DurableTokenStates           = "wallet-token-states"
+)
+
+// maxEventTextBytes bounds text fields taken from events into the store.
+const maxEventTextBytes = 128
+
+func clip(s string) string {
+	if len(s) > maxEventTextBytes {
+		s = s[:maxEventTextBytes]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// HandleTransaction records an authorization of one of the wallet's cards
+// (once: by the switch's transaction id, else the event id) and notifies the
+// card's device. Authorizations of tokens this wallet does not hold are
+// ignored.
+func (s *Service) HandleTransaction(ctx context.Context, eventID string, data json.RawMessage) error {
+	var e TransactionEvent
+	if err := json.Unmarshal(data, &e); err != nil {
+		// A malformed event will not get better on redelivery.
+		s.cfg.Log.ErrorContext(ctx, "malformed transaction event dropped", "event", eventID, "err", err)
+		return nil
+	}
+	ref := e.TokenRef
+	if ref == "" {
+		ref = e.TokenUniqRef
+	}
+	id := e.TransactionID
+	if id == "" {
+		id = e.ID
+	}
+	if id == "" {
+		id = eventID
+	}
+	if ref == "" || id == "" {
+		s.cfg.Log.WarnContext(ctx, "transaction event without token or id dropped", "event", eventID)
+		return nil
+	}
+	c, err := s.repo.cardByTokenRef(ctx, ref)
+	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	at := e.Time
+	if at.IsZero() {
+		at = s.now()
+	}
+	t := &Transaction{
+		ID: clip(id), CardID: c.ID, DeviceID: c.DeviceID, AmountMinor: e.AmountMinor, Currency: clip(e.Currency),
+		MerchantName: clip(e.MerchantName), Approved: e.Approved, ResponseCode: clip(e.ResponseCode),
+		AuthCode: clip(e.AuthCode), STAN: clip(e.STAN), RRN: clip(e.RRN), TokenLast4: c.TokenLast4, Time: at.UTC(),
+	}
+	inserted, err := s.repo.insertTransaction(ctx, t, s.now(), s.cfg.NotificationsKept)
+	if err != nil {
+		return err
+	}
+	if inserted {
+		s.hub.signal(c.DeviceID)
+	}
+	return nil
+}
+
+// TokenStateEvent is the payload of token.state_changed (the TSP's
+// StateChange).
+type TokenStateEvent struct {
+	TokenRef string    `json:"tokenUniqueReference"`
+	State    string    `json:"state"`
+	CausedBy string    `json:"causedBy"`
+	Reason   string    `json:"reason"`
+	Time     time.Time `json:"time"`
+}
+
+// HandleTokenState updates the state of the card holding the token and
+// notifies its device.
+func (s *Service) HandleTokenState(ctx context.Context, eventID string, data json.RawMessage) error {
+	var e TokenStateEvent
+	if err := json.Unmarshal(data, &e); err != nil || e.TokenRef == "" {
+		s.cfg.Log.ErrorContext(ctx, "malformed token state event dropped", "event", eventID, "err", err)
+		return nil
+	}
+	c, err := s.repo.cardByTokenRef(ctx, e.TokenRef)
+	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	at := e.Time
+	if at.IsZero() {
+		at = s.now()
+	}
+	err = s.changeCardState(ctx, c, e.State, clip(e.CausedBy), clip(e.Reason), at)
+	if mipay.ErrorCode(err) == mipay.EUNAVAILABLE {
+		s.cfg.Log.ErrorContext(ctx, "token state event with an unknown state dropped", "event", eventID, "state", clip(e.State))
+		return nil
+	}
+	return err
+}
+
+// parseAfter reads a notification number from ?after= or Last-Event-ID.
+func parseAfter(v string) (int64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, mipay.Errorf(mipay.EINVALID, "after must be a notification number (0 or more)")
+	}
+	return n, nil
+}
+
+// sseEvent formats a notification as a server-sent event.
+func sseEvent(n *Notification) ([]byte, error) {
+	b, err := json.Marshal(n)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: encode notification: %w", err)
+	}
+	return fmt.Appendf(nil, "id: %d\nevent: %s\ndata: %s\n\n", n.Seq, n.Kind, b), nil
+}

@@ -1,0 +1,179 @@
+package wallet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/mipay-oss/mipay/events"
+	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/store"
+)
+
+// EnvSERoots names the environment variable listing extra SE vendor root
+// PEM files the wallet trusts (separated like PATH), besides the emulator
+// factory's <data>/se-factory/root.pem.
+const EnvSERoots = "MIPAY_WALLET_SE_ROOTS"
+
+// FactoryRootPath is where the handset emulator's SE factory keeps its root
+// certificate (see package se) under a data directory.
+func FactoryRootPath(dataDir string) string {
+	return filepath.Join(dataDir, "se-factory", "root.pem")
+}
+
+// Party is a running wallet: its HTTP API, its store, its subscriptions.
+type Party struct {
+	svc    *Service
+	db     *store.DB
+	writer *store.Writer
+	srv    *http.Server
+	addr   string
+	subs   []events.Subscription
+	cancel context.CancelFunc
+	served chan error
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Start starts the wallet party of env: store, TSP client (env's "tsp"
+// peer), SE vendor roots (the emulator factory's root under env.DataDir,
+// plus MIPAY_WALLET_SE_ROOTS), event subscriptions and the HTTP API on
+// env.Listen["http"].
+func Start(ctx context.Context, env *node.Env) (node.Party, error) {
+	return StartWith(ctx, env, Config{})
+}
+
+// StartWith is Start with a Config: fields left zero are taken from env and
+// the defaults (tests and in-process setups set TSP, Roots, Now, limits).
+func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
+	if cfg.TSP == nil {
+		cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), DefaultTSPTimeout)
+	}
+	if cfg.Roots == nil {
+		files := []string{FactoryRootPath(env.DataDir)}
+		if v := os.Getenv(EnvSERoots); v != "" {
+			for _, f := range filepath.SplitList(v) {
+				if f = strings.TrimSpace(f); f != "" {
+					files = append(files, f)
+				}
+			}
+		}
+		cfg.Roots = NewRoots(files...)
+	}
+	if cfg.TokenRequestorID == "" && env.Ref != nil && len(env.Ref.TokenRequestors) > 0 {
+		cfg.TokenRequestorID = env.Ref.TokenRequestors[0].ID
+	}
+	if cfg.Log == nil {
+		cfg.Log = env.Log
+	}
+	if cfg.Log != nil {
+		cfg.Log = cfg.Log.With("party", node.RoleWallet)
+	}
+
+	db, err := store.Open(ctx, env.Store, node.RoleWallet, Migrations())
+	if err != nil {
+		return nil, fmt.Errorf("wallet: open store: %w", err)
+	}
+	w := store.NewWriter(db, store.WriterConfig{Registerer: env.Metrics})
+	p := &Party{db: db, writer: w, served: make(chan error, 1)}
+	p.svc = NewService(cfg, newRepo(db, w.Write))
+
+	if env.Bus != nil {
+		if err := p.subscribe(ctx, env.Bus); err != nil {
+			p.closeStore()
+			return nil, err
+		}
+	}
+
+	listen := "127.0.0.1:0"
+	if a := env.Listen["http"]; a != "" {
+		listen = a
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		p.stopSubs()
+		p.closeStore()
+		return nil, fmt.Errorf("wallet: listen %s: %w", listen, err)
+	}
+	p.addr = "http://" + ln.Addr().String()
+	p.srv = httpx.NewServer(node.RoleWallet, NewAPI(p.svc).Handler(), cfg.Log, env.Metrics)
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	go func() { p.served <- httpx.Serve(sctx, p.srv, ln) }()
+	return p, nil
+}
+
+func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
+	handlers := []struct {
+		subject, durable string
+		fn               func(context.Context, string, []byte) error
+	}{
+		{SubjectTransactionAuthorized, DurableTransactions, func(ctx context.Context, id string, data []byte) error {
+			return p.svc.HandleTransaction(ctx, id, data)
+		}},
+		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
+			return p.svc.HandleTokenState(ctx, id, data)
+		}},
+	}
+	for _, h := range handlers {
+		sub, err := bus.Subscribe(ctx, h.subject, h.durable, func(ctx context.Context, e events.Event) error {
+			return h.fn(ctx, e.ID, e.Data)
+		})
+		if err != nil {
+			p.stopSubs()
+			return fmt.Errorf("wallet: subscribe %s: %w", h.subject, err)
+		}
+		p.subs = append(p.subs, sub)
+	}
+	return nil
+}
+
+// Addrs reports the HTTP API's URL under "http".
+func (p *Party) Addrs() map[string]string { return map[string]string{"http": p.addr} }
+
+// URL is the HTTP API's base URL (http://127.0.0.1:port).
+func (p *Party) URL() string { return p.addr }
+
+// Service is the party's service, for in-process callers (the portal, tests).
+func (p *Party) Service() *Service { return p.svc }
+
+// Close stops the HTTP API (finishing requests in flight, bounded by ctx),
+// the subscriptions and the store.
+func (p *Party) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() {
+		var errs []error
+		p.svc.Stop()
+		if p.srv != nil {
+			if err := httpx.Shutdown(ctx, p.srv); err != nil {
+				errs = append(errs, err)
+			}
+			p.cancel()
+			if err := <-p.served; err != nil {
+				errs = append(errs, err)
+			}
+		}
+		p.stopSubs()
+		errs = append(errs, p.closeStore())
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+func (p *Party) stopSubs() {
+	for _, s := range p.subs {
+		_ = s.Close()
+	}
+	p.subs = nil
+}
+
+func (p *Party) closeStore() error {
+	return errors.Join(p.writer.Close(), p.db.Close())
+}
