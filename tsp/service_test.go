@@ -399,28 +399,51 @@ func TestNoPlaintextPANInStore(t *testing.T) {
 	}
 }
 
-// scanForPANs fails if any file under the directory of path (the SQLite
-// file, its WAL and journal) holds a PAN as ASCII digits or packed BCD.
+// scanForPANs fails if any file beside path (the SQLite file, its WAL and
+// journal) holds a PAN as ASCII digits or packed BCD.
 func scanForPANs(t *testing.T, path string, pans []string) {
 	t.Helper()
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		t.Skipf("store is not a local file (%s)", path)
 	}
-	files, _ := filepath.Glob(filepath.Join(dir, "*"))
-	if len(files) == 0 {
+	if fn, pan, n := findPAN(dir, pans); n == 0 {
 		t.Fatalf("no store files under %s", dir)
+	} else if fn != "" {
+		t.Fatalf("%s holds PAN %s", fn, MaskPAN(pan))
 	}
+}
+
+// findPAN returns the first file under dir holding one of pans, and how
+// many files it read.
+func findPAN(dir string, pans []string) (file, pan string, read int) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
 	for _, fn := range files {
 		data, err := os.ReadFile(fn)
 		if err != nil {
 			continue
 		}
+		read++
 		for _, p := range pans {
 			bcd, _ := bcdPadF(p)
 			if bytes.Contains(data, []byte(p)) || bytes.Contains(data, bcd) {
-				t.Fatalf("%s holds PAN %s", fn, MaskPAN(p))
+				return fn, p, read
 			}
 		}
+	}
+	return "", "", read
+}
+
+func TestFindPANDetects(t *testing.T) {
+	dir := t.TempDir()
+	pan := "6210102803651527"
+	os.WriteFile(filepath.Join(dir, "a"), []byte("nothing here"), 0o600)
+	if fn, _, n := findPAN(dir, []string{pan}); fn != "" || n != 1 {
+		t.Fatalf("false positive %s (%d files)", fn, n)
+	}
+	bcd, _ := bcdPadF(pan)
+	os.WriteFile(filepath.Join(dir, "b"), append([]byte("x"), bcd...), 0o600)
+	if fn, _, _ := findPAN(dir, []string{pan}); fn == "" {
+		t.Fatal("BCD PAN not found")
 	}
 }

@@ -1,0 +1,378 @@
+package tsp
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/emv"
+)
+
+// card is the test's stand-in for the SE: it makes PBOC CVN 01 cryptograms
+// with the token's ICC key, as the payment applet does.
+type card struct {
+	dpan   string
+	psn    int
+	expiry string
+	mk     emv.Key
+	atc    uint16
+}
+
+func (f *fixture) cardFor(t testing.TB, ref string) *card {
+	t.Helper()
+	tok, err := f.vault.Get(context.Background(), ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := emv.DeriveICCMK(f.keys.imk(tok.IssuerID), tok.DPAN, tok.PSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &card{dpan: tok.DPAN, psn: tok.PSN, expiry: tok.Expiry, mk: mk}
+}
+
+var testCVR = [4]byte{0x03, 0xA0, 0x00, 0x00}
+
+func bcd12(v int64) (b [6]byte) {
+	for i := 5; i >= 0; i-- {
+		lo := v % 10
+		v /= 10
+		hi := v % 10
+		v /= 10
+		b[i] = byte(hi<<4 | lo)
+	}
+	return b
+}
+
+// tap makes the next authorization request of the card for amount fen.
+func (c *card) tap(amount int64, cdcvm bool) AuthRequest {
+	c.atc++
+	var tx emv.TxData
+	tx.Amount = bcd12(amount)
+	tx.Country = [2]byte{0x01, 0x56}
+	tx.Currency = [2]byte{0x01, 0x56}
+	tx.Date = [3]byte{0x26, 0x11, 0x26}
+	tx.Type = 0x00
+	binary.BigEndian.PutUint32(tx.Unpredictable[:], uint32(c.atc)*2654435761)
+	tx.AIP = [2]byte{0x18, 0x00}
+	binary.BigEndian.PutUint16(tx.ATC[:], c.atc)
+	sk := emv.SessionKeyPBOC(c.mk, c.atc)
+	arqc, err := emv.MACAlg3(sk[:], emv.ARQCDataPBOC(&tx, testCVR), emv.PadMethod2)
+	if err != nil {
+		panic(err)
+	}
+	ctq := []byte{0x00, 0x00}
+	if cdcvm {
+		ctq[1] = CTQByte2CDCVM
+	}
+	return AuthRequest{
+		Token: c.dpan, Expiry: c.expiry, PSN: c.psn, EntryMode: "072", AmountMinor: amount, Currency: "156",
+		ICC: tx, ARQC: arqc[:], IAD: []byte{0x07, 0x01, 0x01, 0x03, 0xA0, 0x00, 0x00, 0x01}, CTQ: ctq,
+	}
+}
+
+type authFixture struct {
+	*fixture
+	a *Authorizer
+}
+
+func newAuthFixture(t testing.TB) *authFixture {
+	t.Helper()
+	f := newFixture(t)
+	a, err := NewAuthorizer(context.Background(), AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return &authFixture{fixture: f, a: a}
+}
+
+func TestAuthorizeApproved(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	res, ch := f.mustActiveToken(t, config.Debit, "dev-1")
+	c := f.cardFor(t, res.TokenRef)
+	req := c.tap(1250, true)
+	out, err := f.a.Authorize(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !out.Approved || out.PAN != ch.PAN || out.PANExpiry != ch.Expiry || out.TokenRef != res.TokenRef || !out.CryptogramValid || out.ATC != 1 {
+		t.Fatalf("result %+v", out)
+	}
+	if out.IssuerID != res.IssuerID || out.TokenAssurance != AssuranceIssuerApproved || out.PAR == "" {
+		t.Fatalf("result %+v", out)
+	}
+	if n, _ := f.vault.DetokenizationCount(ctx, res.TokenRef); n != 1 {
+		t.Fatalf("%d de-tokenizations logged", n)
+	}
+	tok, _ := f.vault.Get(ctx, res.TokenRef)
+	if tok.LastATC != 1 {
+		t.Fatalf("last ATC %d", tok.LastATC)
+	}
+	t.Run("ARPC", func(t *testing.T) {
+		var arqc [8]byte
+		copy(arqc[:], req.ARQC)
+		arpc, err := f.a.ARPC(ctx, res.TokenRef, 1, arqc, [2]byte{'0', '0'})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := emv.ARPCMethod1(emv.SessionKeyPBOC(c.mk, 1), arqc, [2]byte{'0', '0'})
+		if arpc != want {
+			t.Fatalf("ARPC %X, want %X", arpc, want)
+		}
+	})
+	t.Run("in-app entry mode", func(t *testing.T) {
+		r := c.tap(500, true)
+		r.EntryMode = "091"
+		if out, err := f.a.Authorize(ctx, r); err != nil || !out.Approved {
+			t.Fatalf("%+v %v", out, err)
+		}
+	})
+	t.Run("online PIN above the limit", func(t *testing.T) {
+		r := c.tap(f.ref.NoCVMLimitMinor+1, false)
+		r.OnlinePIN = true
+		if out, err := f.a.Authorize(ctx, r); err != nil || !out.Approved {
+			t.Fatalf("%+v %v", out, err)
+		}
+	})
+	t.Run("no CDCVM at the limit", func(t *testing.T) {
+		if out, err := f.a.Authorize(ctx, c.tap(f.ref.NoCVMLimitMinor, false)); err != nil || !out.Approved {
+			t.Fatalf("%+v %v", out, err)
+		}
+	})
+}
+
+func TestAuthorizeDeclines(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	res, _ := f.mustActiveToken(t, config.Credit, "dev-1")
+	c := f.cardFor(t, res.TokenRef)
+	other, _ := f.mustActiveToken(t, config.Credit, "dev-2")
+	otherCard := f.cardFor(t, other.TokenRef)
+
+	for _, tc := range []struct {
+		name string
+		req  func() AuthRequest
+		want string
+	}{
+		{"unknown token", func() AuthRequest { r := c.tap(100, true); r.Token = "6290009999999999"; return r }, DeclineUnknownToken},
+		{"not digits", func() AuthRequest { r := c.tap(100, true); r.Token = "62900099999x9999"; return r }, DeclineUnknownToken},
+		{"expiry mismatch", func() AuthRequest { r := c.tap(100, true); r.Expiry = "2001"; return r }, DeclineExpiryMismatch},
+		{"no cryptogram", func() AuthRequest { r := c.tap(100, true); r.ARQC = nil; return r }, DeclineDomain},
+		{"e-commerce entry mode", func() AuthRequest { r := c.tap(100, true); r.EntryMode = "812"; return r }, DeclineDomain},
+		{"magstripe entry mode", func() AuthRequest { r := c.tap(100, true); r.EntryMode = "902"; return r }, DeclineDomain},
+		{"other requestor", func() AuthRequest { r := c.tap(100, true); r.TokenRequestorID = "40010030273"; return r }, DeclineDomain},
+		{"wrong cryptogram", func() AuthRequest { r := c.tap(100, true); r.ARQC[0] ^= 1; return r }, DeclineCryptogram},
+		{"amount changed after the cryptogram", func() AuthRequest { r := c.tap(100, true); r.AmountMinor = 99; return r }, DeclineCryptogram},
+		{"ICC amount tampered", func() AuthRequest { r := c.tap(100, true); r.ICC.Amount = bcd12(99); r.AmountMinor = 99; return r }, DeclineCryptogram},
+		{"bad IAD", func() AuthRequest { r := c.tap(100, true); r.IAD = []byte{0x06, 1, 1}; return r }, DeclineCryptogram},
+		{"short ARQC", func() AuthRequest { r := c.tap(100, true); r.ARQC = r.ARQC[:4]; return r }, DeclineCryptogram},
+		{"another device's keys", func() AuthRequest {
+			r := otherCard.tap(100, true)
+			r.Token, r.Expiry = c.dpan, c.expiry
+			r.ICC.ATC = [2]byte{0x7F, 0x00}
+			return r
+		}, DeclineCryptogram},
+		{"no CDCVM above the limit", func() AuthRequest { return c.tap(f.ref.NoCVMLimitMinor+1, false) }, DeclineCVMRequired},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := f.a.Authorize(ctx, tc.req())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Approved || out.Decline != tc.want || out.PAN != "" {
+				t.Fatalf("result %+v, want decline %s", out, tc.want)
+			}
+		})
+	}
+	if n, _ := f.vault.DetokenizationCount(ctx, res.TokenRef); n != 0 {
+		t.Fatalf("%d de-tokenizations logged for declines", n)
+	}
+}
+
+func TestAuthorizeReplay(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	res, _ := f.mustActiveToken(t, config.Debit, "dev-1")
+	c := f.cardFor(t, res.TokenRef)
+	first := c.tap(1250, true)
+	if out, _ := f.a.Authorize(ctx, first); !out.Approved {
+		t.Fatalf("first: %+v", out)
+	}
+	t.Run("same message again", func(t *testing.T) {
+		out, err := f.a.Authorize(ctx, first)
+		if err != nil || out.Approved || out.Decline != DeclineReplay {
+			t.Fatalf("%+v %v", out, err)
+		}
+	})
+	t.Run("replay on a node with a cold cache", func(t *testing.T) {
+		a2, err := NewAuthorizer(ctx, AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a2.Close()
+		out, err := a2.Authorize(ctx, first)
+		if err != nil || out.Approved || out.Decline != DeclineReplay {
+			t.Fatalf("%+v %v", out, err)
+		}
+	})
+	t.Run("lower ATC", func(t *testing.T) {
+		hi := c.tap(100, true)
+		c.atc -= 3
+		lo := c.tap(100, true)
+		if out, _ := f.a.Authorize(ctx, hi); !out.Approved {
+			t.Fatalf("hi: %+v", out)
+		}
+		if out, _ := f.a.Authorize(ctx, lo); out.Decline != DeclineReplay {
+			t.Fatalf("lo: %+v", out)
+		}
+	})
+	t.Run("CVM decline consumes the ATC", func(t *testing.T) {
+		c.atc += 10
+		r := c.tap(f.ref.NoCVMLimitMinor+1, false)
+		if out, _ := f.a.Authorize(ctx, r); out.Decline != DeclineCVMRequired {
+			t.Fatalf("%+v", out)
+		}
+		r.OnlinePIN = true // same cryptogram, now with a PIN flag
+		if out, _ := f.a.Authorize(ctx, r); out.Decline != DeclineReplay {
+			t.Fatalf("%+v", out)
+		}
+	})
+	t.Run("concurrent same ATC on two nodes", func(t *testing.T) {
+		a2, err := NewAuthorizer(ctx, AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a2.Close()
+		for i := 0; i < 20; i++ {
+			r := c.tap(100, true)
+			var approved atomic.Int32
+			var wg sync.WaitGroup
+			for _, a := range []*Authorizer{f.a, a2, f.a, a2} {
+				wg.Add(1)
+				go func(a *Authorizer) {
+					defer wg.Done()
+					if out, err := a.Authorize(ctx, r); err == nil && out.Approved {
+						approved.Add(1)
+					}
+				}(a)
+			}
+			wg.Wait()
+			if approved.Load() != 1 {
+				t.Fatalf("round %d: %d approvals of one cryptogram", i, approved.Load())
+			}
+		}
+	})
+}
+
+func TestAuthorizeTokenStates(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	res, _ := f.mustActiveToken(t, config.Debit, "dev-1")
+	c := f.cardFor(t, res.TokenRef)
+	if out, _ := f.a.Authorize(ctx, c.tap(100, true)); !out.Approved {
+		t.Fatalf("%+v", out) // warms the cache
+	}
+	if _, err := f.svc.Lifecycle(ctx, res.TokenRef, ActionSuspend, CausedByCardholder, "DEVICE_LOST"); err != nil {
+		t.Fatal(err)
+	}
+	f.a.Invalidate(res.TokenRef) // what the token.state_changed subscription does
+	if out, _ := f.a.Authorize(ctx, c.tap(100, true)); out.Decline != DeclineTokenSuspended {
+		t.Fatalf("suspended: %+v", out)
+	}
+	f.svc.Lifecycle(ctx, res.TokenRef, ActionResume, CausedByCardholder, "FOUND")
+	f.a.Invalidate(res.TokenRef)
+	if out, _ := f.a.Authorize(ctx, c.tap(100, true)); !out.Approved {
+		t.Fatalf("resumed: %+v", out)
+	}
+	f.svc.Lifecycle(ctx, res.TokenRef, ActionDelete, CausedByCardholder, "REMOVED")
+	f.a.Invalidate(res.TokenRef)
+	if out, _ := f.a.Authorize(ctx, c.tap(100, true)); out.Decline != DeclineTokenDeactivated {
+		t.Fatalf("deleted: %+v", out)
+	}
+
+	t.Run("inactive", func(t *testing.T) {
+		_, ch := demoCard(t, f.ref, config.Credit)
+		f.issuer.decision[ch.PAN] = DecisionResponse{Decision: DecisionRequireAdditional}
+		defer delete(f.issuer.decision, ch.PAN)
+		r, err := f.svc.Tokenize(ctx, f.tokenizeReq(t, cardOf(ch), "dev-3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, _ := f.a.Authorize(ctx, f.cardFor(t, r.TokenRef).tap(100, true)); out.Decline != DeclineTokenInactive {
+			t.Fatalf("%+v", out)
+		}
+	})
+	t.Run("expired", func(t *testing.T) {
+		r, _ := f.mustActiveToken(t, config.Credit, "dev-4")
+		c := f.cardFor(t, r.TokenRef)
+		end, _ := expiryEnd(c.expiry)
+		a2, err := NewAuthorizer(ctx, AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref, Now: func() time.Time { return end }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a2.Close()
+		if out, _ := a2.Authorize(ctx, c.tap(100, true)); out.Decline != DeclineTokenExpired {
+			t.Fatalf("%+v", out)
+		}
+	})
+	t.Run("cache TTL backstop", func(t *testing.T) {
+		r, _ := f.mustActiveToken(t, config.Credit, "dev-5")
+		c := f.cardFor(t, r.TokenRef)
+		now := time.Now()
+		var clock atomic.Int64
+		clock.Store(now.UnixNano())
+		a2, err := NewAuthorizer(ctx, AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref, CacheTTL: time.Second,
+			Now: func() time.Time { return time.Unix(0, clock.Load()) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a2.Close()
+		if out, _ := a2.Authorize(ctx, c.tap(100, true)); !out.Approved {
+			t.Fatalf("%+v", out)
+		}
+		f.svc.Lifecycle(ctx, r.TokenRef, ActionSuspend, CausedByIssuer, "FRAUD") // event lost: no Invalidate
+		clock.Add(int64(2 * time.Second))
+		if out, _ := a2.Authorize(ctx, c.tap(100, true)); out.Decline != DeclineTokenSuspended {
+			t.Fatalf("after TTL: %+v", out)
+		}
+	})
+}
+
+// BenchmarkAuthorize drives Authorize from many goroutines, each tapping
+// its own token in ATC order (a token's taps are sequential in reality). The
+// time includes making the request's ARQC on the "card" (~2 µs).
+func BenchmarkAuthorize(b *testing.B) {
+	f := newAuthFixture(b)
+	ctx := context.Background()
+	const parallelism = 64 // × GOMAXPROCS goroutines
+	tokens := parallelism * runtime.GOMAXPROCS(0)
+	cards := make([]*card, tokens)
+	for i := range cards {
+		res, _ := f.mustActiveToken(b, config.Debit, fmt.Sprintf("dev-bench-%d", i))
+		cards[i] = f.cardFor(b, res.TokenRef)
+	}
+	var next atomic.Int64
+	// The switch has many authorizations in flight (pipelined links), so
+	// the ATC writes of concurrent requests share a commit.
+	b.SetParallelism(parallelism)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c := cards[next.Add(1)-1]
+		for pb.Next() {
+			out, err := f.a.Authorize(ctx, c.tap(1250, true))
+			if err != nil || !out.Approved {
+				b.Errorf("%+v %v", out, err)
+				return
+			}
+		}
+	})
+}
