@@ -52,11 +52,11 @@ func (e *cacheEntry) raiseATC(atc int) {
 // invalidation. Bounded: when full, an arbitrary entry is evicted (map
 // iteration order), which is enough for a cache whose misses cost one read.
 type tokenCache struct {
-	mu    sync.RWMutex
-	byDP  map[string]*cacheEntry
-	refs  map[string]string // ref → dpan
-	max   int
-	ttl   time.Duration
+	mu   sync.RWMutex
+	byDP map[string]*cacheEntry
+	refs map[string]string // ref → dpan
+	max  int
+	ttl  time.Duration
 	// gen counts drops: a record read from the store before a drop is not
 	// cached after it (it may predate the change that caused the drop).
 	gen atomic.Uint64

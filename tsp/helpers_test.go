@@ -62,7 +62,9 @@ func (s *softKeys) imk(issuerID string) []byte {
 	return k
 }
 
-func (s *softKeys) BoxPublicKey(context.Context) ([]byte, error) { return s.box.PublicKey().Bytes(), nil }
+func (s *softKeys) BoxPublicKey(context.Context) ([]byte, error) {
+	return s.box.PublicKey().Bytes(), nil
+}
 
 func (s *softKeys) OpenCardData(_ context.Context, blob, aad []byte) ([]byte, error) {
 	return cryptobox.Open(s.box, blob, aad)

@@ -27,15 +27,15 @@ const (
 // PBOC 3.0 CVN 01 constants of the token's cryptogram (see DESIGN.md
 // "Cryptograms"): IAD 9F10 = 07 ‖ key index ‖ CVN ‖ CVR (4) ‖ algorithm id.
 const (
-	CVN01          = 0x01
-	AlgorithmTDES  = 0x01
-	DefaultKeyIdx  = 0x01
-	iadLengthByte  = 0x07
-	cvrLengthByte  = 0x03
-	iadMinBytes    = 8 // 07 ‖ key index ‖ CVN ‖ CVR(4) ‖ algorithm
-	ProfileAIP     = "1800" // cardholder verification + terminal risk management supported
-	ProfileAFL     = "08010200"
-	ProfileCountry = "0156" // 5F28 issuer country: China
+	CVN01           = 0x01
+	AlgorithmTDES   = 0x01
+	DefaultKeyIdx   = 0x01
+	iadLengthByte   = 0x07
+	cvrLengthByte   = 0x03
+	iadMinBytes     = 8      // 07 ‖ key index ‖ CVN ‖ CVR(4) ‖ algorithm
+	ProfileAIP      = "1800" // cardholder verification + terminal risk management supported
+	ProfileAFL      = "08010200"
+	ProfileCountry  = "0156" // 5F28 issuer country: China
 	ProfileCurrency = "0156" // 9F51 application currency: CNY
 	// ProfilePDOL is the qPBOC PDOL: TTQ, amount, other amount, terminal
 	// country, TVR, currency, date, type, unpredictable number — exactly the

@@ -245,12 +245,14 @@ func TestTokenizeBadInput(t *testing.T) {
 		mut  func(*TokenizeRequest)
 		code string
 	}{
-		"unknown requestor":  {func(r *TokenizeRequest) { r.TokenRequestorID = "99999999999" }, mipay.EFORBIDDEN},
-		"no device":          {func(r *TokenizeRequest) { r.Device.DeviceID = "" }, mipay.EINVALID},
-		"no se id":           {func(r *TokenizeRequest) { r.Device.SEID = "" }, mipay.EINVALID},
-		"long device":        {func(r *TokenizeRequest) { r.Device.DeviceID = strings.Repeat("d", 200) }, mipay.ETOOLARGE},
-		"bad se key":         {func(r *TokenizeRequest) { r.Device.SEPublicKey = "AAAA" }, mipay.EINVALID},
-		"se key off curve":   {func(r *TokenizeRequest) { r.Device.SEPublicKey = base64.StdEncoding.EncodeToString(append([]byte{4}, make([]byte, 64)...)) }, mipay.EINVALID},
+		"unknown requestor": {func(r *TokenizeRequest) { r.TokenRequestorID = "99999999999" }, mipay.EFORBIDDEN},
+		"no device":         {func(r *TokenizeRequest) { r.Device.DeviceID = "" }, mipay.EINVALID},
+		"no se id":          {func(r *TokenizeRequest) { r.Device.SEID = "" }, mipay.EINVALID},
+		"long device":       {func(r *TokenizeRequest) { r.Device.DeviceID = strings.Repeat("d", 200) }, mipay.ETOOLARGE},
+		"bad se key":        {func(r *TokenizeRequest) { r.Device.SEPublicKey = "AAAA" }, mipay.EINVALID},
+		"se key off curve": {func(r *TokenizeRequest) {
+			r.Device.SEPublicKey = base64.StdEncoding.EncodeToString(append([]byte{4}, make([]byte, 64)...))
+		}, mipay.EINVALID},
 		"negative age":       {func(r *TokenizeRequest) { r.Risk.AccountAgeDays = -1 }, mipay.EINVALID},
 		"score 9":            {func(r *TokenizeRequest) { r.Risk.DeviceScore = 9 }, mipay.EINVALID},
 		"no card data":       {func(r *TokenizeRequest) { r.EncryptedCardData = "" }, mipay.EINVALID},

@@ -136,13 +136,13 @@ const SubjectStateChanged = "token.state_changed"
 
 // Bounds on client input.
 const (
-	maxReasonBytes    = 200
-	maxIDBytes        = 128
-	maxModelBytes     = 128
-	maxNameBytes      = 100
-	maxCardDataBytes  = 4 << 10 // the encrypted card data blob, base64-decoded
-	maxOTPCodeBytes   = 12
-	maxMethodIDBytes  = 64
-	maxSEPubKeyBytes  = 65
-	maxDPANAttempts   = 32 // collisions before giving up allocating a DPAN
+	maxReasonBytes   = 200
+	maxIDBytes       = 128
+	maxModelBytes    = 128
+	maxNameBytes     = 100
+	maxCardDataBytes = 4 << 10 // the encrypted card data blob, base64-decoded
+	maxOTPCodeBytes  = 12
+	maxMethodIDBytes = 64
+	maxSEPubKeyBytes = 65
+	maxDPANAttempts  = 32 // collisions before giving up allocating a DPAN
 )
