@@ -12,7 +12,7 @@ func seedMessages(f *testing.F) {
 	for _, v := range []any{
 		sample0200(f),
 		&AuthResponse{MTI: "0210", STAN: "000123", TerminalID: "QP000001", ResponseCode: "00", ICC: AppendTLV(nil, TagIssuerAuthData, []byte{1, 2, 3, 4, 5, 6, 7, 8})},
-		&Reversal{MTI: "0400", STAN: "000124", OriginalData: "020000012311260130000004802000000000000000", PINBlock: nil},
+		&Reversal{MTI: "0400", STAN: "000124", OriginalData: "020000012311260130000004802000000000000000"},
 		&NetMgmt{MTI: "0800", STAN: "000001", NetworkMgmtCode: NetMgmtEcho},
 		&AuthRequest{MTI: "0100", STAN: "000002", PINBlock: []byte{1, 2, 3, 4, 5, 6, 7, 8}, TokenData: "01016625094123456789004001V"},
 	} {
