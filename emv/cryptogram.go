@@ -240,3 +240,22 @@ func VerifyARQCPBOC(imk *IMK, pan string, psn int, atc uint16, data []byte, arqc
 	mac := block8(macAlg3(&k, data, PadMethod2))
 	return subtle.ConstantTimeCompare(mac[:], arqc[:]) == 1, sk, nil
 }
+
+// VerifyARQC is VerifyARQCPBOC for any Scheme: ICC MK from the prepared
+// IMK, the scheme's cryptogram key (un is used by SchemeMastercard only),
+// MAC algorithm 3 with the scheme's padding, constant-time comparison. It
+// returns the cryptogram key for the ARPC. err is only for bad input.
+func VerifyARQC(imk *IMK, s Scheme, pan string, psn int, atc uint16, un [4]byte, data []byte, arqc [8]byte) (ok bool, key Key, err error) {
+	if _, err := ParseScheme(string(s)); err != nil {
+		return false, Key{}, err
+	}
+	mk, err := imk.DeriveICCMK(pan, psn)
+	if err != nil {
+		return false, Key{}, err
+	}
+	key = s.CryptogramKey(mk, atc, un)
+	var k tdesKey
+	k.setKeyBytes(key[:])
+	mac := block8(macAlg3(&k, data, s.Padding()))
+	return subtle.ConstantTimeCompare(mac[:], arqc[:]) == 1, key, nil
+}

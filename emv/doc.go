@@ -61,7 +61,8 @@
 //	Scheme: SchemePBOC "pboc", SchemeCSK "csk", SchemeVisaCVN10 "visa-cvn10", SchemeMastercard "mc-skd"
 //	  ParseScheme(s); Scheme.CryptogramKey(mk, atc, un); Scheme.Padding()
 //	GenerateARQC(scheme, imk, pan, psn, atc, un, data) ([8]byte, error)   // the whole chain
-//	VerifyARQCPBOC(imk *IMK, pan, psn, atc, data, arqc) (ok bool, sk Key, err error)   // switch fast path
+//	VerifyARQCPBOC(imk *IMK, pan, psn, atc, data, arqc) (ok bool, sk Key, err error)   // switch fast path, 0 allocs
+//	VerifyARQC(imk *IMK, scheme, pan, psn, atc, un, data, arqc) (ok bool, key Key, err error)   // any scheme
 //	ARPCMethod1(key, arqc, arc [2]byte) [8]byte
 //	ARPCMethod2(key, arqc, csu [4]byte, propAuth) ([4]byte, error)
 //

@@ -163,6 +163,10 @@ func TestVectorVisa(t *testing.T) {
 		if err != nil || chain != arqc {
 			t.Fatalf("GenerateARQC = %X, %v", chain, err)
 		}
+		imk, _ := NewIMK(mustHex(t, vecIMK))
+		if ok, key, err := VerifyARQC(imk, SchemeVisaCVN10, "1234567890123456", 0, tx.ATCValue(), [4]byte{}, data, arqc); !ok || err != nil || key != mk {
+			t.Fatalf("VerifyARQC = %v, %X, %v", ok, key, err)
+		}
 	})
 	t.Run("CVN18", func(t *testing.T) {
 		sk := SessionKeyVisaCVN18(mk, tx.ATCValue())
@@ -223,6 +227,14 @@ func TestVectorMastercardCVN16(t *testing.T) {
 	chain, err := GenerateARQC(SchemeMastercard, mustHex(t, vecIMK), "1234567890123456", 0, tx.ATCValue(), tx.Unpredictable, data)
 	if err != nil || chain != arqc {
 		t.Fatalf("GenerateARQC = %X, %v", chain, err)
+	}
+	imk, _ := NewIMK(mustHex(t, vecIMK))
+	ok, key, err := VerifyARQC(imk, SchemeMastercard, "1234567890123456", 0, tx.ATCValue(), tx.Unpredictable, data, arqc)
+	if !ok || err != nil || key != sk {
+		t.Fatalf("VerifyARQC = %v, %X, %v", ok, key, err)
+	}
+	if ok, _, _ := VerifyARQC(imk, SchemeMastercard, "1234567890123456", 0, tx.ATCValue(), [4]byte{}, data, arqc); ok {
+		t.Fatal("VerifyARQC accepted another UN")
 	}
 }
 
