@@ -388,6 +388,7 @@ func (a answer) want(tb testing.TB, status int) answer {
 // user is a registered, signed-in account with a registered device.
 type user struct {
 	token, accountID, deviceID string
+	login                      string
 	se                         *se
 }
 
@@ -402,11 +403,17 @@ func (e *env) mustUser() *user {
 	reg := e.call("POST", "/v1/accounts", "", map[string]string{
 		"phone": phone, "email": fmt.Sprintf("user%d@example.com", n), "password": "correct horse"}).want(e.t, 201)
 	sess := e.call("POST", "/v1/sessions", "", map[string]string{"login": phone, "password": "correct horse"}).want(e.t, 201)
-	u := &user{token: sess.str("token"), accountID: reg.str("account", "id")}
+	u := &user{token: sess.str("token"), accountID: reg.str("account", "id"), login: phone}
 	u.se = e.vendor.issue(e.t, fmt.Sprintf("SE%08d", n))
 	d := e.call("POST", "/v1/devices", u.token, u.se.body("Xiaomi 15", true)).want(e.t, 201)
 	u.deviceID = d.str("id")
 	return u
+}
+
+// signIn opens a new session for u.
+func (e *env) signIn(u *user) {
+	e.t.Helper()
+	u.token = e.call("POST", "/v1/sessions", "", map[string]string{"login": u.login, "password": "correct horse"}).want(e.t, 201).str("token")
 }
 
 // scenario is the fake TSP's card data for a decision.
