@@ -1,0 +1,413 @@
+package events
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// waitFor bounds every wait in these tests.
+const waitFor = 10 * time.Second
+
+type backend struct {
+	name string
+	open func(tb testing.TB, dir string) *Bus
+}
+
+// backends are the embedded server and, when MIPAY_TEST_NATS is set, the
+// external one (each test on its own prefix so tests do not see each other).
+func backends(t *testing.T) []backend {
+	bs := []backend{{"embedded", func(tb testing.TB, dir string) *Bus {
+		return MustOpen(tb, Config{Dir: dir})
+	}}}
+	if url := os.Getenv("MIPAY_TEST_NATS"); url != "" {
+		prefix := uniquePrefix(t)
+		bs = append(bs, backend{"external", func(tb testing.TB, _ string) *Bus {
+			return MustOpen(tb, Config{URL: url, Prefix: prefix})
+		}})
+	}
+	return bs
+}
+
+func uniquePrefix(tb testing.TB) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return "MIPAYTEST_" + strings.ToUpper(hex.EncodeToString(b[:]))
+}
+
+func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// MustOpen opens a bus that is closed when the test ends; an external test
+// stream is deleted then.
+func MustOpen(tb testing.TB, cfg Config) *Bus {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	b, err := Open(ctx, cfg, testLogger())
+	if err != nil {
+		tb.Fatalf("Open: %v", err)
+	}
+	tb.Cleanup(func() {
+		if cfg.URL != "" {
+			_ = b.js.DeleteStream(context.Background(), b.prefix)
+		}
+		if err := b.Close(); err != nil {
+			tb.Errorf("Close: %v", err)
+		}
+	})
+	return b
+}
+
+type payload struct {
+	N    int    `json:"n"`
+	Text string `json:"text"`
+}
+
+// collector gathers events a handler received.
+type collector struct {
+	mu  sync.Mutex
+	got []Event
+	ch  chan Event
+}
+
+func newCollector() *collector { return &collector{ch: make(chan Event, 1000)} }
+
+func (c *collector) handle(_ context.Context, e Event) error {
+	c.mu.Lock()
+	c.got = append(c.got, e)
+	c.mu.Unlock()
+	c.ch <- e
+	return nil
+}
+
+func (c *collector) next(tb testing.TB) Event {
+	tb.Helper()
+	select {
+	case e := <-c.ch:
+		return e
+	case <-time.After(waitFor):
+		tb.Fatal("no event within", waitFor)
+		return Event{}
+	}
+}
+
+func (c *collector) none(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	select {
+	case e := <-c.ch:
+		tb.Fatalf("unexpected event %s %s", e.Subject, e.Data)
+	case <-time.After(d):
+	}
+}
+
+func mustPublish(tb testing.TB, b *Bus, subject string, v any) {
+	tb.Helper()
+	if err := b.Publish(context.Background(), subject, v); err != nil {
+		tb.Fatalf("Publish %s: %v", subject, err)
+	}
+}
+
+func mustSubscribe(tb testing.TB, b *Bus, subject, durable string, h Handler, opts ...SubscribeOption) Subscription {
+	tb.Helper()
+	s, err := b.Subscribe(context.Background(), subject, durable, h, opts...)
+	if err != nil {
+		tb.Fatalf("Subscribe %s: %v", subject, err)
+	}
+	return s
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t, t.TempDir())
+			c := newCollector()
+			mustSubscribe(t, b, "token.>", "", c.handle)
+			before := time.Now().Add(-time.Second)
+			mustPublish(t, b, "token.state_changed", payload{N: 1, Text: "active"})
+			mustPublish(t, b, "wallet.other", payload{N: 2})
+			mustPublish(t, b, "token.deleted", payload{N: 3})
+			e := c.next(t)
+			var p payload
+			if err := e.Decode(&p); err != nil || p.N != 1 || p.Text != "active" {
+				t.Errorf("payload = %+v, %v", p, err)
+			}
+			if e.Subject != "token.state_changed" || e.ID == "" || e.Time.Before(before) {
+				t.Errorf("envelope = %+v", e)
+			}
+			if e2 := c.next(t); e2.Subject != "token.deleted" || e2.ID == e.ID {
+				t.Errorf("second event = %+v", e2)
+			}
+			c.none(t, 200*time.Millisecond)
+		})
+	}
+}
+
+func TestFanOut(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t, t.TempDir())
+			mustPublish(t, b, "cache.invalidate", payload{N: 0}) // before subscribing: not delivered
+			c1, c2 := newCollector(), newCollector()
+			mustSubscribe(t, b, "cache.invalidate", "", c1.handle)
+			mustSubscribe(t, b, "cache.*", "", c2.handle)
+			for i := 1; i <= 5; i++ {
+				mustPublish(t, b, "cache.invalidate", payload{N: i})
+			}
+			for _, c := range []*collector{c1, c2} {
+				for i := 1; i <= 5; i++ {
+					var p payload
+					if err := c.next(t).Decode(&p); err != nil || p.N != i {
+						t.Fatalf("event %d: got %+v, %v", i, p, err)
+					}
+				}
+				c.none(t, 100*time.Millisecond)
+			}
+		})
+	}
+}
+
+func TestDurableShared(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t, t.TempDir())
+			var mu sync.Mutex
+			seen := map[int]int{}
+			perSub := [2]int{}
+			all := make(chan struct{}, 100)
+			for k := range 2 {
+				mustSubscribe(t, b, "wallet.txn", "wallet-transactions", func(_ context.Context, e Event) error {
+					var p payload
+					if err := e.Decode(&p); err != nil {
+						return err
+					}
+					mu.Lock()
+					seen[p.N]++
+					perSub[k]++
+					mu.Unlock()
+					all <- struct{}{}
+					time.Sleep(time.Millisecond) // let the other subscriber take some
+					return nil
+				})
+			}
+			const n = 40
+			for i := range n {
+				mustPublish(t, b, "wallet.txn", payload{N: i})
+			}
+			for range n {
+				select {
+				case <-all:
+				case <-time.After(waitFor):
+					t.Fatal("not every event was handled")
+				}
+			}
+			time.Sleep(200 * time.Millisecond) // a duplicate would show up now
+			mu.Lock()
+			defer mu.Unlock()
+			for i := range n {
+				if seen[i] != 1 {
+					t.Errorf("event %d handled %d times", i, seen[i])
+				}
+			}
+			if perSub[0]+perSub[1] != n {
+				t.Errorf("handled %v, want %d in total", perSub, n)
+			}
+		})
+	}
+}
+
+func TestDurableRedelivery(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t, t.TempDir())
+			var calls atomic.Int32
+			done := make(chan Event, 1)
+			mustSubscribe(t, b, "sms.send", "sms-sender", func(_ context.Context, e Event) error {
+				if calls.Add(1) < 3 {
+					return errors.New("gateway down")
+				}
+				done <- e
+				return nil
+			})
+			mustPublish(t, b, "sms.send", payload{N: 7})
+			select {
+			case e := <-done:
+				var p payload
+				if err := e.Decode(&p); err != nil || p.N != 7 {
+					t.Errorf("payload %+v, %v", p, err)
+				}
+			case <-time.After(waitFor):
+				t.Fatalf("not redelivered to success; %d calls", calls.Load())
+			}
+			time.Sleep(300 * time.Millisecond)
+			if n := calls.Load(); n != 3 {
+				t.Errorf("handler called %d times, want 3", n)
+			}
+		})
+	}
+}
+
+func TestDurableMaxDeliver(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	var calls atomic.Int32
+	mustSubscribe(t, b, "x.fail", "always-fails", func(context.Context, Event) error {
+		calls.Add(1)
+		return errors.New("no")
+	}, WithMaxDeliver(2))
+	mustPublish(t, b, "x.fail", payload{})
+	deadline := time.Now().Add(waitFor)
+	for calls.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // past the backoff: no third attempt
+	if n := calls.Load(); n != 2 {
+		t.Errorf("handler called %d times, want 2", n)
+	}
+}
+
+func TestHandlerTimeoutAndPanic(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	var calls atomic.Int32
+	ok := make(chan struct{}, 1)
+	mustSubscribe(t, b, "x.slow", "slow", func(ctx context.Context, _ Event) error {
+		switch calls.Add(1) {
+		case 1:
+			<-ctx.Done() // bounded by the handler timeout
+			return ctx.Err()
+		case 2:
+			panic("bad event")
+		default:
+			ok <- struct{}{}
+			return nil
+		}
+	}, WithHandlerTimeout(100*time.Millisecond))
+	mustPublish(t, b, "x.slow", payload{})
+	select {
+	case <-ok:
+	case <-time.After(waitFor):
+		t.Fatalf("third attempt never came; %d calls", calls.Load())
+	}
+}
+
+func TestRestartResumesDurable(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b1, err := Open(ctx, Config{Dir: dir}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector()
+	s, err := b1.Subscribe(ctx, "issuer.notice", "wallet-notices", c.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		mustPublish(t, b1, "issuer.notice", payload{N: i})
+	}
+	for range 3 {
+		c.next(t)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 4; i <= 6; i++ { // published while nobody listens
+		mustPublish(t, b1, "issuer.notice", payload{N: i})
+	}
+	if err := b1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b2 := MustOpen(t, Config{Dir: dir})
+	c2 := newCollector()
+	mustSubscribe(t, b2, "issuer.notice", "wallet-notices", c2.handle)
+	for i := 4; i <= 6; i++ {
+		var p payload
+		if err := c2.next(t).Decode(&p); err != nil || p.N != i {
+			t.Fatalf("after restart got %+v (%v), want %d", p, err, i)
+		}
+	}
+	c2.none(t, 200*time.Millisecond)
+}
+
+func TestListen(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir(), Listen: "127.0.0.1:0"})
+	url := b.ClientURL()
+	if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":0") {
+		t.Fatalf("ClientURL = %q", url)
+	}
+	// A second bus reaches the first over TCP, on the same stream.
+	other := MustOpen(t, Config{URL: url})
+	c := newCollector()
+	mustSubscribe(t, b, "tcp.test", "", c.handle)
+	mustPublish(t, other, "tcp.test", payload{N: 9})
+	var p payload
+	if err := c.next(t).Decode(&p); err != nil || p.N != 9 {
+		t.Errorf("got %+v, %v", p, err)
+	}
+	if hidden := MustOpen(t, Config{Dir: t.TempDir()}); hidden.ClientURL() != "" {
+		t.Errorf("in-process bus has a client URL %q", hidden.ClientURL())
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	ctx := context.Background()
+	for _, subj := range []string{"", "a..b", "a.*", "a.>", "a b", ".a", strings.Repeat("a", MaxSubjectBytes+1)} {
+		if err := b.Publish(ctx, subj, 1); err == nil {
+			t.Errorf("Publish(%q) accepted", subj)
+		}
+	}
+	for _, subj := range []string{"", "a.>.b", "a b"} {
+		if _, err := b.Subscribe(ctx, subj, "", func(context.Context, Event) error { return nil }); err == nil {
+			t.Errorf("Subscribe(%q) accepted", subj)
+		}
+	}
+	if _, err := b.Subscribe(ctx, "a", "bad.name", func(context.Context, Event) error { return nil }); err == nil {
+		t.Error("durable name with a dot accepted")
+	}
+	if err := b.Publish(ctx, "a", strings.Repeat("x", DefaultMaxEventBytes)); err == nil {
+		t.Error("oversized event accepted")
+	}
+	if err := b.Publish(ctx, "a", func() {}); err == nil {
+		t.Error("unencodable value accepted")
+	}
+	if _, err := Open(ctx, Config{}, nil); err == nil || !strings.Contains(err.Error(), "Dir is required") {
+		t.Errorf("Open without Dir: %v", err)
+	}
+	if _, err := Open(ctx, Config{Dir: t.TempDir(), Prefix: "A.B"}, nil); err == nil {
+		t.Error("prefix with a dot accepted")
+	}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := Open(cctx, Config{URL: "nats://127.0.0.1:1"}, nil); err == nil {
+		t.Error("unreachable URL accepted")
+	}
+}
+
+func TestCloseIdempotent(t *testing.T) {
+	b, err := Open(context.Background(), Config{Dir: t.TempDir()}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mustSubscribe(t, b, "a", "", func(context.Context, Event) error { return nil })
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(context.Background(), "a", "", func(context.Context, Event) error { return nil }); err == nil {
+		t.Error("Subscribe after Close accepted")
+	}
+}
