@@ -31,9 +31,10 @@ const (
 	// older ones are dropped on insert, so one number cannot grow the store
 	// without bound.
 	DefaultOutboxKeep = 200
-	// DefaultListLimit and MaxListLimit bound one outbox read.
-	DefaultListLimit = 50
-	MaxListLimit     = 200
+	// DefaultListLimit and MaxListLimit bound one outbox read. The default
+	// returns a whole outbox, so a reader with after=0 sees the newest too.
+	DefaultListLimit = DefaultOutboxKeep
+	MaxListLimit     = DefaultOutboxKeep
 )
 
 // Message is one SMS in a number's outbox.
