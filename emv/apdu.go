@@ -7,12 +7,12 @@ import (
 
 // APDU bounds (ISO/IEC 7816-4 5.1).
 const (
-	// MaxShortData is the most command data a short APDU carries, in bytes.
-	MaxShortData = 255
+	// MaxShortDataBytes is the most command data a short APDU carries, in bytes.
+	MaxShortDataBytes = 255
 	// MaxShortNe is the most response data a short APDU asks for (Le 00).
 	MaxShortNe = 256
-	// MaxExtendedData is the most command data an extended APDU carries.
-	MaxExtendedData = 65535
+	// MaxExtendedDataBytes is the most command data an extended APDU carries.
+	MaxExtendedDataBytes = 65535
 	// MaxExtendedNe is the most response data an extended APDU asks for (Le 0000).
 	MaxExtendedNe = 65536
 )
@@ -99,15 +99,15 @@ func extendedNe(hi, lo byte) int {
 }
 
 // Bytes encodes the command, short when it fits unless Extended is set.
-// Data beyond MaxExtendedData or Ne beyond MaxExtendedNe is an error.
+// Data beyond MaxExtendedDataBytes or Ne beyond MaxExtendedNe is an error.
 func (c Command) Bytes() ([]byte, error) {
-	if len(c.Data) > MaxExtendedData {
-		return nil, fmt.Errorf("%w: %d data bytes (max %d)", ErrMalformedAPDU, len(c.Data), MaxExtendedData)
+	if len(c.Data) > MaxExtendedDataBytes {
+		return nil, fmt.Errorf("%w: %d data bytes (max %d)", ErrMalformedAPDU, len(c.Data), MaxExtendedDataBytes)
 	}
 	if c.Ne < 0 || c.Ne > MaxExtendedNe {
 		return nil, fmt.Errorf("%w: Ne %d out of range", ErrMalformedAPDU, c.Ne)
 	}
-	ext := c.Extended || len(c.Data) > MaxShortData || c.Ne > MaxShortNe
+	ext := c.Extended || len(c.Data) > MaxShortDataBytes || c.Ne > MaxShortNe
 	out := make([]byte, 0, 4+3+len(c.Data)+3)
 	out = append(out, c.CLA, c.INS, c.P1, c.P2)
 	if !ext {

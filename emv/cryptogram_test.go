@@ -254,3 +254,37 @@ func TestVerifyARQCUnknownScheme(t *testing.T) {
 		t.Fatalf("PBOC through VerifyARQC: %v, %v", ok, err)
 	}
 }
+
+func TestEPurseDiversifier(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"31000000000012345678", "0000000012345678"},
+		{"12345", "0000000000012345"},
+		{"1234567890123456", "1234567890123456"},
+	} {
+		got, err := EPurseDiversifier(c.in)
+		if err != nil || hexOf(got[:]) != c.want {
+			t.Errorf("EPurseDiversifier(%s) = %X, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "12a4", "123456789012345678901"} {
+		if _, err := EPurseDiversifier(bad); !errors.Is(err, ErrBadInput) {
+			t.Errorf("EPurseDiversifier(%q) err = %v", bad, err)
+		}
+	}
+}
+
+func BenchmarkDecodeTLVDE55(b *testing.B) {
+	de55 := mustHex(b, "9F2608FA624250B008B59A9F2701809F101307010103A0A00001000000000000000000000000"+
+		"9F3704CAFEBABE9F36020001950500000000009A032611269C01009F02060000000010005F2A020156"+
+		"820200809F1A0201569F03060000000000009F3303E0E1C89F34031E03009F350122"+
+		"9F1E0831323334353637388407A00000033301019F090200309F410400000001"+
+		"9F6C0202809F6604360040009F6E04208000009F0702FF009F5D06000000010000")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(de55)))
+	for b.Loop() {
+		tlvs, err := DecodeTLV(de55)
+		if err != nil || len(tlvs) < 20 {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,6 +1,9 @@
 package emv
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // PBOC ED/EP e-purse (JT/T 978 style) crypto. Keys: DPK (purchase), DLK
 // (load), DTK (TAC) are 16-byte card keys, usually DiversifyKey of the
@@ -136,4 +139,34 @@ func EPurseLoadTAC(tacKey [8]byte, newBalance uint32, onlineSerial [2]byte, tx E
 	d = append(d, tx.Date[:]...)
 	d = append(d, tx.Time[:]...)
 	return EPurseMAC(tacKey, d)
+}
+
+// MaxCardNumberDigits bounds an e-purse card number (application serial
+// number, 10 bytes BCD = 20 digits).
+const MaxCardNumberDigits = 20
+
+// EPurseDiversifier is the 8-byte diversifier of an e-purse card number:
+// its rightmost 16 digits as BCD, left-padded with zeros. Keys for the card
+// are DiversifyKey(master, EPurseDiversifier(number)).
+func EPurseDiversifier(cardNumber string) ([8]byte, error) {
+	if len(cardNumber) == 0 || len(cardNumber) > MaxCardNumberDigits {
+		return [8]byte{}, fmt.Errorf("%w: card number of %d digits (want 1–%d)", ErrBadInput, len(cardNumber), MaxCardNumberDigits)
+	}
+	var digits [16]byte
+	j := 15
+	for i := len(cardNumber) - 1; i >= 0; i-- {
+		c := cardNumber[i]
+		if c < '0' || c > '9' {
+			return [8]byte{}, fmt.Errorf("%w: card number has a non-digit at position %d", ErrBadInput, i+1)
+		}
+		if j >= 0 {
+			digits[j] = c - '0'
+			j--
+		}
+	}
+	var div [8]byte
+	for i := range div {
+		div[i] = digits[2*i]<<4 | digits[2*i+1]
+	}
+	return div, nil
 }

@@ -141,6 +141,7 @@ func decodeTLV(b []byte, depth int) ([]TLV, error) {
 			off++
 			continue
 		}
+		start := off
 		tag, n, err := readTag(b[off:])
 		if err != nil {
 			return nil, fmt.Errorf("%w at offset %d", err, off)
@@ -163,12 +164,37 @@ func decodeTLV(b []byte, depth int) ([]TLV, error) {
 			}
 		}
 		if out == nil {
-			// Each object takes at least 2 bytes: a bounded first guess.
-			out = make([]TLV, 0, min(8, len(b)/2+1))
+			// One allocation per level: count this level's objects first
+			// (at most len(b)/2, each takes 2 bytes or more).
+			out = make([]TLV, 0, countObjects(b[start:]))
 		}
 		out = append(out, t)
 	}
 	return out, nil
+}
+
+// countObjects counts the objects of one level of b, stopping at the first
+// malformed one (the decoder reports it).
+func countObjects(b []byte) int {
+	count, off := 0, 0
+	for off < len(b) {
+		if b[off] == 0x00 {
+			off++
+			continue
+		}
+		_, n, err := readTag(b[off:])
+		if err != nil {
+			break
+		}
+		off += n
+		length, n, err := readLength(b[off:])
+		if err != nil || length > len(b)-off-n {
+			break
+		}
+		off += n + length
+		count++
+	}
+	return max(count, 1)
 }
 
 // readTag reads one tag: a first byte, and when its low 5 bits are all set,
