@@ -75,6 +75,7 @@
 //	EPursePurchaseMAC1(sespk, tx); EPursePurchaseMAC2(sespk, amount); EPursePurchaseTAC(tacKey, tx, termSerial [4])
 //	EPurseLoadMAC1(seslk, balance, tx); EPurseLoadMAC2(seslk, tx); EPurseLoadTAC(tacKey, newBalance, onlineSerial, tx)
 //	EPurseTACKey(dtk) [8]byte   // left xor right
+//	EPurseDiversifier(cardNumber) ([8]byte, error)   // rightmost 16 digits BCD, for DiversifyKey
 //
 // Errors wrap ErrMalformedTLV, ErrMalformedDOL, ErrMalformedAPDU or
 // ErrBadInput; their text never holds a PAN or key bytes. Callers facing
