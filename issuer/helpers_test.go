@@ -137,6 +137,10 @@ func testRef(tb testing.TB) (*config.Reference, map[string]testCard) {
 	add("blocked", "icbc-debit", config.Cardholder{BalanceMinor: 100000, Status: StatusBlocked})
 	add("lost", "icbc-debit", config.Cardholder{BalanceMinor: 100000, Status: StatusLost})
 	add("expired", "icbc-credit", config.Cardholder{CVN2: "777", CreditLimitMinor: 100000, Expiry: "2001"})
+	add("rich", "icbc-debit", config.Cardholder{BalanceMinor: 1_000_000_000})
+	add("velocity", "icbc-debit", config.Cardholder{BalanceMinor: 1_000_000})
+	add("dup", "icbc-debit", config.Cardholder{BalanceMinor: 1_000_000})
+	add("rev", "icbc-credit", config.Cardholder{CVN2: "555", CreditLimitMinor: 1_000_000})
 	return ref, cards
 }
 
