@@ -38,9 +38,9 @@ func TestAuthorizationResponseCodes(t *testing.T) {
 	th := MustOpenHost(t)
 	debit, _ := th.Bank("icbc-debit")
 	cases := []struct {
-		name   string
-		req    func() AuthRequest
-		code   ResponseCode
+		name string
+		req  func() AuthRequest
+		code ResponseCode
 	}{
 		{"00 approved", func() AuthRequest { return th.auth("debit", 1250) }, RCApproved},
 		{"00 credit", func() AuthRequest { return th.auth("credit", 99900) }, RCApproved},
