@@ -97,11 +97,32 @@ type clientConn struct {
 	pending map[matchKey]*call
 }
 
+// call is one request awaiting its answer; pooled with its timer so a
+// request allocates neither.
 type call struct {
-	ch chan *Message // cap 1; nil message: connection lost
+	ch    chan *Message // cap 1; nil message: connection lost
+	timer *time.Timer
 }
 
-var callPool = sync.Pool{New: func() any { return &call{ch: make(chan *Message, 1)} }}
+var callPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &call{ch: make(chan *Message, 1), timer: t}
+}}
+
+// getCall returns a call whose timer fires at deadline.
+func getCall(deadline time.Time) *call {
+	p := callPool.Get().(*call)
+	p.timer.Reset(time.Until(deadline))
+	return p
+}
+
+// putCall recycles p; the caller guarantees p is in no pending map and its
+// channel is empty. Since Go 1.23 a stopped timer delivers nothing stale.
+func putCall(p *call) {
+	p.timer.Stop()
+	callPool.Put(p)
+}
 
 // Dial starts a client for cfg.Addr. It tries to connect once within
 // ctx and returns an error if that fails; afterwards it reconnects on its
@@ -369,8 +390,9 @@ func (c *Client) send(ctx context.Context, req *Message, start time.Time) (*Mess
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
+	p := getCall(deadline)
+	defer putCall(p)
+	timer := p.timer
 	select {
 	case c.sem <- struct{}{}:
 	default:
@@ -407,18 +429,20 @@ func (c *Client) send(ctx context.Context, req *Message, start time.Time) (*Mess
 			return nil, mipay.WrapError(mipay.ETIMEOUT, ctx.Err(), "iso8583 request cancelled")
 		}
 	}
-	return c.roundTripTimer(ctx, cc, req, timer)
+	return c.roundTripCall(ctx, cc, req, p)
 }
 
 // roundTrip is Send on a given connection with its own deadline (sign-on,
 // echo).
 func (c *Client) roundTrip(ctx context.Context, cc *clientConn, req *Message, deadline time.Time) (*Message, error) {
-	timer := time.NewTimer(time.Until(deadline))
-	defer timer.Stop()
-	return c.roundTripTimer(ctx, cc, req, timer)
+	p := getCall(deadline)
+	defer putCall(p)
+	return c.roundTripCall(ctx, cc, req, p)
 }
 
-func (c *Client) roundTripTimer(ctx context.Context, cc *clientConn, req *Message, timer *time.Timer) (*Message, error) {
+// roundTripCall sends req on cc and waits for the answer until p's timer or
+// ctx. On return p is in no pending map and its channel is empty.
+func (c *Client) roundTripCall(ctx context.Context, cc *clientConn, req *Message, p *call) (*Message, error) {
 	k, ok := keyOf(req)
 	if !ok || !isRequestMTI(req.Field(FieldMTI)) {
 		return nil, mipay.Errorf(mipay.EINVALID, "iso8583 request needs a request MTI and a 6-digit STAN (field 11)")
@@ -429,20 +453,17 @@ func (c *Client) roundTripTimer(ctx context.Context, cc *clientConn, req *Messag
 		putFrame(f)
 		return nil, AsMipayError(err)
 	}
-	p := callPool.Get().(*call)
 	cc.mu.Lock()
 	select {
 	case <-cc.dead:
 		cc.mu.Unlock()
 		putFrame(f)
-		callPool.Put(p)
 		return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link to %s is down", c.cfg.Addr)
 	default:
 	}
 	if _, dup := cc.pending[k]; dup {
 		cc.mu.Unlock()
 		putFrame(f)
-		callPool.Put(p)
 		return nil, mipay.Errorf(mipay.ECONFLICT, "iso8583 request with this STAN and terminal already in flight")
 	}
 	cc.pending[k] = p
@@ -460,12 +481,11 @@ func (c *Client) roundTripTimer(ctx context.Context, cc *clientConn, req *Messag
 
 	select {
 	case m := <-p.ch:
-		callPool.Put(p)
 		if m == nil {
 			return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link to %s lost with the request in flight", c.cfg.Addr)
 		}
 		return m, nil
-	case <-timer.C:
+	case <-p.timer.C:
 		err = mipay.Errorf(mipay.ETIMEOUT, "iso8583 request timed out")
 		c.stats.timeouts.Add(1)
 	case <-ctx.Done():
@@ -482,6 +502,5 @@ func (c *Client) roundTripTimer(ctx context.Context, cc *clientConn, req *Messag
 	if !mine {
 		<-p.ch
 	}
-	callPool.Put(p)
 	return nil, err
 }

@@ -1,16 +1,27 @@
 package iso8583
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"math/bits"
 	"strconv"
 )
 
 // span locates one field value inside Message.buf.
+// 16-bit offsets keep a Message small (about 0.5 KiB); maxBufBytes bounds
+// the buffer accordingly.
 type span struct {
-	off uint32
-	n   uint32
+	off uint16
+	n   uint16
 }
+
+const (
+	maxBufBytes = 0xFFFF
+	// MaxUnpackBytes bounds the input of Unpack: far above any legal message
+	// of the spec (under 4 KiB), and small enough that values plus decoded
+	// hex fit the 16-bit spans.
+	MaxUnpackBytes = 32 << 10
+)
 
 // Message is one ISO 8583 message of the network spec in a flat form: the
 // MTI and each present field's value as bytes, all held in one buffer. It is
@@ -61,7 +72,8 @@ func (m *Message) Field(n int) []byte {
 		return nil
 	}
 	s := m.spans[n]
-	return m.buf[s.off : s.off+s.n : s.off+s.n]
+	end := int(s.off) + int(s.n)
+	return m.buf[s.off:end:end]
 }
 
 // String returns the value of field n as a string ("" if absent).
@@ -76,24 +88,37 @@ func (m *Message) SetMTI(mti string) { m.SetString(FieldMTI, mti) }
 // Set sets field n (0 = MTI) to a copy of v. A field outside the spec is
 // reported by the next Pack.
 func (m *Message) Set(n int, v []byte) {
-	if !m.settable(n) {
+	if !m.settable(n) || !m.room(n, len(v)) {
 		return
 	}
 	off := len(m.buf)
 	m.buf = append(m.buf, v...)
-	m.spans[n] = span{off: uint32(off), n: uint32(len(v))}
+	m.spans[n] = span{off: uint16(off), n: uint16(len(v))}
 	m.present[n>>6] |= 1 << (uint(n) & 63)
 }
 
 // SetString sets field n (0 = MTI) to s.
 func (m *Message) SetString(n int, s string) {
-	if !m.settable(n) {
+	if !m.settable(n) || !m.room(n, len(s)) {
 		return
 	}
 	off := len(m.buf)
 	m.buf = append(m.buf, s...)
-	m.spans[n] = span{off: uint32(off), n: uint32(len(s))}
+	m.spans[n] = span{off: uint16(off), n: uint16(len(s))}
 	m.present[n>>6] |= 1 << (uint(n) & 63)
+}
+
+// room checks that l more bytes fit the buffer. Every Set appends (an
+// overwritten value's bytes stay until Reset), so a message reused without
+// Reset or Marshal would otherwise grow without bound.
+func (m *Message) room(n, l int) bool {
+	if len(m.buf)+l > maxBufBytes {
+		if m.err == nil {
+			m.err = fieldErr(n, "message buffer over "+strconv.Itoa(maxBufBytes)+" bytes")
+		}
+		return false
+	}
+	return true
 }
 
 func (m *Message) settable(n int) bool {
@@ -235,12 +260,8 @@ func appendHexUpper(dst, src []byte) []byte {
 // appendValue appends one field: length prefix and encoded value. The checks
 // and their order follow moov-io's packer (encode, then length).
 func appendValue(dst []byte, n int, d *fieldDef, v []byte) ([]byte, error) {
-	if d.enc == encASCII {
-		for _, c := range v {
-			if c > 0x7F {
-				return dst, fieldErr(n, "non-ASCII character")
-			}
-		}
+	if d.enc == encASCII && !isASCII(v) {
+		return dst, fieldErr(n, "non-ASCII character")
 	}
 	l := len(v)
 	if d.digits == 0 {
@@ -286,6 +307,9 @@ func (m *Message) Unpack(b []byte) error {
 // bytes it used; trailing bytes are left alone, as moov-io's Unpack does.
 func (m *Message) UnpackPrefix(b []byte) (int, error) {
 	m.Reset()
+	if len(b) > MaxUnpackBytes {
+		return 0, &FieldError{Field: "message", Reason: "longer than " + strconv.Itoa(MaxUnpackBytes) + " bytes"}
+	}
 	t := compiled
 	// One copy of the input; values are spans into it. Hex-encoded fields
 	// decode into the tail of the same buffer.
@@ -380,20 +404,16 @@ func (m *Message) unpackField(src []byte, pos, n int, d *fieldDef) (int, error) 
 		if _, err := hex.Decode(m.buf[off:], src[pos:pos+2*l]); err != nil {
 			return 0, fieldErr(n, "not hex")
 		}
-		m.spans[n] = span{off: uint32(off), n: uint32(l)}
+		m.spans[n] = span{off: uint16(off), n: uint16(l)}
 		pos += 2 * l
 	default:
 		if len(src)-pos < l {
 			return 0, fieldErr(n, "length "+strconv.Itoa(l)+" exceeds the "+strconv.Itoa(len(src)-pos)+" bytes left")
 		}
-		if d.enc == encASCII {
-			for _, c := range src[pos : pos+l] {
-				if c > 0x7F {
-					return 0, fieldErr(n, "non-ASCII character")
-				}
-			}
+		if d.enc == encASCII && !isASCII(src[pos:pos+l]) {
+			return 0, fieldErr(n, "non-ASCII character")
 		}
-		m.spans[n] = span{off: uint32(pos), n: uint32(l)}
+		m.spans[n] = span{off: uint16(pos), n: uint16(l)}
 		pos += l
 	}
 	m.present[n>>6] |= 1 << (uint(n) & 63)
@@ -422,4 +442,20 @@ func atoiSmall(b []byte) (int, bool) {
 		v = -v
 	}
 	return v, true
+}
+
+// isASCII reports whether every byte is ≤ 0x7F, eight bytes at a time.
+func isASCII(b []byte) bool {
+	for len(b) >= 8 {
+		if binary.LittleEndian.Uint64(b)&0x8080808080808080 != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c > 0x7F {
+			return false
+		}
+	}
+	return true
 }

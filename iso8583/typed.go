@@ -137,10 +137,11 @@ func (m *Message) Unmarshal(v any) error {
 			continue
 		}
 		s := m.spans[f.num]
+		off, end := int(s.off), int(s.off)+int(s.n)
 		if f.isBytes {
-			fv.SetBytes(append([]byte(nil), m.buf[s.off:s.off+s.n]...))
+			fv.SetBytes(append([]byte(nil), m.buf[off:end]...))
 		} else {
-			fv.SetString(all[s.off : s.off+s.n])
+			fv.SetString(all[off:end])
 		}
 	}
 	return nil
