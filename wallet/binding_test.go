@@ -269,3 +269,17 @@ func TestNoCardDataStored(t *testing.T) {
 		rows.Close()
 	}
 }
+
+func TestRemoveCardAlreadyDeletedAtTSP(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	id := e.mustCard(u, "green")
+	ref := e.tokenRef(id)
+	e.tsp.mu.Lock()
+	e.tsp.tokens[ref].state = StateDeactivated // the bank deleted it; its event has not arrived
+	e.tsp.mu.Unlock()
+	r := e.call("DELETE", "/v1/cards/"+id, u.token, nil).want(t, 200)
+	if r.str("state") != StateDeactivated {
+		t.Errorf("%s", r.raw)
+	}
+}

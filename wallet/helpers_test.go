@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/store/storetest"
 )
 
@@ -143,7 +144,10 @@ type fakeToken struct {
 	provisioned bool
 }
 
-const fakeOTP = "123456"
+const (
+	fakeOTP      = "123456"
+	fakeTSPToken = "wallet-secret"
+)
 
 func newFakeTSP(tb testing.TB) *fakeTSP {
 	f := &fakeTSP{tokens: map[string]*fakeToken{}}
@@ -152,14 +156,24 @@ func newFakeTSP(tb testing.TB) *fakeTSP {
 		k, _ := ecdh.P256().GenerateKey(rand.Reader)
 		httpx.WriteJSON(w, 200, map[string]string{"kid": "tsp/box", "key": base64.StdEncoding.EncodeToString(k.PublicKey().Bytes()), "alg": "test"})
 	})
-	mux.HandleFunc("POST /v1/tokenize", f.tokenize)
-	mux.HandleFunc("POST /v1/tokens/{ref}/{action...}", f.action)
-	mux.HandleFunc("GET /v1/tokens/{ref}/provisioning", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /v1/tokenize", f.authed(f.tokenize))
+	mux.HandleFunc("POST /v1/tokens/{ref}/{action...}", f.authed(f.action))
+	mux.HandleFunc("GET /v1/tokens/{ref}", f.authed(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		t, ok := f.tokens[r.PathValue("ref")]
 		if !ok {
-			httpx.WriteError(w, r, errNotFound())
+			httpx.WriteJSON(w, 404, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "not_found", Message: "no such token"}})
+			return
+		}
+		httpx.WriteJSON(w, 200, map[string]any{"tokenUniqueReference": r.PathValue("ref"), "state": t.state})
+	}))
+	mux.HandleFunc("GET /v1/tokens/{ref}/provisioning", f.authed(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		t, ok := f.tokens[r.PathValue("ref")]
+		if !ok {
+			httpx.WriteJSON(w, 404, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "not_found", Message: "no such token"}})
 			return
 		}
 		if t.state != StateActive {
@@ -167,13 +181,22 @@ func newFakeTSP(tb testing.TB) *fakeTSP {
 			return
 		}
 		httpx.WriteJSON(w, 200, map[string]any{"tokenRef": r.PathValue("ref"), "sealedKey": "AAAA"})
-	})
+	}))
 	f.srv = httptest.NewServer(mux)
 	tb.Cleanup(f.srv.Close)
 	return f
 }
 
-func errNotFound() error { return fmt.Errorf("not found") }
+// authed refuses calls without the wallet's requestor secret, as the TSP does.
+func (f *fakeTSP) authed(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+fakeTSPToken {
+			httpx.WriteJSON(w, 401, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "unauthorized", Message: "send Authorization: Bearer <secret>"}})
+			return
+		}
+		h(w, r)
+	}
+}
 
 func (f *fakeTSP) tokenize(w http.ResponseWriter, r *http.Request) {
 	var req TokenizeRequest
@@ -244,6 +267,10 @@ func (f *fakeTSP) action(w http.ResponseWriter, r *http.Request) {
 	case "resume":
 		t.state = StateActive
 	case "delete":
+		if t.state == StateDeactivated {
+			httpx.WriteJSON(w, 409, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "conflict", Message: "the token is deleted"}})
+			return
+		}
 		if in["causedBy"] == "" {
 			httpx.WriteJSON(w, 400, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "invalid", Message: "causedBy is required"}})
 			return
@@ -291,7 +318,7 @@ func mustWallet(tb testing.TB, tweak ...func(*Config)) *env {
 	v := mustVendor(tb)
 	clk := newClock()
 	cfg := Config{
-		TSP:              NewHTTPTSP(f.srv.URL, 5*time.Second),
+		TSP:              NewHTTPTSP(f.srv.URL, fakeTSPToken, 5*time.Second),
 		Roots:            NewRoots(v.writeRoot(tb, tb.TempDir())),
 		TokenRequestorID: "50110030273",
 		Argon2:           testArgon2,
@@ -302,7 +329,9 @@ func mustWallet(tb testing.TB, tweak ...func(*Config)) *env {
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	r := newRepo(db, nil)
+	w := store.NewWriter(db, store.WriterConfig{})
+	tb.Cleanup(func() { w.Close() })
+	r := newRepo(db, w.Write)
 	svc := NewService(cfg, r)
 	srv := httptest.NewServer(httpx.Handler("wallet", NewAPI(svc).Handler(), cfg.Log, nil))
 	tb.Cleanup(func() { svc.Stop(); srv.Close() })
@@ -437,3 +466,7 @@ func (e *env) rows(table string) int {
 	}
 	return n
 }
+
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) next() int64 { return c.n.Add(1) }

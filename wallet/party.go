@@ -55,7 +55,7 @@ func Start(ctx context.Context, env *node.Env) (node.Party, error) {
 // the defaults (tests and in-process setups set TSP, Roots, Now, limits).
 func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 	if cfg.TSP == nil {
-		cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), DefaultTSPTimeout)
+		cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), cfg.TSPToken, DefaultTSPTimeout)
 	}
 	if cfg.Roots == nil {
 		files := []string{FactoryRootPath(env.DataDir)}

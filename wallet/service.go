@@ -18,7 +18,8 @@ import (
 // Config is the wallet service's configuration. Zero values take the
 // Default… constants.
 type Config struct {
-	TSP              TSP    // required
+	TSP              TSP    // required (StartWith makes an HTTPTSP to env's "tsp" peer)
+	TSPToken         string // the wallet's token requestor secret at the TSP (for StartWith's HTTPTSP)
 	Roots            *Roots // trusted SE vendor roots; nil trusts none
 	TokenRequestorID string // Mi Pay's token requestor id (11 digits)
 
@@ -514,6 +515,14 @@ func (s *Service) RemoveCard(ctx context.Context, accountID, cardID string) (*Ca
 	case "":
 	case mipay.ENOTFOUND:
 		// The TSP no longer knows the token: it is gone either way.
+		state = StateDeactivated
+	case mipay.ECONFLICT:
+		// Already deleted at the TSP (by the bank, say) before its event
+		// reached the wallet?
+		if st, serr := s.cfg.TSP.TokenState(ctx, c.TokenRef); serr != nil || st != StateDeactivated {
+			return nil, err
+		}
+		state = StateDeactivated
 	default:
 		return nil, err
 	}

@@ -26,6 +26,8 @@ type TSP interface {
 	// Provisioning returns the SE profile for the token's device, relayed as is.
 	Provisioning(ctx context.Context, tokenRef string) (json.RawMessage, error)
 	ConfirmProvisioning(ctx context.Context, tokenRef string) error
+	// TokenState returns the token's current state at the TSP.
+	TokenState(ctx context.Context, tokenRef string) (string, error)
 	// Lifecycle runs "suspend", "resume" or "delete" and returns the new state.
 	Lifecycle(ctx context.Context, tokenRef, action, causedBy, reason string) (string, error)
 }
@@ -91,13 +93,15 @@ type HTTPTSP struct {
 	c httpx.Client
 }
 
-// NewHTTPTSP returns a TSP client with a bounded timeout per call.
-func NewHTTPTSP(baseURL string, timeout time.Duration) *HTTPTSP {
+// NewHTTPTSP returns a TSP client with a bounded timeout per call; token is
+// the wallet's token requestor secret at the TSP (sent as a bearer token).
+func NewHTTPTSP(baseURL, token string, timeout time.Duration) *HTTPTSP {
 	if timeout <= 0 {
 		timeout = DefaultTSPTimeout
 	}
 	return &HTTPTSP{c: httpx.Client{
 		Base:             baseURL,
+		Token:            token,
 		HTTP:             &http.Client{Timeout: timeout},
 		MaxResponseBytes: maxTSPResponseBytes,
 	}}
@@ -149,6 +153,12 @@ func (t *HTTPTSP) Provisioning(ctx context.Context, tokenRef string) (json.RawMe
 
 func (t *HTTPTSP) ConfirmProvisioning(ctx context.Context, tokenRef string) error {
 	return t.do(ctx, http.MethodPost, tokenPath(tokenRef, "confirm-provisioning"), struct{}{}, nil)
+}
+
+func (t *HTTPTSP) TokenState(ctx context.Context, tokenRef string) (string, error) {
+	var out tokenView
+	err := t.do(ctx, http.MethodGet, "/v1/tokens/"+url.PathEscape(tokenRef), nil, &out)
+	return out.State, err
 }
 
 func (t *HTTPTSP) Lifecycle(ctx context.Context, tokenRef, action, causedBy, reason string) (string, error) {

@@ -1,0 +1,81 @@
+package wallet
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func FuzzNormalizeLogin(f *testing.F) {
+	for _, s := range []string{"13800138000", "+86 138-0013-8000", "A@B.CN", "a@", "@b.c", "x", strings.Repeat("9", 40), "a@b@c.d", "\xff@a.b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := normalizeLogin(s)
+		if err != nil {
+			return
+		}
+		if len(l) > maxLoginBytes {
+			t.Fatalf("normalized login of %d bytes", len(l))
+		}
+		again, err := normalizeLogin(l)
+		if err != nil || again != l {
+			t.Fatalf("normalizing %q twice: %q, %v", l, again, err)
+		}
+	})
+}
+
+func FuzzVerifyAttestation(f *testing.F) {
+	v := mustVendor(f)
+	s := v.issue(f, "SE-FUZZ")
+	f.Add(s.pub, s.chain[0], s.chain[1], "SE-FUZZ")
+	f.Add([]byte{4}, []byte{0x30, 0x82}, []byte{}, "")
+	pool, err := NewRoots(v.writeRoot(f, f.TempDir())).Pool()
+	if err != nil {
+		f.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, pub, leaf, ca []byte, seID string) {
+		chain := [][]byte{leaf}
+		if len(ca) > 0 {
+			chain = append(chain, ca)
+		}
+		err := VerifyAttestation(Attestation{SEID: seID, SEPublicKey: pub, Chain: chain}, pool, now)
+		if err == nil && (string(pub) != string(s.pub) || seID != "SE-FUZZ") {
+			t.Fatalf("accepted a key or id the vendor never certified")
+		}
+	})
+}
+
+// FuzzEvents feeds arbitrary payloads to the event handlers: they never
+// fail on bad input (it would be redelivered for ever) and never store
+// unbounded text.
+func FuzzEvents(f *testing.F) {
+	f.Add([]byte(`{"transactionId":"t","tokenRef":"DNITHE00000001","amountMinor":1,"merchantName":"m","time":"2026-11-26T01:00:00Z"}`))
+	f.Add([]byte(`{"tokenUniqueReference":"DNITHE00000001","state":"SUSPENDED"}`))
+	f.Add([]byte(`{"tokenRef":"DNITHE00000001","merchantName":"` + strings.Repeat("x", 1000) + `"}`))
+	f.Add([]byte(`[`))
+	e := mustWallet(f, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(io.Discard, nil)) })
+	u := e.mustUser()
+	e.mustCard(u, "green")
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := e.svc.HandleTransaction(ctx, "ev", json.RawMessage(data)); err != nil {
+			t.Fatalf("transaction handler: %v", err)
+		}
+		if err := e.svc.HandleTokenState(ctx, "ev", json.RawMessage(data)); err != nil {
+			t.Fatalf("state handler: %v", err)
+		}
+		var longest int
+		if err := e.repo.db.DB.QueryRow(`SELECT COALESCE(MAX(LENGTH(merchant_name)), 0) FROM transactions`).Scan(&longest); err != nil {
+			t.Fatal(err)
+		}
+		if longest > maxEventTextBytes {
+			t.Fatalf("stored a merchant name of %d bytes", longest)
+		}
+	})
+}
