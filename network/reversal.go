@@ -1,0 +1,297 @@
+package network
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mipay-oss/mipay/iso8583"
+)
+
+// reverse handles a reversal from an acquirer (0400, or a 0420 advice): the
+// original is found by DE90; an approval not yet reversed is marked
+// reversed and its reversal queued for the issuer in one durable write, so
+// the hold is released exactly once however often the acquirer repeats.
+func (s *Switch) reverse(ctx context.Context, req *iso8583.Message, key string) (*iso8583.Message, error) {
+	resp := req.Response(2, 3, 4, 7, 11, 32, 37, 41, 42, 49, 90)
+	rec := &authRecord{Key: key, MTI: req.MTI(), Processing: req.String(3), Currency: req.String(49),
+		STAN: req.String(11), RRN: req.String(37), TxTime: req.String(7), Acquirer: req.String(32),
+		Terminal: req.String(41), Merchant: req.String(43)}
+	if pan := req.String(2); len(pan) >= 4 {
+		rec.TokenLast4 = pan[len(pan)-4:]
+	}
+	orig, err := iso8583.ParseOriginalData(req.String(90))
+	if err != nil {
+		resp.SetString(39, RCFormatError)
+		return s.finish(ctx, resp, rec, nil)
+	}
+	origKey := trimZeros(orig.AcquirerID, req.String(32)) + "|" + req.String(41) + "|" + orig.STAN + "|" + req.String(37) + "|" + orig.TransmissionTime + "|" + orig.MTI[:2]
+	var approved bool
+	var reversedNow bool
+	err = s.w.Write(ctx, func(tx *sql.Tx) error {
+		var rc string
+		var reversed int
+		err := tx.QueryRowContext(ctx, `SELECT rc, reversed, token_ref, issuer_id FROM auths WHERE dup_key = $1`, origKey).
+			Scan(&rc, &reversed, &rec.TokenRef, &rec.IssuerID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		approved = rc == RCApproved
+		if !approved || reversed != 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE auths SET reversed = 1 WHERE dup_key = $1 AND reversed = 0`, origKey)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			reversedNow = true
+			return insertReversal(ctx, tx, origKey, req.MTI(), "acquirer reversal", s.now())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("network: reversal: %w", err)
+	}
+	switch {
+	case rec.IssuerID == "" && !approved:
+		resp.SetString(39, RCOriginalNotFound)
+	default:
+		// Declined originals need nothing released; repeated reversals are
+		// answered as the first was.
+		resp.SetString(39, RCApproved)
+	}
+	if reversedNow {
+		s.kick(s.wake)
+	}
+	return s.finish(ctx, resp, rec, nil)
+}
+
+// trimZeros gives DE90's zero-filled acquirer id back the form DE32 had.
+func trimZeros(padded, de32 string) string {
+	for len(padded) > len(de32) && padded[0] == '0' {
+		padded = padded[1:]
+	}
+	return padded
+}
+
+// reversalLoop forwards owed reversals to issuers until each is
+// acknowledged, retrying with backoff. The issuer's reversal handling is
+// idempotent, so a retry after a lost answer releases nothing twice.
+func (s *Switch) reversalLoop() {
+	defer s.wg.Done()
+	delay := s.cfg.ReversalRetry
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		case <-timer.C:
+		}
+		pending, err := s.forwardReversals()
+		if err != nil {
+			s.log.Error("reversal forwarding failed", "err", err)
+		}
+		if pending {
+			timer.Reset(delay)
+			delay = min(2*delay, time.Minute)
+		} else {
+			delay = s.cfg.ReversalRetry
+			timer.Reset(time.Hour)
+		}
+	}
+}
+
+// maxReversalBatch bounds the reversals forwarded per pass.
+const maxReversalBatch = 256
+
+type owedReversal struct {
+	id, origKey, mti, reason string
+	attempts                 int
+}
+
+// forwardReversals sends each pending reversal once; it reports whether some
+// remain pending.
+func (s *Switch) forwardReversals() (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, orig_key, mti, reason, attempts FROM issuer_reversals
+		WHERE done = 0 ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch))
+	if err != nil {
+		return false, err
+	}
+	var owed []owedReversal
+	for rows.Next() {
+		var o owedReversal
+		if err := rows.Scan(&o.id, &o.origKey, &o.mti, &o.reason, &o.attempts); err != nil {
+			rows.Close()
+			return false, err
+		}
+		owed = append(owed, o)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	pending := false
+	for _, o := range owed {
+		err := s.sendReversal(ctx, o)
+		done := err == nil
+		msg := ""
+		if err != nil {
+			pending = true
+			msg = err.Error()
+			s.log.Warn("issuer reversal not acknowledged yet", "attempt", o.attempts+1, "err", err)
+		}
+		uerr := s.db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE issuer_reversals SET attempts = attempts + 1, done = $1, last_error = $2,
+				updated_at = $3 WHERE id = $4`, boolInt(done), msg, s.now().UnixMilli(), o.id)
+			return err
+		})
+		if uerr != nil {
+			return true, uerr
+		}
+	}
+	return pending || len(owed) == maxReversalBatch, nil
+}
+
+// sendReversal builds the issuer's reversal of an original and sends it.
+func (s *Switch) sendReversal(ctx context.Context, o owedReversal) error {
+	var r authRecord
+	err := s.db.DB.QueryRowContext(ctx, `SELECT mti, token_ref, issuer_id, processing, amount_minor, currency, stan, rrn,
+		tx_time, acquirer, terminal, merchant FROM auths WHERE dup_key = $1`, o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID,
+		&r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN, &r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant)
+	if err != nil {
+		return fmt.Errorf("original: %w", err)
+	}
+	link, ok := s.cfg.Issuers(r.IssuerID)
+	if !ok {
+		return fmt.Errorf("no link to issuer %s", r.IssuerID)
+	}
+	pan := ""
+	if r.TokenRef != "" {
+		if pan, _, err = s.cfg.Tokens.Detokenize(ctx, r.TokenRef, s.cfg.NodeID, "reversal"); err != nil {
+			return err
+		}
+	}
+	amount, err := iso8583.FormatAmount(r.AmountMinor)
+	if err != nil {
+		return err
+	}
+	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
+	if err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	m := &iso8583.Message{}
+	m.SetMTI(o.mti)
+	if pan != "" {
+		m.SetString(2, pan)
+	}
+	m.SetString(3, r.Processing)
+	m.SetString(4, amount)
+	m.SetString(7, now.Format("0102150405"))
+	m.SetString(11, r.STAN)
+	m.SetString(32, r.Acquirer)
+	m.SetString(37, r.RRN)
+	m.SetString(39, map[bool]string{true: "68", false: "17"}[o.mti == iso8583.MTIReversalAdvice])
+	m.SetString(41, r.Terminal)
+	m.SetString(49, r.Currency)
+	m.SetString(90, de90)
+	answer, err := link.Send(ctx, m)
+	if err != nil {
+		return err
+	}
+	switch rc := answer.String(39); rc {
+	case RCApproved, RCOriginalNotFound:
+		// 25: the issuer never approved it (the late answer was a decline, or
+		// the request never arrived): nothing to release.
+		return nil
+	default:
+		return fmt.Errorf("issuer answered %s", rc)
+	}
+}
+
+// outboxLoop publishes recorded events and deletes them once the bus has
+// them (at-least-once; subscribers are idempotent by transaction id).
+func (s *Switch) outboxLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.outboxCh:
+		case <-tick.C:
+		}
+		if s.cfg.Bus == nil {
+			continue
+		}
+		for {
+			n, err := s.publishOutbox()
+			if err != nil {
+				s.log.Warn("publishing events failed; will retry", "err", err)
+				break
+			}
+			if n < maxOutboxBatch {
+				break
+			}
+		}
+	}
+}
+
+const maxOutboxBatch = 512
+
+type rawJSON []byte
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+
+func (s *Switch) publishOutbox() (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, subject, payload FROM outbox ORDER BY created_at LIMIT `+fmt.Sprint(maxOutboxBatch))
+	if err != nil {
+		return 0, err
+	}
+	var evs []outboxEvent
+	for rows.Next() {
+		var e outboxEvent
+		if err := rows.Scan(&e.ID, &e.Subject, &e.Payload); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		evs = append(evs, e)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	published := 0
+	var perr error
+	for _, e := range evs {
+		if perr = s.cfg.Bus.Publish(ctx, e.Subject, rawJSON(e.Payload)); perr != nil {
+			break
+		}
+		published++
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for _, e := range evs[:published] {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, e.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if perr != nil {
+		return published, perr
+	}
+	return len(evs), err
+}
