@@ -271,12 +271,12 @@ func transmissionTime(de7 string, now time.Time) time.Time {
 // authRecord is what the switch records of an answered request.
 type authRecord struct {
 	Key, MTI, TokenRef, TokenLast4, IssuerID, Processing string
-	AmountMinor                                           int64
-	Currency, STAN, RRN, TxTime, Acquirer, Terminal       string
-	Merchant, RC, AuthCode                                string
-	StandIn                                               bool
-	Answer                                                []byte
-	arqc                                                  []byte // the request's 9F26, for the ARPC
+	AmountMinor                                          int64
+	Currency, STAN, RRN, TxTime, Acquirer, Terminal      string
+	Merchant, RC, AuthCode                               string
+	StandIn                                              bool
+	Answer                                               []byte
+	arqc                                                 []byte // the request's 9F26, for the ARPC
 }
 
 // authorize handles a 0100/0200.
@@ -343,7 +343,7 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 
 func validateAuth(req *iso8583.Message) error {
 	for _, f := range []struct {
-		n      int
+		n        int
 		min, max int
 	}{{2, 13, 19}, {3, 6, 6}, {4, 12, 12}, {7, 10, 10}, {11, 6, 6}, {22, 3, 3}, {41, 8, 8}, {49, 3, 3}} {
 		v := req.Field(f.n)
