@@ -40,6 +40,13 @@ func BenchmarkWriter(b *testing.B) {
 		}
 		benchWriter(b, store.Config{URL: storetest.CreateDatabase(b, base)}, store.WriterConfig{})
 	})
+	b.Run("postgres-4-committers", func(b *testing.B) {
+		base := storetest.Postgres()
+		if base == "" {
+			b.Skip(storetest.EnvPostgres + " not set")
+		}
+		benchWriter(b, store.Config{URL: storetest.CreateDatabase(b, base)}, store.WriterConfig{Committers: 4})
+	})
 }
 
 func benchWriter(b *testing.B, cfg store.Config, wcfg store.WriterConfig) {
@@ -47,12 +54,6 @@ func benchWriter(b *testing.B, cfg store.Config, wcfg store.WriterConfig) {
 	w := store.NewWriter(db, wcfg)
 	defer w.Close()
 	ctx := context.Background()
-	ins, err := db.PrepareWrite(ctx, "INSERT INTO items (id, val) VALUES ($1, $2)")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ins.Close()
-
 	var next atomic.Int64
 	waits := make([][]time.Duration, benchWriters)
 	b.ReportAllocs()
@@ -72,7 +73,7 @@ func benchWriter(b *testing.B, cfg store.Config, wcfg store.WriterConfig) {
 				}
 				t0 := time.Now()
 				err := w.Write(ctx, func(tx *sql.Tx) error {
-					_, err := tx.Stmt(ins).Exec(id, "benchmark value")
+					_, err := tx.ExecContext(ctx, "INSERT INTO items (id, val) VALUES ($1, $2)", id, "benchmark value")
 					return err
 				})
 				lat = append(lat, time.Since(t0))

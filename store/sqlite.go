@@ -11,7 +11,6 @@ import (
 	"runtime"
 
 	"github.com/mipay-oss/mipay"
-	_ "modernc.org/sqlite" // registers driver "sqlite"
 )
 
 // sqliteReadConns bounds the SQLite read pool. Readers never block each other
@@ -52,7 +51,7 @@ func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
 		path = abs
 	}
 
-	write, err := sql.Open("sqlite", sqliteDSN(path, true))
+	write, err := openSQLitePool(sqliteDSN(path, true))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
@@ -70,7 +69,7 @@ func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
 		return nil, err
 	}
 
-	read, err := sql.Open("sqlite", sqliteDSN(path, false))
+	read, err := openSQLitePool(sqliteDSN(path, false))
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -103,6 +102,16 @@ func (db *DB) initSQLite(ctx context.Context, path string) error {
 			"store: SQLite database %s cannot use WAL (journal mode %q): put the data directory on a local filesystem", path, mode)
 	}
 	return nil
+}
+
+// openSQLitePool opens a pool whose connections cache prepared statements
+// (see stmtcache.go).
+func openSQLitePool(dsn string) (*sql.DB, error) {
+	c, err := newCachingConnector(dsn)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(c), nil
 }
 
 // checkWritable creates and removes a file in dir, which is the only reliable

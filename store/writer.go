@@ -24,6 +24,9 @@ const (
 	// DefaultQueueWrites bounds the writes waiting to be taken; Write blocks
 	// (until its ctx ends) when the queue is full.
 	DefaultQueueWrites = 4 * DefaultMaxBatch
+	// MaxCommitters bounds WriterConfig.Committers (each holds a
+	// connection).
+	MaxCommitters = DefaultPostgresConns / 2
 	// DefaultBeginAttempts bounds retries of BEGIN when another process holds
 	// the SQLite write lock beyond the busy timeout.
 	DefaultBeginAttempts = 3
@@ -50,6 +53,15 @@ type WriterConfig struct {
 	Registerer prometheus.Registerer
 	// Name tells the writers of one party apart in metrics ("" is "main").
 	Name string
+	// Committers is the number of batches in flight at once, each in its
+	// own transaction (default 1). Only PostgreSQL can use more than one
+	// (SQLite has one writer): it then overlaps the network round trips of
+	// several batches and its group commit shares their WAL flushes. With
+	// more than one, batches run concurrently: writes of different batches
+	// that lock the same rows in different orders can deadlock, and the
+	// write PostgreSQL picks as victim fails with its error (40P01), so
+	// use it where writes touch disjoint rows or callers retry.
+	Committers int
 }
 
 // Writer commits writes in batches: one goroutine takes the queued writes,
@@ -64,10 +76,6 @@ type Writer struct {
 	closed bool
 	queue  chan *writeReq
 	done   chan struct{}
-
-	// Savepoint statements, prepared once on SQLite (each unprepared Exec
-	// parses the SQL again); nil on PostgreSQL, where pgx caches them.
-	spSave, spRelease, spRollback *sql.Stmt
 
 	metrics *writerMetrics
 	stats   struct{ batches, writes, failed atomic.Int64 }
@@ -126,6 +134,10 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 	if cfg.Name == "" {
 		cfg.Name = "main"
 	}
+	if cfg.Committers <= 0 || db.engine == SQLite {
+		cfg.Committers = 1
+	}
+	cfg.Committers = min(cfg.Committers, MaxCommitters)
 	w := &Writer{
 		db:      db,
 		cfg:     cfg,
@@ -133,10 +145,12 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 		done:    make(chan struct{}),
 		metrics: newWriterMetrics(cfg.Registerer, db.party, cfg.Name),
 	}
-	if db.engine == SQLite {
-		w.prepare()
+	var wg sync.WaitGroup
+	for range cfg.Committers {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.run() }()
 	}
-	go w.run()
+	go func() { wg.Wait(); close(w.done) }()
 	return w
 }
 
@@ -144,57 +158,60 @@ const (
 	sqlSavepoint  = "SAVEPOINT w"
 	sqlRelease    = "RELEASE SAVEPOINT w"
 	sqlRollbackTo = "ROLLBACK TO SAVEPOINT w"
+	// sqlRenew ends one write's savepoint and opens the next one's in one
+	// round trip (PostgreSQL runs a multi-statement text without arguments
+	// through the simple protocol).
+	sqlRenew = sqlRelease + "; " + sqlSavepoint
 )
 
-// prepare prepares the savepoint statements; on failure the writer falls
-// back to unprepared statements, which give the same results more slowly.
-func (w *Writer) prepare() {
-	ctx := context.Background()
+// savepoints runs the savepoint protocol of one batch. One savepoint "w"
+// is open while a write runs: on success it is released and a new one
+// opened for the next write; on failure the transaction is rolled back to
+// it and it stays open, unchanged, for the next write. COMMIT releases the
+// last one.
+type savepoints struct {
+	ctx context.Context
+	tx  *sql.Tx
+	// oneTrip: send RELEASE and SAVEPOINT as one text (PostgreSQL: one
+	// round trip). On SQLite two cached statements are cheaper than
+	// parsing the script each time.
+	oneTrip bool
+}
+
+func (w *Writer) savepoints(ctx context.Context, tx *sql.Tx) savepoints {
+	return savepoints{ctx: ctx, tx: tx, oneTrip: w.db.engine == Postgres}
+}
+
+func (sp savepoints) exec(query string) error {
+	_, err := sp.tx.ExecContext(sp.ctx, query)
+	return err
+}
+
+func (sp savepoints) open() error {
+	if err := sp.exec(sqlSavepoint); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	return nil
+}
+
+func (sp savepoints) renew() error {
 	var err error
-	stmts := []*sql.Stmt{}
-	for _, q := range []struct {
-		sql string
-		dst **sql.Stmt
-	}{{sqlSavepoint, &w.spSave}, {sqlRelease, &w.spRelease}, {sqlRollbackTo, &w.spRollback}} {
-		var st *sql.Stmt
-		if st, err = w.db.write.PrepareContext(ctx, q.sql); err != nil {
-			break
-		}
-		stmts = append(stmts, st)
-		*q.dst = st
+	if sp.oneTrip {
+		err = sp.exec(sqlRenew)
+	} else if err = sp.exec(sqlRelease); err == nil {
+		err = sp.exec(sqlSavepoint)
 	}
 	if err != nil {
-		for _, st := range stmts {
-			st.Close()
-		}
-		w.spSave, w.spRelease, w.spRollback = nil, nil, nil
+		return fmt.Errorf("renew savepoint: %w", err)
 	}
+	return nil
 }
 
-// batchStmts are the savepoint statements bound to one batch's transaction.
-type batchStmts struct {
-	save, release, rollback *sql.Stmt
-}
-
-func (w *Writer) bind(ctx context.Context, tx *sql.Tx) batchStmts {
-	if w.spSave == nil {
-		return batchStmts{}
+func (sp savepoints) rollbackTo() error {
+	if err := sp.exec(sqlRollbackTo); err != nil {
+		return fmt.Errorf("rollback to savepoint: %w", err)
 	}
-	return batchStmts{
-		save:     tx.StmtContext(ctx, w.spSave),
-		release:  tx.StmtContext(ctx, w.spRelease),
-		rollback: tx.StmtContext(ctx, w.spRollback),
-	}
-}
-
-func execStmt(ctx context.Context, tx *sql.Tx, st *sql.Stmt, query string) error {
-	var err error
-	if st != nil {
-		_, err = st.ExecContext(ctx)
-	} else {
-		_, err = tx.ExecContext(ctx, query)
-	}
-	return err
+	return nil
 }
 
 // Write runs fn inside the transaction of a batch and returns once that
@@ -274,17 +291,11 @@ func (w *Writer) Close() error {
 	}
 	w.mu.Unlock()
 	<-w.done
-	for _, st := range []*sql.Stmt{w.spSave, w.spRelease, w.spRollback} {
-		if st != nil {
-			st.Close()
-		}
-	}
 	return nil
 }
 
 // run is the committer.
 func (w *Writer) run() {
-	defer close(w.done)
 	batch := make([]*writeReq, 0, w.cfg.MaxBatch)
 	expect := 1 // writers expected in the next batch
 	for {
@@ -404,40 +415,30 @@ func (w *Writer) runBatch(batch []*writeReq) error {
 	if err != nil {
 		return fmt.Errorf("store: %s writer: begin: %w", w.db.party, err)
 	}
-	sp := w.bind(ctx, tx)
-	for _, r := range batch {
-		if err := w.runOne(ctx, tx, sp, r); err != nil {
+	sp := w.savepoints(ctx, tx)
+	if err := sp.open(); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("store: %s writer: %w", w.db.party, err)
+	}
+	for i, r := range batch {
+		r.err, r.panic = callFn(r.fn, tx)
+		var err error
+		switch {
+		case r.err != nil || r.panic != nil:
+			if r.err == nil {
+				r.err = errors.New("store: write panicked")
+			}
+			err = sp.rollbackTo()
+		case i < len(batch)-1:
+			err = sp.renew()
+		}
+		if err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("store: %s writer: %w", w.db.party, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("store: %s writer: commit: %w", w.db.party, err)
-	}
-	return nil
-}
-
-// runOne runs one write in its savepoint. It returns an error only when the
-// transaction itself is broken.
-func (w *Writer) runOne(ctx context.Context, tx *sql.Tx, sp batchStmts, r *writeReq) error {
-	if err := execStmt(ctx, tx, sp.save, sqlSavepoint); err != nil {
-		return fmt.Errorf("savepoint: %w", err)
-	}
-	r.err, r.panic = callFn(r.fn, tx)
-	if r.err == nil && r.panic == nil {
-		if err := execStmt(ctx, tx, sp.release, sqlRelease); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
-		}
-		return nil
-	}
-	if r.panic != nil && r.err == nil {
-		r.err = errors.New("store: write panicked")
-	}
-	if err := execStmt(ctx, tx, sp.rollback, sqlRollbackTo); err != nil {
-		return fmt.Errorf("rollback to savepoint: %w", err)
-	}
-	if err := execStmt(ctx, tx, sp.release, sqlRelease); err != nil {
-		return fmt.Errorf("release savepoint: %w", err)
 	}
 	return nil
 }
