@@ -12,6 +12,7 @@ import (
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/store"
 )
 
@@ -90,8 +91,9 @@ type AuthorizerConfig struct {
 	Store store.Config
 	DB    *store.DB
 	Keys  Keys
-	// Subscriber, when set, delivers token.state_changed to drop cached
-	// tokens on every switch node.
+	// Bus, when set, delivers token.state_changed (fan-out subscription) to
+	// drop cached tokens on every switch node. Subscriber overrides it.
+	Bus        *events.Bus
 	Subscriber StateChangeSubscriber
 	Ref        *config.Reference
 	Log        *slog.Logger
@@ -170,6 +172,9 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 		cfg.Writer.Name = "authorizer"
 	}
 	a.w = store.NewWriter(a.db, cfg.Writer)
+	if cfg.Subscriber == nil && cfg.Bus != nil {
+		cfg.Subscriber = BusSubscriber{Bus: cfg.Bus}
+	}
 	if cfg.Subscriber != nil {
 		stop, err := cfg.Subscriber.SubscribeStateChanges(ctx, func(c StateChange) { a.cache.drop(c.TokenRef) })
 		if err != nil {
