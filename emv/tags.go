@@ -238,7 +238,8 @@ func prettyValue(tag uint32, v []byte, f Format) string {
 		v, cut = v[:DefaultPrettyMaxValueBytes], "…"
 	}
 	s := fmt.Sprintf("%X%s", v, cut)
-	if (f == FormatAN || f == FormatANS) && printable(v) {
+	// DF names (84) are binary but usually ASCII, like 2PAY.SYS.DDF01.
+	if (f == FormatAN || f == FormatANS || tag == 0x84) && printable(v) {
 		s += fmt.Sprintf(" %q", v)
 	}
 	return s

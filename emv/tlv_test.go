@@ -125,7 +125,7 @@ func TestPretty(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := `6F File Control Information (FCI) Template
-  84 Dedicated File (DF) Name: 325041592E5359532E4444463031
+  84 Dedicated File (DF) Name: 325041592E5359532E4444463031 "2PAY.SYS.DDF01"
   A5 File Control Information (FCI) Proprietary Template
     BF0C File Control Information (FCI) Issuer Discretionary Data
       61 Application Template
