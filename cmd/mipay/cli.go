@@ -53,6 +53,7 @@ func commands() []command {
 		{"serve", "run one party alone (e.g. over PostgreSQL and a NATS cluster)", runServe},
 		{"version", "print the version, Go version and build information", runVersion},
 		{"emv", "EMV and e-purse crypto and TLV toolbox: keys, ARQC/ARPC, MACs, decode TLV and ISO 8583", runEMV},
+		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 	}
 }
 
