@@ -13,6 +13,7 @@ import (
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
 	"github.com/mipay-oss/mipay/events"
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/store"
 )
 
@@ -90,7 +91,10 @@ type AuthorizerConfig struct {
 	// opens). Alternatively DB gives an open one (then Close leaves it open).
 	Store store.Config
 	DB    *store.DB
-	Keys  Keys
+	// HSM holds the TSP's keys (the same keys the tsp party uses). Keys,
+	// when set, replaces it (tests).
+	HSM  hsm.HSM
+	Keys Keys
 	// Bus, when set, delivers token.state_changed (fan-out subscription) to
 	// drop cached tokens on every switch node. Subscriber overrides it.
 	Bus        *events.Bus
@@ -104,6 +108,10 @@ type AuthorizerConfig struct {
 	// CacheTTL bounds how long a cached record is trusted without an event
 	// (DefaultCacheTTL): the backstop should an event be lost.
 	CacheTTL time.Duration
+	// ARPCWindow and PendingARPC bound how long and how many verified
+	// cryptograms wait for their ARPC (DefaultARPCWindow, DefaultPendingARPC).
+	ARPCWindow  time.Duration
+	PendingARPC int
 	// Writer tunes the group-commit writer of ATC updates.
 	Writer store.WriterConfig
 	Now    func() time.Time
@@ -133,12 +141,16 @@ type Authorizer struct {
 	node    string
 	now     func() time.Time
 	cache   *tokenCache
+	pending *pendingSet
 	stopSub func()
 }
 
 // NewAuthorizer opens the vault (or uses cfg.DB), starts the ATC writer and
 // subscribes to state changes.
 func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, error) {
+	if cfg.Keys == nil && cfg.HSM != nil {
+		cfg.Keys = NewHSMKeys(cfg.HSM)
+	}
 	if cfg.Keys == nil || cfg.Ref == nil {
 		return nil, errors.New("tsp: authorizer needs keys and reference data")
 	}
@@ -159,6 +171,13 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 		cfg.CacheTTL = DefaultCacheTTL
 	}
 	a.cache = newTokenCache(cfg.CacheTokens, cfg.CacheTTL)
+	if cfg.ARPCWindow <= 0 {
+		cfg.ARPCWindow = DefaultARPCWindow
+	}
+	if cfg.PendingARPC <= 0 {
+		cfg.PendingARPC = DefaultPendingARPC
+	}
+	a.pending = newPendingSet(cfg.ARPCWindow, cfg.PendingARPC)
 	if cfg.DB != nil {
 		a.db = cfg.DB
 	} else {
@@ -270,7 +289,8 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 	}
 	var arqc [8]byte
 	copy(arqc[:], req.ARQC)
-	valid, err := a.keys.VerifyARQC(ctx, e.issuerID, e.dpan, e.psn, atc, emv.ARQCDataPBOC(&req.ICC, cvr), arqc)
+	data := emv.ARQCDataPBOC(&req.ICC, cvr)
+	valid, _, err := a.keys.VerifyARQC(ctx, e.issuerID, e.dpan, e.psn, atc, data, arqc, [2]byte{})
 	if err != nil {
 		return res, fmt.Errorf("tsp: verify ARQC: %w", err)
 	}
@@ -312,6 +332,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 		return decline(res, DeclineReplay, "ATC replayed")
 	}
 	e.raiseATC(int(atc))
+	a.pending.put(pendingKey{e.ref, atc}, pendingARQC{issuerID: e.issuerID, dpan: e.dpan, psn: e.psn, data: data, arqc: arqc}, now)
 	if !cvmOK {
 		return decline(res, DeclineCVMRequired, "cardholder verification required above the no-CVM limit")
 	}
@@ -320,17 +341,22 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 }
 
 // ARPC makes the ARPC (method 1) for the issuer's answer code arc, on behalf
-// of the issuer, with the token's keys: tag 91 = ARPC ‖ ARC.
+// of the issuer, with the token's keys: tag 91 = ARPC ‖ ARC. It works for a
+// cryptogram this Authorizer verified within DefaultARPCWindow (the HSM
+// verifies it again and makes the ARPC in one operation).
 func (a *Authorizer) ARPC(ctx context.Context, tokenRef string, atc uint16, arqc [8]byte, arc [2]byte) ([8]byte, error) {
-	e, ok := a.cache.byRef(tokenRef)
-	if !ok {
-		r, err := NewVault(a.db).Get(ctx, tokenRef)
-		if err != nil {
-			return [8]byte{}, err
-		}
-		e = newCacheEntry(&r.Token, a.now())
+	p, ok := a.pending.get(pendingKey{tokenRef, atc})
+	if !ok || p.arqc != arqc {
+		return [8]byte{}, mipay.Errorf(mipay.ENOTFOUND, "no verified cryptogram of this token and ATC is pending")
 	}
-	return a.keys.ARPC(ctx, e.issuerID, e.dpan, e.psn, atc, arqc, arc)
+	valid, arpc, err := a.keys.VerifyARQC(ctx, p.issuerID, p.dpan, p.psn, atc, p.data, arqc, arc)
+	if err != nil {
+		return [8]byte{}, fmt.Errorf("tsp: ARPC: %w", err)
+	}
+	if !valid {
+		return [8]byte{}, fmt.Errorf("tsp: ARPC: the pending cryptogram no longer verifies")
+	}
+	return arpc, nil
 }
 
 // lookup returns the cached token record for a DPAN, loading it on a miss.

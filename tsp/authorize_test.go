@@ -127,6 +127,17 @@ func TestAuthorizeApproved(t *testing.T) {
 		if arpc != want {
 			t.Fatalf("ARPC %X, want %X", arpc, want)
 		}
+		decl, err := f.a.ARPC(ctx, res.TokenRef, 1, arqc, [2]byte{'5', '1'})
+		if err != nil || decl != emv.ARPCMethod1(emv.SessionKeyPBOC(c.mk, 1), arqc, [2]byte{'5', '1'}) {
+			t.Fatalf("decline ARPC %X %v", decl, err)
+		}
+		if _, err := f.a.ARPC(ctx, res.TokenRef, 2, arqc, [2]byte{'0', '0'}); err == nil {
+			t.Fatal("ARPC for an ATC never verified")
+		}
+		arqc[0] ^= 1
+		if _, err := f.a.ARPC(ctx, res.TokenRef, 1, arqc, [2]byte{'0', '0'}); err == nil {
+			t.Fatal("ARPC for another ARQC")
+		}
 	})
 	t.Run("in-app entry mode", func(t *testing.T) {
 		r := c.tap(500, true)
@@ -375,4 +386,28 @@ func BenchmarkAuthorize(b *testing.B) {
 			}
 		}
 	})
+}
+
+func TestPendingSetRotation(t *testing.T) {
+	p := newPendingSet(time.Second, 8)
+	now := time.Now()
+	k := func(i int) pendingKey { return pendingKey{"r", uint16(i)} }
+	p.put(k(1), pendingARQC{psn: 1}, now)
+	if _, ok := p.get(k(1)); !ok {
+		t.Fatal("fresh entry missing")
+	}
+	p.put(k(2), pendingARQC{}, now.Add(1500*time.Millisecond)) // rotates: 1 is previous
+	if _, ok := p.get(k(1)); !ok {
+		t.Fatal("entry gone after one window")
+	}
+	p.put(k(3), pendingARQC{}, now.Add(3*time.Second)) // rotates again: 1 dropped
+	if _, ok := p.get(k(1)); ok {
+		t.Fatal("entry kept after two windows")
+	}
+	for i := 10; i < 100; i++ {
+		p.put(k(i), pendingARQC{}, now.Add(3*time.Second))
+	}
+	if n := len(p.cur) + len(p.prev); n > 8 {
+		t.Fatalf("%d entries, bound 8", n)
+	}
 }

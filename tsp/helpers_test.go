@@ -2,15 +2,10 @@ package tsp
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/ecdh"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -20,103 +15,55 @@ import (
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/cryptobox"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/store/storetest"
 )
 
-// softKeys is a test double of the HSM-backed Keys, built from the same
-// primitives (cryptobox, AES-GCM, HMAC, emv) so the service and authorizer
-// can be tested before and independently of the hsm package.
-type softKeys struct {
-	box  *ecdh.PrivateKey
-	aead cipher.AEAD
-	mac  []byte
-	mu   sync.Mutex
+// testKeys is the real software HSM behind HSMKeys, with the issuer master
+// keys imported from known bytes so tests can act as the SE (derive the
+// token's card key and make cryptograms).
+type testKeys struct {
+	*HSMKeys
+	h    *hsm.Soft
 	imks map[string][]byte
 }
 
-func newSoftKeys(tb testing.TB) *softKeys {
+func newTestKeys(tb testing.TB, ref *config.Reference) *testKeys {
 	tb.Helper()
-	box, err := ecdh.P256().GenerateKey(rand.Reader)
+	ctx := context.Background()
+	h, err := hsm.OpenSoft(ctx, hsm.SoftConfig{Dir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	k := make([]byte, 32)
-	rand.Read(k)
-	blk, _ := aes.NewCipher(k)
-	aead, _ := cipher.NewGCM(blk)
-	mac := make([]byte, 32)
-	rand.Read(mac)
-	return &softKeys{box: box, aead: aead, mac: mac, imks: map[string][]byte{}}
-}
-
-func (s *softKeys) imk(issuerID string) []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k, ok := s.imks[issuerID]
-	if !ok {
-		k = make([]byte, 16)
-		rand.Read(k)
-		emv.OddParity(k)
-		s.imks[issuerID] = k
+	k := &testKeys{HSMKeys: NewHSMKeys(h), h: h, imks: map[string][]byte{}}
+	for _, is := range ref.Issuers {
+		b := make([]byte, 16)
+		rand.Read(b)
+		emv.OddParity(b)
+		if err := h.ImportKey(ctx, hsm.Handle(IMKHandle(is.ID)), hsm.TDES2, b); err != nil {
+			tb.Fatal(err)
+		}
+		k.imks[is.ID] = b
+	}
+	if err := EnsureKeys(ctx, h, ref); err != nil {
+		tb.Fatal(err)
 	}
 	return k
 }
 
-func (s *softKeys) BoxPublicKey(context.Context) ([]byte, error) {
-	return s.box.PublicKey().Bytes(), nil
-}
+func (k *testKeys) imk(issuerID string) []byte { return k.imks[issuerID] }
 
-func (s *softKeys) OpenCardData(_ context.Context, blob, aad []byte) ([]byte, error) {
-	return cryptobox.Open(s.box, blob, aad)
-}
-
-func (s *softKeys) SealPAN(_ context.Context, pan string, aad []byte) ([]byte, error) {
-	nonce := make([]byte, 12)
-	rand.Read(nonce)
-	return s.aead.Seal(nonce, nonce, []byte(pan), aad), nil
-}
-
-func (s *softKeys) OpenPAN(_ context.Context, sealed, aad []byte) (string, error) {
-	if len(sealed) < 12 {
-		return "", errors.New("short")
-	}
-	p, err := s.aead.Open(nil, sealed[:12], sealed[12:], aad)
-	return string(p), err
-}
-
-func (s *softKeys) MAC(_ context.Context, data []byte) ([]byte, error) {
-	m := hmac.New(sha256.New, s.mac)
-	m.Write(data)
-	return m.Sum(nil), nil
-}
-
-func (s *softKeys) SealICCKey(_ context.Context, issuerID, dpan string, psn int, sePub, aad []byte) ([]byte, error) {
-	mk, err := emv.DeriveICCMK(s.imk(issuerID), dpan, psn)
+func (k *testKeys) boxPub(tb testing.TB) *ecdh.PublicKey {
+	tb.Helper()
+	b, err := k.BoxPublicKey(context.Background())
 	if err != nil {
-		return nil, err
+		tb.Fatal(err)
 	}
-	pub, err := ecdh.P256().NewPublicKey(sePub)
+	pub, err := ecdh.P256().NewPublicKey(b)
 	if err != nil {
-		return nil, err
+		tb.Fatal(err)
 	}
-	return cryptobox.Seal(pub, mk[:], aad)
-}
-
-func (s *softKeys) VerifyARQC(_ context.Context, issuerID, dpan string, psn int, atc uint16, data []byte, arqc [8]byte) (bool, error) {
-	imk, err := emv.NewIMK(s.imk(issuerID))
-	if err != nil {
-		return false, err
-	}
-	ok, _, err := emv.VerifyARQCPBOC(imk, dpan, psn, atc, data, arqc)
-	return ok, err
-}
-
-func (s *softKeys) ARPC(_ context.Context, issuerID, dpan string, psn int, atc uint16, arqc [8]byte, arc [2]byte) ([8]byte, error) {
-	mk, err := emv.DeriveICCMK(s.imk(issuerID), dpan, psn)
-	if err != nil {
-		return [8]byte{}, err
-	}
-	return emv.ARPCMethod1(emv.SessionKeyPBOC(mk, atc), arqc, arc), nil
+	return pub
 }
 
 // fakeIssuer answers like the issuer API: decisions per PAN, one OTP code.
@@ -244,7 +191,7 @@ func (b *fakeBus) all() []StateChange {
 type fixture struct {
 	svc    *Service
 	vault  *Vault
-	keys   *softKeys
+	keys   *testKeys
 	issuer *fakeIssuer
 	bus    *fakeBus
 	ref    *config.Reference
@@ -264,7 +211,8 @@ func mustDefaultRef(tb testing.TB) *config.Reference {
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
 	db := storetest.Open(tb, PartyName, Migrations())
-	f := &fixture{vault: NewVault(db), keys: newSoftKeys(tb), issuer: newFakeIssuer(), bus: &fakeBus{}, ref: mustDefaultRef(tb)}
+	ref := mustDefaultRef(tb)
+	f := &fixture{vault: NewVault(db), keys: newTestKeys(tb, ref), issuer: newFakeIssuer(), bus: &fakeBus{}, ref: ref}
 	svc, err := NewService(ServiceConfig{Vault: f.vault, Keys: f.keys, Issuers: f.issuer, Ref: f.ref, Bus: f.bus})
 	if err != nil {
 		tb.Fatal(err)
@@ -294,7 +242,7 @@ func demoCard(tb testing.TB, ref *config.Reference, cardType string) (*config.Is
 func (f *fixture) sealCard(tb testing.TB, c CardData, requestor string) string {
 	tb.Helper()
 	pt, _ := json.Marshal(c)
-	blob, err := cryptobox.Seal(f.keys.box.PublicKey(), pt, CardDataAAD(requestor))
+	blob, err := cryptobox.Seal(f.keys.boxPub(tb), pt, CardDataAAD(requestor))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // Keys is what the TSP asks its HSM for. Secret keys never leave it: card
 // data is opened inside it, PANs are sealed and hashed by it, card keys leave
-// it only sealed to an SE. hsmKeys implements it over hsm.HSM.
+// it only sealed to an SE. HSMKeys implements it over hsm.HSM.
 type Keys interface {
 	// BoxPublicKey is the uncompressed P-256 point of KeyBox.
 	BoxPublicKey(ctx context.Context) ([]byte, error)
@@ -29,10 +29,9 @@ type Keys interface {
 	// SealICCKey derives the token's ICC master key from the issuer's IMK
 	// and returns it sealed (cryptobox) to sePub with aad.
 	SealICCKey(ctx context.Context, issuerID, dpan string, psn int, sePub, aad []byte) ([]byte, error)
-	// VerifyARQC checks a PBOC CVN 01 ARQC over data with the session key of atc.
-	VerifyARQC(ctx context.Context, issuerID, dpan string, psn int, atc uint16, data []byte, arqc [8]byte) (bool, error)
-	// ARPC makes the method 1 ARPC for arqc and arc.
-	ARPC(ctx context.Context, issuerID, dpan string, psn int, atc uint16, arqc [8]byte, arc [2]byte) ([8]byte, error)
+	// VerifyARQC checks a PBOC CVN 01 ARQC over data with the session key
+	// of atc and, when valid, makes the method 1 ARPC for arc.
+	VerifyARQC(ctx context.Context, issuerID, dpan string, psn int, atc uint16, data []byte, arqc [8]byte, arc [2]byte) (valid bool, arpc [8]byte, err error)
 }
 
 // Publisher publishes events (events.Bus).
