@@ -87,6 +87,7 @@ func crashChild() {
 // moments, many times; after each kill the store must open cleanly, pass an
 // integrity check, and hold every write the child saw acknowledged.
 func TestCrash(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("crash test skipped in -short mode")
 	}

@@ -94,9 +94,14 @@ const createMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 // that was applied and has changed since is refused: the schema it describes
 // is not the schema in the database.
 func (db *DB) migrate(ctx context.Context, fsys fs.FS) error {
-	ms, err := ReadMigrations(fsys)
-	if err != nil {
-		return mipay.WrapError(mipay.EINTERNAL, err, "store: %s: bad migrations: %v", db.party, err)
+	var (
+		ms  []Migration
+		err error
+	)
+	if fsys != nil {
+		if ms, err = ReadMigrations(fsys); err != nil {
+			return mipay.Errorf(mipay.EINTERNAL, "store: %s: bad migrations: %v", db.party, err)
+		}
 	}
 	switch db.engine {
 	case Postgres:

@@ -33,6 +33,7 @@ func appliedVersions(t *testing.T, db *store.DB) []int64 {
 }
 
 func TestMigrations(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		ctx := context.Background()
 
@@ -155,6 +156,7 @@ func TestMigrations(t *testing.T) {
 }
 
 func TestReadMigrationsErrors(t *testing.T) {
+	t.Parallel()
 	cases := map[string]fstest.MapFS{
 		"bad name":       {"create.sql": {Data: []byte("SELECT 1")}},
 		"no number":      {"x_create.sql": {Data: []byte("SELECT 1")}},
@@ -171,4 +173,23 @@ func TestReadMigrationsErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestOpenWithoutMigrations: the schema and schema_migrations exist even
+// without migrations, so a party can create tables itself.
+func TestOpenWithoutMigrations(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db, err := store.Open(context.Background(), newCfg(t), "bare", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.DB.Exec("CREATE TABLE t (id BIGINT PRIMARY KEY)"); err != nil {
+			t.Fatalf("create table in the party's schema: %v", err)
+		}
+		if got := appliedVersions(t, db); len(got) != 0 {
+			t.Fatalf("schema_migrations = %v, want empty", got)
+		}
+	})
 }

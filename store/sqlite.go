@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/mipay-oss/mipay"
 )
@@ -24,6 +25,11 @@ func sqliteDSN(path string, write bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
+	// Checkpoints run in the background (see checkpointer); the writer
+	// checkpoints itself only if they fall far behind, so its commits
+	// do not usually pay for copying the WAL into the database.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpointPages))
+	q.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walSizeLimitBytes))
 	q.Add("_pragma", "synchronous(FULL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	if write {
@@ -80,7 +86,45 @@ func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
 	read.SetConnMaxIdleTime(0)
 	read.SetConnMaxLifetime(0)
 	db.DB = read
+	db.stopCheckpoints = startCheckpointer(read, DefaultCheckpointInterval)
 	return db, nil
+}
+
+// Checkpoint settings.
+const (
+	// DefaultCheckpointInterval is how often the background checkpointer
+	// copies committed WAL frames into the database file.
+	DefaultCheckpointInterval = 250 * time.Millisecond
+	// walAutoCheckpointPages: the writer checkpoints itself beyond this WAL
+	// size (pages of 4 KiB), should the background checkpointer lag.
+	walAutoCheckpointPages = 16384
+	// walSizeLimitBytes: the WAL file is truncated to this size after a
+	// checkpoint resets it.
+	walSizeLimitBytes = 64 << 20
+)
+
+// startCheckpointer runs PASSIVE checkpoints on a reader connection: they
+// never block the writer or readers, and take the checkpoint's database
+// writes and fsync off the commit path.
+func startCheckpointer(read *sql.DB, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				// Errors (BUSY while another process checkpoints) are
+				// retried on the next tick; nothing depends on one run.
+				_, _ = read.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // initSQLite opens the write connection (creating the file) and checks that

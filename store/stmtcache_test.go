@@ -12,6 +12,7 @@ import (
 // TestStatementCache exercises the SQLite per-connection statement cache
 // through the cases that would break a naive one.
 func TestStatementCache(t *testing.T) {
+	t.Parallel()
 	db := mustOpen(t, store.Config{Dir: t.TempDir()})
 	ctx := context.Background()
 	for i := range 5 {

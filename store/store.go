@@ -75,6 +75,8 @@ type DB struct {
 	engine Engine
 	party  string
 	where  string // file path or redacted URL + schema, for messages
+
+	stopCheckpoints func() // SQLite: stops the background checkpointer
 }
 
 // Open opens (creating if missing) the store of party and applies the
@@ -95,11 +97,11 @@ func Open(ctx context.Context, cfg Config, party string, migrations fs.FS) (*DB,
 	if err != nil {
 		return nil, err
 	}
-	if migrations != nil {
-		if err := db.migrate(ctx, migrations); err != nil {
-			db.Close()
-			return nil, err
-		}
+	// Always: besides applying migrations this creates the PostgreSQL
+	// schema and schema_migrations.
+	if err := db.migrate(ctx, migrations); err != nil {
+		db.Close()
+		return nil, err
 	}
 	return db, nil
 }
@@ -125,24 +127,14 @@ func (db *DB) String() string { return db.where }
 
 // Close closes the store's connections. Close any Writer first.
 func (db *DB) Close() error {
+	if db.stopCheckpoints != nil {
+		db.stopCheckpoints()
+	}
 	err := db.DB.Close()
 	if db.write != db.DB {
 		err = errors.Join(err, db.write.Close())
 	}
 	return err
-}
-
-// PrepareWrite prepares a statement on the write connection(s), for use in
-// Writer and Tx functions as tx.Stmt(s): on SQLite an unprepared Exec parses
-// its SQL every time, which costs more than the insert itself. Close it after
-// the writers that use it. (On PostgreSQL pgx caches prepared statements by
-// SQL text, so plain tx.Exec is as fast.)
-func (db *DB) PrepareWrite(ctx context.Context, query string) (*sql.Stmt, error) {
-	st, err := db.write.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("store: prepare: %w", err)
-	}
-	return st, nil
 }
 
 // Tx runs fn in a transaction and commits it when fn returns nil. When the

@@ -43,9 +43,11 @@ CREATE TABLE children (
 // own empty store location.
 func engines(t *testing.T, fn func(t *testing.T, newCfg func(t *testing.T) store.Config)) {
 	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
 		fn(t, func(t *testing.T) store.Config { return store.Config{Dir: t.TempDir()} })
 	})
 	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
 		base := storetest.Postgres()
 		if base == "" {
 			t.Skip(storetest.EnvPostgres + " not set")
@@ -99,6 +101,7 @@ func insertItem(id int64) func(tx *sql.Tx) error {
 }
 
 func TestOpen(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		cfg := newCfg(t)
 		ctx := context.Background()
@@ -140,6 +143,7 @@ func TestOpen(t *testing.T) {
 }
 
 func TestOpenSQLiteSettings(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := mustOpen(t, store.Config{Dir: dir})
 	if _, err := os.Stat(filepath.Join(dir, "party.db")); err != nil {
@@ -187,6 +191,7 @@ func TestOpenSQLiteSettings(t *testing.T) {
 // TestReadsDuringWrite: on SQLite, reads go through their own pool and are
 // not blocked by an open write transaction (WAL).
 func TestReadsDuringWrite(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		ctx := context.Background()
@@ -226,6 +231,7 @@ func TestReadsDuringWrite(t *testing.T) {
 }
 
 func TestTx(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		ctx := context.Background()
@@ -311,6 +317,7 @@ func TestTx(t *testing.T) {
 }
 
 func TestOpenErrors(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "a-file")
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
@@ -381,6 +388,7 @@ func TestOpenErrors(t *testing.T) {
 }
 
 func TestStoretest(t *testing.T) {
+	t.Parallel()
 	db := storetest.Open(t, "wallet", testMigrations)
 	if err := db.Tx(context.Background(), insertItem(1)); err != nil {
 		t.Fatal(err)

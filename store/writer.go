@@ -24,6 +24,8 @@ const (
 	// DefaultQueueWrites bounds the writes waiting to be taken; Write blocks
 	// (until its ctx ends) when the queue is full.
 	DefaultQueueWrites = 4 * DefaultMaxBatch
+	// DefaultBatchTimeout bounds one batch's transaction.
+	DefaultBatchTimeout = 30 * time.Second
 	// MaxCommitters bounds WriterConfig.Committers (each holds a
 	// connection).
 	MaxCommitters = DefaultPostgresConns / 2
@@ -62,6 +64,9 @@ type WriterConfig struct {
 	// write PostgreSQL picks as victim fails with its error (40P01), so
 	// use it where writes touch disjoint rows or callers retry.
 	Committers int
+	// BatchTimeout bounds one batch from BEGIN to COMMIT
+	// (DefaultBatchTimeout); a batch that overruns fails as a whole.
+	BatchTimeout time.Duration
 }
 
 // Writer commits writes in batches: one goroutine takes the queued writes,
@@ -138,6 +143,9 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 		cfg.Committers = 1
 	}
 	cfg.Committers = min(cfg.Committers, MaxCommitters)
+	if cfg.BatchTimeout <= 0 {
+		cfg.BatchTimeout = DefaultBatchTimeout
+	}
 	w := &Writer{
 		db:      db,
 		cfg:     cfg,
@@ -348,7 +356,9 @@ drain:
 			break drain
 		}
 	}
-	if open && w.cfg.MaxWait > 0 && len(batch) < expect {
+	// With several committers another batch is always forming while this
+	// one commits; waiting would only add latency.
+	if open && w.cfg.MaxWait > 0 && w.cfg.Committers == 1 && len(batch) < expect {
 		t := time.NewTimer(w.cfg.MaxWait)
 	wait:
 		for len(batch) < expect {
@@ -401,7 +411,10 @@ func (w *Writer) commit(batch []*writeReq) {
 // runBatch executes the batch in one transaction; the returned error is the
 // batch's (begin/commit/broken savepoint); each write's own error is in r.err.
 func (w *Writer) runBatch(batch []*writeReq) error {
-	ctx := context.Background() // the batch is not any one caller's
+	// The batch is not any one caller's: its own deadline bounds it, so a
+	// stuck database fails the batch instead of hanging every caller.
+	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.BatchTimeout)
+	defer cancel()
 	var (
 		tx  *sql.Tx
 		err error

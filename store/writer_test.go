@@ -62,6 +62,7 @@ func goWrite(ctx context.Context, w *store.Writer, fn func(*sql.Tx) error) <-cha
 }
 
 func TestWriterConcurrent(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		w := mustWriter(t, db, store.WriterConfig{MaxBatch: 16})
@@ -88,6 +89,7 @@ func TestWriterConcurrent(t *testing.T) {
 }
 
 func TestWriterFailingWriteIsolated(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		w := mustWriter(t, db, store.WriterConfig{})
@@ -135,6 +137,7 @@ func TestWriterFailingWriteIsolated(t *testing.T) {
 }
 
 func TestWriterPanic(t *testing.T) {
+	t.Parallel()
 	db := mustOpen(t, store.Config{Dir: t.TempDir()})
 	w := mustWriter(t, db, store.WriterConfig{})
 	ctx := context.Background()
@@ -163,6 +166,7 @@ func TestWriterPanic(t *testing.T) {
 }
 
 func TestWriterContext(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		w := mustWriter(t, db, store.WriterConfig{})
@@ -233,6 +237,7 @@ func TestWriterContext(t *testing.T) {
 }
 
 func TestWriterCommitFailure(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		w := mustWriter(t, db, store.WriterConfig{})
@@ -271,6 +276,7 @@ func TestWriterCommitFailure(t *testing.T) {
 }
 
 func TestWriterClose(t *testing.T) {
+	t.Parallel()
 	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
 		db := mustOpen(t, newCfg(t))
 		w := store.NewWriter(db, store.WriterConfig{})
@@ -313,14 +319,15 @@ func TestWriterClose(t *testing.T) {
 // TestWriterIdleNoWait: a lone write of an idle writer is committed without
 // waiting for the batch window.
 func TestWriterIdleNoWait(t *testing.T) {
+	t.Parallel()
 	db := mustOpen(t, store.Config{Dir: t.TempDir()})
-	w := mustWriter(t, db, store.WriterConfig{MaxWait: time.Second})
+	w := mustWriter(t, db, store.WriterConfig{MaxWait: 5 * time.Second})
 	for i := range 5 {
 		start := time.Now()
 		if err := w.Write(context.Background(), insertItem(int64(i))); err != nil {
 			t.Fatal(err)
 		}
-		if d := time.Since(start); d > 500*time.Millisecond {
+		if d := time.Since(start); d > 2500*time.Millisecond {
 			t.Fatalf("lone write %d took %v: it waited for the batch window", i, d)
 		}
 		time.Sleep(2 * time.Millisecond)
@@ -328,6 +335,7 @@ func TestWriterIdleNoWait(t *testing.T) {
 }
 
 func TestWriterMetrics(t *testing.T) {
+	t.Parallel()
 	db := mustOpen(t, store.Config{Dir: t.TempDir()})
 	reg := prometheus.NewRegistry()
 	w := mustWriter(t, db, store.WriterConfig{Registerer: reg})
@@ -359,4 +367,44 @@ func TestWriterMetrics(t *testing.T) {
 	if err := w2.Write(context.Background(), insertItem(10)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestWriterBatchTimeout(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db := mustOpen(t, newCfg(t))
+		w := mustWriter(t, db, store.WriterConfig{BatchTimeout: 50 * time.Millisecond})
+		ctx := context.Background()
+		err := w.Write(ctx, func(tx *sql.Tx) error {
+			time.Sleep(150 * time.Millisecond)
+			return insertItem(1)(tx)
+		})
+		if err == nil {
+			t.Fatal("a batch running past BatchTimeout committed")
+		}
+		if hasItem(t, db, 1) {
+			t.Fatal("write of the timed-out batch is present")
+		}
+		if err := w.Write(ctx, insertItem(2)); err != nil {
+			t.Fatalf("write after a timed-out batch: %v", err)
+		}
+	})
+}
+
+func TestWriterCommitters(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db := mustOpen(t, newCfg(t))
+		w := mustWriter(t, db, store.WriterConfig{Committers: 4})
+		concurrently(16, func(g int) {
+			for i := range 40 {
+				if err := w.Write(context.Background(), insertItem(int64(g*40+i))); err != nil {
+					t.Errorf("write: %v", err)
+				}
+			}
+		})
+		if n := countItems(t, db); n != 16*40 {
+			t.Fatalf("items = %d, want %d", n, 16*40)
+		}
+	})
 }
