@@ -2,10 +2,10 @@ package issuer
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +60,15 @@ func (c ResponseCode) Approved() bool { return c == RCApproved }
 // Processing codes (DE3 first two digits) the issuer authorizes.
 const procPurchase = "00"
 
+// Cryptogram validation results of DE123 the issuer refuses.
+const (
+	cryptogramInvalid = "I"
+	cryptogramReplay  = "R"
+)
+
+// authIDPrefix starts every authorization id.
+const authIDPrefix = "auth_"
+
 // currencyCNY is the billing currency of every card (ISO 4217 numeric).
 const currencyCNY = "156"
 
@@ -81,10 +90,14 @@ type AuthRequest struct {
 	Terminal           string // DE41
 	Acquirer           string // DE32
 	Expiry             string // DE14 YYMM, optional
-	// Token data from the network's private field, when the card was used
-	// through a token.
-	TokenRef   string
-	TokenLast4 string
+	// Token data from the network's private field (DE123), when the card was
+	// used through a token. The full token is not kept.
+	TokenRef         string // the TSP's token reference, when the network sends one
+	TokenLast4       string
+	TokenRequestorID string
+	// CryptogramResult is the network's ARQC check (DE123 tag 04): "V"
+	// valid, "I" invalid, "R" replayed ATC, "N" none.
+	CryptogramResult string
 }
 
 // AuthResult is the issuer's answer.
@@ -297,7 +310,7 @@ func fingerprintOf(req AuthRequest, a *account) string {
 // authorizeNew decides, writes and publishes rec.
 func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecord, acct *account) AuthResult {
 	now := h.now()
-	rec.id = newID("auth_")
+	rec.id = h.ids.next(authIDPrefix, now)
 	rec.acct = acct
 	rec.day = dayOf(now)
 	if acct != nil {
@@ -318,7 +331,10 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 		rec.authCode = newAuthCode()
 	}
 
-	err := h.w.Write(ctx, func(tx *sql.Tx) error { return h.writeAuth(ctx, tx, req, rec, now) })
+	// Statements inside a write run with a background context: once the
+	// writer took the write it runs to its end anyway, and a cancellable
+	// context costs the driver a watcher goroutine per statement.
+	err := h.w.Write(ctx, func(tx *sql.Tx) error { return h.writeAuth(context.Background(), tx, req, rec, now) })
 	if err != nil {
 		if rec.approved {
 			acct.unreserve(amount, rec.day, now.UnixMilli())
@@ -346,7 +362,7 @@ func (h *Host) failAuth(ctx context.Context, rec *authRecord, err error) AuthRes
 	h.dedup.mu.Unlock()
 	close(rec.done)
 	if errors.Is(err, errIdentTaken) {
-		stored, ferr := h.findStored(ctx, rec.ident, "")
+		stored, ferr := h.findStored(ctx, rec.ident)
 		if ferr == nil && stored != nil {
 			if stored.fingerprint != rec.fingerprint {
 				return AuthResult{Code: RCDuplicate}
@@ -378,9 +394,9 @@ func (h *Host) writeAuth(ctx context.Context, tx *sql.Tx, req AuthRequest, rec *
 	if rec.approved {
 		approved = 1
 	}
-	res, err := tx.StmtContext(ctx, h.stmts.insertAuth).ExecContext(ctx, rec.id, rec.issuerID, cardID, first6, last4,
+	res, err := tx.ExecContext(ctx, sqlInsertAuth, rec.id, rec.issuerID, cardID, first6, last4,
 		req.MTI, req.ProcessingCode, rec.amount, req.Currency, rec.ident, rec.alt, rec.fingerprint, string(rec.code),
-		rec.authCode, approved, req.TokenRef, req.TokenLast4, rec.day, ms)
+		rec.authCode, approved, req.TokenRef, req.TokenLast4, req.TokenRequestorID, req.CryptogramResult, rec.day, ms)
 	if err != nil {
 		return fmt.Errorf("insert authorization: %w", err)
 	}
@@ -390,7 +406,7 @@ func (h *Host) writeAuth(ctx context.Context, tx *sql.Tx, req AuthRequest, rec *
 	if !rec.approved {
 		return nil
 	}
-	return h.stmts.postPair(ctx, tx, "hold/"+rec.id, rec.issuerID, kindHold, rec.id,
+	return postPair(ctx, tx, "hold/"+rec.id, rec.issuerID, kindHold, rec.id,
 		heldAccount(rec.cardID), availableAccount(rec.cardID), rec.amount, ms)
 }
 
@@ -403,6 +419,11 @@ func (h *Host) check(req AuthRequest, a *account, now time.Time) (int64, Respons
 	}
 	if a == nil {
 		return 0, RCInvalidCard
+	}
+	// The network declines bad cryptograms itself; should one arrive anyway,
+	// the bank does not honour it.
+	if req.CryptogramResult == cryptogramInvalid || req.CryptogramResult == cryptogramReplay {
+		return req.AmountMinor, RCDoNotHonor
 	}
 	amount, currency := req.AmountMinor, req.Currency
 	if req.BillingCurrency != "" {
@@ -489,12 +510,11 @@ func (a *account) unreserve(amount, day, nowMS int64) {
 	}
 }
 
-// newAuthCode returns a 6-digit DE38 approval code.
+// newAuthCode returns a 6-digit DE38 approval code. math/rand/v2's global
+// source is ChaCha8 seeded from the OS per thread: unpredictable enough for
+// an approval code, and no system call per authorization.
 func newAuthCode() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	n := (uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])) % 1000000
-	s := strconv.FormatUint(uint64(n), 10)
+	s := strconv.FormatUint(mrand.Uint64N(1000000), 10)
 	return strings.Repeat("0", 6-len(s)) + s
 }
 
@@ -535,13 +555,20 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	if o := req.Original; o != nil {
 		ident = identOf(o.Acquirer, req.Terminal, o.STAN, o.Transmission)
 	} else {
+		// A reversal without DE90 repeats the original's terminal, STAN,
+		// RRN and DE7 (and acquirer: the store is searched by that identity).
 		alt = altOf(req.Terminal, req.STAN, req.RRN, req.Transmission)
+		ident = ""
 	}
 	if req.Terminal == "" || (req.Original == nil && (req.STAN == "" || req.Transmission == "")) {
 		return ReversalResult{Code: RCFormatError}
 	}
 
-	orig, err := h.findOriginal(ctx, ident, alt)
+	lookup := ident
+	if lookup == "" {
+		lookup = identOf(req.Acquirer, req.Terminal, req.STAN, req.Transmission)
+	}
+	orig, err := h.findOriginal(ctx, ident, alt, lookup)
 	if err != nil {
 		h.log.Error("reversal: find original", "err", err)
 		return ReversalResult{Code: RCSystemError}
@@ -568,18 +595,19 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 
 	now := h.now().UnixMilli()
 	err = h.w.Write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.StmtContext(ctx, h.stmts.markReversed).ExecContext(ctx, orig.id, now)
+		ctx := context.Background() // see authorizeNew
+		res, err := tx.ExecContext(ctx, sqlMarkReversed, orig.id, now)
 		if err != nil {
 			return fmt.Errorf("mark reversed: %w", err)
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
 			return errAlreadyReversed
 		}
-		if err := h.stmts.postPair(ctx, tx, "release/"+orig.id, orig.issuerID, kindRelease, orig.id,
+		if err := postPair(ctx, tx, "release/"+orig.id, orig.issuerID, kindRelease, orig.id,
 			availableAccount(orig.cardID), heldAccount(orig.cardID), orig.amount, now); err != nil {
 			return fmt.Errorf("release hold: %w", err)
 		}
-		_, err = tx.StmtContext(ctx, h.stmts.insertRev).ExecContext(ctx, newID("rev_"), orig.issuerID, req.MTI, orig.ident, orig.alt, orig.id, 1, now)
+		_, err = tx.ExecContext(ctx, sqlInsertRev, newID("rev_"), orig.issuerID, req.MTI, orig.ident, orig.alt, orig.id, 1, now)
 		return err
 	})
 	if errors.Is(err, errAlreadyReversed) {
@@ -607,9 +635,10 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 
 var errAlreadyReversed = errors.New("issuer: authorization already reversed")
 
-// findOriginal finds the original in memory (waiting for it if it is being
-// decided) or in the store.
-func (h *Host) findOriginal(ctx context.Context, ident, alt string) (*authRecord, error) {
+// findOriginal finds the original in memory by ident (or alt when ident is
+// ""), waiting for it if it is being decided, or else in the store by the
+// identity lookup.
+func (h *Host) findOriginal(ctx context.Context, ident, alt, lookup string) (*authRecord, error) {
 	h.dedup.mu.Lock()
 	var r *authRecord
 	if ident != "" {
@@ -627,9 +656,12 @@ func (h *Host) findOriginal(ctx context.Context, ident, alt string) (*authRecord
 			return r, nil
 		}
 	}
-	stored, err := h.findStored(ctx, ident, alt)
+	stored, err := h.findStored(ctx, lookup)
 	if err != nil || stored == nil {
 		return nil, err
+	}
+	if ident == "" && stored.alt != alt {
+		return nil, nil // same identity, other RRN: not this reversal's original
 	}
 	// Put the stored record in the index so later reversals and duplicates
 	// share it (and its reversed flag) instead of loading it again.
@@ -645,7 +677,7 @@ func (h *Host) findOriginal(ctx context.Context, ident, alt string) (*authRecord
 // reverseUnknown records a reversal whose original is not known (yet).
 func (h *Host) reverseUnknown(ctx context.Context, req ReversalRequest, ident, alt string) ReversalResult {
 	h.dedup.mu.Lock()
-	if (ident != "" && h.dedup.byIdent[ident] != nil) || (alt != "" && h.dedup.byAlt[alt] != nil) {
+	if (ident != "" && h.dedup.byIdent[ident] != nil) || (alt != "" && h.dedup.byAlt[alt] != nil && h.dedup.byAlt[alt].early) {
 		h.dedup.mu.Unlock()
 		return ReversalResult{Code: RCApproved} // already remembered
 	}
@@ -657,7 +689,7 @@ func (h *Host) reverseUnknown(ctx context.Context, req ReversalRequest, ident, a
 	h.dedup.put(r)
 	h.dedup.mu.Unlock()
 	err := h.w.Write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.StmtContext(ctx, h.stmts.insertRev).ExecContext(ctx, newID("rev_"), issuerID, req.MTI, ident, alt, nil, 0, h.now().UnixMilli())
+		_, err := tx.ExecContext(ctx, sqlInsertRev, newID("rev_"), issuerID, req.MTI, ident, alt, nil, 0, h.now().UnixMilli())
 		return err
 	})
 	if err != nil {
@@ -690,7 +722,7 @@ func (h *Host) authorizeReversedEarly(ctx context.Context, req AuthRequest, earl
 	h.dedup.mu.Unlock()
 
 	now := h.now()
-	rec.id, rec.acct, rec.day, rec.code = newID("auth_"), acct, dayOf(now), RCDoNotHonor
+	rec.id, rec.acct, rec.day, rec.code = h.ids.next(authIDPrefix, now), acct, dayOf(now), RCDoNotHonor
 	rec.issuerID = early.issuerID
 	if acct != nil {
 		rec.cardID, rec.issuerID = acct.card.ID, acct.bank.ID

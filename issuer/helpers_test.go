@@ -205,3 +205,6 @@ func (th *testHost) reopen(tb testing.TB) {
 	th.closeHost(tb)
 	th.Host = th.open(tb, ref)
 }
+
+// storeConfigForBench is a fresh SQLite (or PostgreSQL) store config.
+func storeConfigForBench(tb testing.TB) store.Config { return storetest.Config(tb) }

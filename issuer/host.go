@@ -33,7 +33,6 @@ type Host struct {
 	banks  map[string]*config.Issuer
 	db     *store.DB
 	w      *store.Writer
-	stmts  *stmts
 	hasher Hasher
 	sms    SMSSender
 	log    *slog.Logger
@@ -45,6 +44,7 @@ type Host struct {
 	byPAN  map[string]*account // PAN → account cache, memory only
 
 	dedup *dedupIndex
+	ids   idGen
 }
 
 // NewHost seeds the demo cardholders (first start only), loads the state and
@@ -78,17 +78,10 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	for i := range o.Ref.Issuers {
 		h.banks[o.Ref.Issuers[i].ID] = &o.Ref.Issuers[i]
 	}
-	st, err := prepare(ctx, o.DB)
-	if err != nil {
-		return nil, fmt.Errorf("issuer: %w", err)
-	}
-	h.stmts = st
 	if err := h.seed(ctx); err != nil {
-		st.close()
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	if err := h.load(ctx); err != nil {
-		st.close()
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	if o.Writer.Name == "" {
@@ -98,13 +91,9 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 	return h, nil
 }
 
-// Close stops the writer (writes in flight finish) and releases statements.
-// It does not close the store.
-func (h *Host) Close() error {
-	err := h.w.Close()
-	h.stmts.close()
-	return err
-}
+// Close stops the writer (writes in flight finish). It does not close the
+// store.
+func (h *Host) Close() error { return h.w.Close() }
 
 // Bank returns the hosted programme with this id.
 func (h *Host) Bank(id string) (*config.Issuer, bool) {

@@ -7,11 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strconv"
 	"time"
 
 	"github.com/mipay-oss/mipay/config"
-	"github.com/mipay-oss/mipay/store"
 )
 
 //go:embed migrations/*.sql
@@ -43,12 +41,12 @@ const (
 	kindRelease = "RELEASE"
 )
 
-// The hot-path statements, prepared once on the write connection.
+// The hot-path statements.
 const (
 	sqlInsertAuth = `INSERT INTO authorizations (id, issuer_id, card_id, pan_first6, pan_last4, mti, proc_code,
 		amount_minor, currency, ident, alt_ident, fingerprint, response_code, auth_code, approved, reversed,
-		reversed_ms, token_ref, token_last4, day, created_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, 0, $16, $17, $18, $19)
+		reversed_ms, token_ref, token_last4, token_requestor, cryptogram_result, day, created_ms)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, 0, $16, $17, $18, $19, $20, $21)
 		ON CONFLICT (ident) DO NOTHING`
 	sqlInsertPair = `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, kind, auth_id, created_ms)
 		VALUES ($1, 1, $2, $3, $4, $5, $6, $7), ($1, 2, $2, $8, $9, $5, $6, $7)`
@@ -57,41 +55,15 @@ const (
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 )
 
-type stmts struct {
-	insertAuth, insertPair, markReversed, insertRev *sql.Stmt
-}
-
-func prepare(ctx context.Context, db *store.DB) (*stmts, error) {
-	s := &stmts{}
-	for _, q := range []struct {
-		sql string
-		dst **sql.Stmt
-	}{{sqlInsertAuth, &s.insertAuth}, {sqlInsertPair, &s.insertPair}, {sqlMarkReversed, &s.markReversed}, {sqlInsertRev, &s.insertRev}} {
-		st, err := db.PrepareWrite(ctx, q.sql)
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		*q.dst = st
-	}
-	return s, nil
-}
-
-func (s *stmts) close() {
-	for _, st := range []*sql.Stmt{s.insertAuth, s.insertPair, s.markReversed, s.insertRev} {
-		if st != nil {
-			st.Close()
-		}
-	}
-}
-
-// insertPair posts a two-leg journal entry: amount to a, -amount to b.
-func (s *stmts) postPair(ctx context.Context, tx *sql.Tx, entryID, issuerID, kind, authID string, a, b string, amount, ms int64) error {
+// postPair posts a two-leg journal entry: amount to a, -amount to b. (The
+// store caches prepared statements per connection, so plain Exec with a
+// constant SQL text is parsed once.)
+func postPair(ctx context.Context, tx *sql.Tx, entryID, issuerID, kind, authID string, a, b string, amount, ms int64) error {
 	var auth any
 	if authID != "" {
 		auth = authID
 	}
-	_, err := tx.StmtContext(ctx, s.insertPair).ExecContext(ctx, entryID, issuerID, a, amount, kind, auth, ms, b, -amount)
+	_, err := tx.ExecContext(ctx, sqlInsertPair, entryID, issuerID, a, amount, kind, auth, ms, b, -amount)
 	return err
 }
 
@@ -158,7 +130,7 @@ func (h *Host) seed(ctx context.Context) error {
 				if is.CardType == config.Credit {
 					opening = ch.CreditLimitMinor
 				}
-				if err := h.stmts.postPair(ctx, tx, "open/"+id, is.ID, kindOpen, "", availableAccount(id), fundingAccount(is), opening, now); err != nil {
+				if err := postPair(ctx, tx, "open/"+id, is.ID, kindOpen, "", availableAccount(id), fundingAccount(is), opening, now); err != nil {
 					return fmt.Errorf("opening entry of %s: %w", maskPAN(ch.PAN), err)
 				}
 			}
@@ -230,8 +202,16 @@ func (h *Host) load(ctx context.Context) error {
 
 	now := h.now()
 	today := dayOf(now)
+	// Today's and the last hour's authorizations are a range of the
+	// time-ordered ids (from a day and an hour ago, to be safe about the
+	// CST day boundary); the conditions pick the rows that count.
+	var maxID sql.NullString
+	if err := h.db.DB.QueryRowContext(ctx, `SELECT MAX(id) FROM authorizations`).Scan(&maxID); err != nil {
+		return fmt.Errorf("load last authorization id: %w", err)
+	}
+	h.ids.observe(authIDPrefix, maxID.String)
 	rows, err = h.db.DB.QueryContext(ctx, `SELECT card_id, amount_minor, reversed, day, created_ms FROM authorizations
-		WHERE approved = 1 AND (day = $1 OR created_ms > $2) ORDER BY created_ms`, today, now.Add(-time.Hour).UnixMilli())
+		WHERE id >= $1 AND approved = 1 ORDER BY id`, floorID(authIDPrefix, now.Add(-25*time.Hour)))
 	if err != nil {
 		return fmt.Errorf("load today's authorizations: %w", err)
 	}
@@ -273,7 +253,7 @@ func (h *Host) load(ctx context.Context) error {
 // the reversals still waiting for their original.
 func (h *Host) loadRecent(ctx context.Context) error {
 	rows, err := h.db.DB.QueryContext(ctx, `SELECT id, issuer_id, card_id, ident, alt_ident, fingerprint, response_code,
-		auth_code, approved, reversed, amount_minor, day FROM authorizations ORDER BY created_ms DESC LIMIT $1`, h.dedup.max)
+		auth_code, approved, reversed, amount_minor, day FROM authorizations ORDER BY id DESC LIMIT $1`, h.dedup.max)
 	if err != nil {
 		return fmt.Errorf("load recent authorizations: %w", err)
 	}
@@ -328,19 +308,10 @@ func scanAuthRecord(row interface{ Scan(...any) error }) (*authRecord, error) {
 	return r, nil
 }
 
-// findStored looks an authorization up in the store by identity (ident or,
-// when ident is "", alt).
-func (h *Host) findStored(ctx context.Context, ident, alt string) (*authRecord, error) {
-	q := `SELECT id, issuer_id, card_id, ident, alt_ident, fingerprint, response_code, auth_code, approved, reversed,
-		amount_minor, day FROM authorizations WHERE `
-	arg := ident
-	if ident != "" {
-		q += "ident = $1"
-	} else {
-		q += "alt_ident = $1 ORDER BY created_ms DESC LIMIT 1"
-		arg = alt
-	}
-	r, err := scanAuthRecord(h.db.DB.QueryRowContext(ctx, q, arg))
+// findStored looks an authorization up in the store by identity.
+func (h *Host) findStored(ctx context.Context, ident string) (*authRecord, error) {
+	r, err := scanAuthRecord(h.db.DB.QueryRowContext(ctx, `SELECT id, issuer_id, card_id, ident, alt_ident, fingerprint,
+		response_code, auth_code, approved, reversed, amount_minor, day FROM authorizations WHERE ident = $1`, ident))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -365,5 +336,3 @@ func splitCardAccount(name string) (id, part string, ok bool) {
 	}
 	return "", "", false
 }
-
-var _ = strconv.Itoa
