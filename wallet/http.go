@@ -63,6 +63,11 @@ func (a *API) routes() []route {
 		{"GET", "/v1/cards/{id}/provisioning", true, a.provisioning},
 		{"POST", "/v1/cards/{id}/provisioned", true, a.provisioned},
 		{"GET", "/v1/cards/{id}/transactions", true, a.transactions},
+		{"POST", "/v1/cards/{id}/suspend", true, a.suspendCard},
+		{"POST", "/v1/cards/{id}/resume", true, a.resumeCard},
+		{"POST", "/v1/devices/{id}/switch-off", true, a.switchOff},
+		{"POST", "/v1/devices/{id}/found", true, a.found},
+		{"DELETE", "/v1/devices/{id}/cards", true, a.removeDeviceCards},
 	}
 }
 

@@ -66,6 +66,10 @@ func (f *fixture) bodies() map[string]bodySpec {
 		"POST /v1/cards/{id}/otp":                           {valid: map[string]any{"methodId": "sms-1"}, required: []string{"methodId"}},
 		"POST /v1/cards/{id}/otp/verify":                    {valid: map[string]any{"code": fakeOTP}, required: []string{"code"}},
 		"POST /v1/cards/{id}/provisioned":                   {valid: map[string]any{}, optional: true},
+		"POST /v1/cards/{id}/suspend":                       {valid: map[string]any{"reason": "LOST_WALLET"}, optional: true},
+		"POST /v1/cards/{id}/resume":                        {valid: map[string]any{"reason": "FOUND_WALLET"}, optional: true},
+		"POST /v1/devices/{id}/switch-off":                  {valid: map[string]any{"reason": "DEVICE_LOST"}, optional: true},
+		"POST /v1/devices/{id}/found":                       {valid: map[string]any{"reason": "FOUND"}, optional: true},
 	}
 }
 
