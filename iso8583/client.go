@@ -89,6 +89,7 @@ type Client struct {
 
 // clientConn is one connection's state; a reconnect makes a new one.
 type clientConn struct {
+	client  *Client
 	conn    net.Conn
 	out     chan *frameBuf
 	dead    chan struct{}
@@ -179,6 +180,7 @@ func (c *Client) connect(ctx context.Context) (*clientConn, error) {
 		_ = tc.SetNoDelay(true)
 	}
 	cc := &clientConn{
+		client:  c,
 		conn:    conn,
 		out:     make(chan *frameBuf, c.cfg.MaxInFlight+16),
 		dead:    make(chan struct{}),
@@ -224,8 +226,6 @@ func (c *Client) run(cc *clientConn) {
 	for {
 		c.watch(cc)
 		c.mu.Lock()
-		c.cur = nil
-		c.up = make(chan struct{})
 		closed := c.closed
 		c.mu.Unlock()
 		if closed {
@@ -300,8 +300,18 @@ func (c *Client) netMgmt(code string) *Message {
 	return m
 }
 
+// kill closes the connection and fails its pending requests. It first
+// withdraws cc as the client's current connection, so whoever sees cc.dead
+// closed also sees the client waiting for the next one.
 func (cc *clientConn) kill(err error) {
 	cc.once.Do(func() {
+		c := cc.client
+		c.mu.Lock()
+		if c.cur == cc {
+			c.cur = nil
+			c.up = make(chan struct{})
+		}
+		c.mu.Unlock()
 		close(cc.dead)
 		_ = cc.conn.Close()
 		cc.mu.Lock()
@@ -407,21 +417,24 @@ func (c *Client) send(ctx context.Context, req *Message, start time.Time) (*Mess
 	}
 	defer func() { <-c.sem }()
 
-	c.mu.Lock()
-	cc, up, closed := c.cur, c.up, c.closed
-	c.mu.Unlock()
-	if closed {
-		return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link closed")
-	}
-	if cc == nil {
+	// Wait for a live connection (reconnecting) within the same deadline.
+	for {
+		c.mu.Lock()
+		cc, up, closed := c.cur, c.up, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link closed")
+		}
+		if cc != nil {
+			select {
+			case <-cc.dead:
+				continue // already withdrawn: the next read sees the new state
+			default:
+			}
+			return c.roundTripCall(ctx, cc, req, p)
+		}
 		select {
 		case <-up:
-			c.mu.Lock()
-			cc = c.cur
-			c.mu.Unlock()
-			if cc == nil {
-				return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link to %s is down", c.cfg.Addr)
-			}
 		case <-timer.C:
 			c.stats.timeouts.Add(1)
 			return nil, mipay.Errorf(mipay.EUNAVAILABLE, "iso8583 link to %s is down", c.cfg.Addr)
@@ -429,7 +442,6 @@ func (c *Client) send(ctx context.Context, req *Message, start time.Time) (*Mess
 			return nil, mipay.WrapError(mipay.ETIMEOUT, ctx.Err(), "iso8583 request cancelled")
 		}
 	}
-	return c.roundTripCall(ctx, cc, req, p)
 }
 
 // roundTrip is Send on a given connection with its own deadline (sign-on,

@@ -12,10 +12,13 @@ import (
 // DE124 sub-element by sub-element. raw may be framed (2-byte length header
 // matching the rest) or not. Errors carry field paths only.
 func Describe(raw []byte) (string, error) {
-	msg := Unframe(raw)
 	var m Message
-	if err := m.Unpack(msg); err != nil {
-		return "", err
+	if err := m.Unpack(Unframe(raw)); err != nil {
+		// A message whose MTI bytes happen to read as a matching header
+		// (only possible with non-digit MTIs): try it whole.
+		if len(Unframe(raw)) == len(raw) || m.Unpack(raw) != nil {
+			return "", err
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "MTI   %s\n", printable(m.Field(FieldMTI)))
