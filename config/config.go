@@ -102,10 +102,48 @@ type Cardholder struct {
 	Note string `json:"note,omitempty"`
 }
 
-// City is a transit agency (filled in by the transit issue).
+// City is a transit agency: its e-purse card product, fares and rules
+// (see city.go for the fare model and Validate's checks).
 type City struct {
-	ID   string `json:"id"`
-	Name string `json:"name"`
+	ID   string `json:"id"`   // short code, e.g. "sz"
+	Name string `json:"name"` // e.g. "Shenzhen"
+	// Product is the card product name and Art its card art ("#RRGGBB/#RRGGBB").
+	Product string `json:"product,omitempty"`
+	Art     string `json:"art,omitempty"`
+	// AID is the e-purse application identifier (hex, 5–16 bytes) the gate selects.
+	AID string `json:"aid,omitempty"`
+	// CardPrefix starts every card number this agency allocates (digits);
+	// numbers are CardPrefix ‖ serial, CardDigits long in all.
+	CardPrefix string `json:"cardPrefix,omitempty"`
+	CardDigits int    `json:"cardDigits,omitempty"`
+	// BusFareMinor is the flat bus fare (CNY fen).
+	BusFareMinor int64 `json:"busFareMinor,omitempty"`
+	// Metro fares by distance between entry and exit station.
+	Stations  []Station  `json:"stations,omitempty"`
+	FareBands []FareBand `json:"fareBands,omitempty"`
+	// MinEntryBalanceMinor is the balance a card needs to enter the metro.
+	MinEntryBalanceMinor int64 `json:"minEntryBalanceMinor,omitempty"`
+	// IssueFeeMinor is what issuing a card costs; MaxBalanceMinor caps a load.
+	IssueFeeMinor   int64 `json:"issueFeeMinor,omitempty"`
+	MaxBalanceMinor int64 `json:"maxBalanceMinor,omitempty"`
+	// TransfersPerYear bounds moves of one card between devices in 365 days
+	// (0: no limit).
+	TransfersPerYear int `json:"transfersPerYear,omitempty"`
+}
+
+// Station is a metro station; KM is its marker along the network, and the
+// distance between two stations is the difference of their markers.
+type Station struct {
+	ID   string  `json:"id"`
+	Name string  `json:"name"`
+	KM   float64 `json:"km"`
+}
+
+// FareBand: trips up to UpToKM cost FareMinor (bands in increasing order;
+// longer trips pay the last band).
+type FareBand struct {
+	UpToKM    float64 `json:"upToKm"`
+	FareMinor int64   `json:"fareMinor"`
 }
 
 // Duration is a time.Duration written as "5m" in JSON.

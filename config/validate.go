@@ -91,6 +91,9 @@ func (r *Reference) Validate() error {
 			return fmt.Errorf("city %q: duplicate id", c.ID)
 		}
 		cities[c.ID] = true
+		if err := c.validate(); err != nil {
+			return fmt.Errorf("city %q: %w", c.ID, err)
+		}
 	}
 	return nil
 }

@@ -137,6 +137,7 @@ func build() *config.Reference {
 		ref.Issuers = append(ref.Issuers, g.issuer(b, config.Credit, i, n))
 		n++
 	}
+	ref.Cities = g.cities()
 	return ref
 }
 
