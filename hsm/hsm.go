@@ -12,6 +12,8 @@ import (
 	"crypto"
 	"crypto/ecdh"
 	"errors"
+
+	"github.com/mipay-oss/mipay/emv"
 )
 
 // Handle names a key.
@@ -64,6 +66,17 @@ type HSM interface {
 	// (odd parity) from a TDES2 key and returns it sealed to recipient
 	// (transit e-purse card keys).
 	DeriveDiversifiedKeySealed(ctx context.Context, key Handle, diversifier [8]byte, recipient *ecdh.PublicKey, aad []byte) ([]byte, error)
+
+	// E-purse operations of transit agencies, with card keys diversified
+	// inside the HSM from TDES2 master keys (see EPurseLoadInput).
+	EPurseLoad(ctx context.Context, mlk Handle, in EPurseLoadInput) (EPurseLoadResult, error)
+	EPurseVerifyLoadTAC(ctx context.Context, mtk Handle, diversifier [8]byte, newBalance uint32, onlineSerial [2]byte, tx emv.EPurseTx, tac [4]byte) (bool, error)
+	EPursePurchaseMAC1(ctx context.Context, mpk Handle, in EPursePurchaseInput) ([4]byte, error)
+	EPurseVerifyPurchaseMAC2(ctx context.Context, mpk Handle, in EPursePurchaseInput, mac2 [4]byte) (bool, error)
+	EPurseVerifyPurchaseTAC(ctx context.Context, mtk Handle, diversifier [8]byte, tx emv.EPurseTx, termSerial [4]byte, tac [4]byte) (bool, error)
+
+	// Close forgets the unsealed keys held in memory.
+	Close() error
 }
 
 // ARQCInput is what VerifyARQC needs. Data is the MAC input, already

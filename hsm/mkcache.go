@@ -61,6 +61,17 @@ func (c *mkCache) put(k mkKey, mk emv.Key) {
 	}
 }
 
+func (c *mkCache) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.items {
+		ent := e.Value.(*mkEntry)
+		clear(ent.mk[:])
+	}
+	c.order.Init()
+	clear(c.items)
+}
+
 func (c *mkCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -182,6 +182,17 @@ func (s *Soft) ImportKey(ctx context.Context, h Handle, kind Kind, keyBytes []by
 	})
 }
 
+// Close forgets the unsealed keys and cached card keys; keys are unsealed
+// again on next use. (Unsealed key bytes are not zeroed: an operation in
+// flight may still be using them.)
+func (s *Soft) Close() error {
+	s.mu.Lock()
+	clear(s.keys)
+	s.mu.Unlock()
+	s.mks.reset()
+	return nil
+}
+
 // KindOf reports the kind of the key under h.
 func (s *Soft) KindOf(_ context.Context, h Handle) (Kind, error) {
 	k, err := s.get(h, "")
