@@ -76,6 +76,9 @@ func structValue(v any) (reflect.Value, error) {
 	return rv, nil
 }
 
+// marshalBufBytes fits a 0200 with a full DE55 (values about 600 bytes).
+const marshalBufBytes = 1024
+
 // Marshal sets m's fields from the tagged struct v (AuthRequest, …) after
 // resetting m. Empty values are left out unless tagged ",keepzero".
 func (m *Message) Marshal(v any) error {
@@ -88,6 +91,10 @@ func (m *Message) Marshal(v any) error {
 		return err
 	}
 	m.Reset()
+	if cap(m.buf) < marshalBufBytes {
+		// One allocation for a typical message instead of a few growths.
+		m.buf = make([]byte, 0, marshalBufBytes)
+	}
 	for _, f := range p.fields {
 		fv := rv.Field(f.index)
 		if f.isBytes {
