@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -254,4 +255,34 @@ func BenchmarkAuthorizeISO(b *testing.B) {
 	if err != nil || !rep.OK {
 		b.Fatalf("ledger: %+v %v", rep, err)
 	}
+}
+
+// BenchmarkAuthorize drives Host.Authorize directly (no link): the issuer's
+// own cost per authorization, durable.
+func BenchmarkAuthorize(b *testing.B) {
+	ref, pans := benchRef(b, 1000)
+	th := &testHost{sms: &sentSMS{}, clock: &clock{t: time.Now()}, cfg: storeConfigForBench(b), hash: newKeyHasher()}
+	th.Host = th.open(b, ref)
+	defer th.closeHost(b)
+	th.Host.now = time.Now
+	var seq atomic.Uint64
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.ResetTimer()
+	start, cpu0 := time.Now(), cpuTime()
+	tx := start.UTC().Format("0102150405")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := seq.Add(1)
+			r := th.Authorize(context.Background(), AuthRequest{MTI: "0200", PAN: pans[n%uint64(len(pans))], ProcessingCode: "000000",
+				AmountMinor: 100, Currency: "156", Transmission: tx, STAN: strconv.FormatUint(n%1000000, 10),
+				RRN: strconv.FormatUint(n, 10), Terminal: "T" + strconv.FormatUint(n/1000000, 10), Acquirer: "48020000"})
+			if r.Code != RCApproved {
+				b.Errorf("code %s", r.Code)
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "auth/s")
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/auth")
 }
