@@ -83,6 +83,10 @@ func streamConfig(prefix string, cfg Config) jetstream.StreamConfig {
 	if maxAge <= 0 {
 		maxAge = DefaultMaxAge
 	}
+	maxBytes := cfg.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxStreamBytes
+	}
 	return jetstream.StreamConfig{
 		Name:        prefix,
 		Description: "mipay events",
@@ -91,7 +95,7 @@ func streamConfig(prefix string, cfg Config) jetstream.StreamConfig {
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      maxAge,
-		MaxBytes:    DefaultMaxStreamBytes,
+		MaxBytes:    maxBytes,
 		MaxMsgSize:  DefaultMaxEventBytes,
 		Duplicates:  DefaultDuplicates,
 		Replicas:    replicas,

@@ -57,6 +57,10 @@ type Config struct {
 	Replicas int
 	// MaxAge is how long the stream keeps events. Default DefaultMaxAge.
 	MaxAge time.Duration
+	// MaxBytes bounds the stream; the oldest events are dropped beyond it.
+	// JetStream reserves it from the server's storage, so tests on a
+	// shared server use little. Default DefaultMaxStreamBytes.
+	MaxBytes int64
 }
 
 // Bounds. Every one is applied to the stream or consumers Open and Subscribe

@@ -32,7 +32,7 @@ func backends(t *testing.T) []backend {
 	if url := os.Getenv("MIPAY_TEST_NATS"); url != "" {
 		prefix := uniquePrefix(t)
 		bs = append(bs, backend{"external", func(tb testing.TB, _ string) *Bus {
-			return MustOpen(tb, Config{URL: url, Prefix: prefix})
+			return MustOpen(tb, Config{URL: url, Prefix: prefix, MaxBytes: 64 << 20})
 		}})
 	}
 	return bs
