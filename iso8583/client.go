@@ -160,6 +160,9 @@ func (c *Client) Close() error {
 	c.closed = true
 	close(c.stop)
 	cc := c.cur
+	if cc == nil {
+		close(c.up) // wakes Sends waiting for a reconnect; they see closed
+	}
 	c.mu.Unlock()
 	if cc != nil {
 		cc.kill(errors.New("client closed"))
@@ -382,8 +385,9 @@ func (c *Client) answer(cc *clientConn, m *Message) {
 }
 
 // Send sends req and returns its answer. req must carry DE11 (and DE41 for
-// terminal traffic); no other request with the same MTI class, STAN and
-// terminal may be in flight. Errors are *mipay.Error: ETIMEOUT (no answer
+// terminal traffic), and the answer must echo both as sent; no other
+// request with the same MTI class, STAN and terminal may be in flight. req
+// is packed before Send returns and may be reused afterwards. Errors are *mipay.Error: ETIMEOUT (no answer
 // within RequestTimeout or ctx), EUNAVAILABLE (link down), ECONFLICT
 // (same key in flight), EINVALID (req does not pack).
 func (c *Client) Send(ctx context.Context, req *Message) (*Message, error) {

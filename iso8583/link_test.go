@@ -309,3 +309,43 @@ func waitFor(tb testing.TB, cond func() bool) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+func TestLinkHandlerPanicAnswers96(t *testing.T) {
+	_, addr := MustServe(t, ServerConfig{}, func(context.Context, *Message) (*Message, error) {
+		panic("bug")
+	})
+	c := MustDial(t, ClientConfig{Addr: addr})
+	resp, err := c.Send(context.Background(), request(t, 6, "TERM0001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.String(FieldResponseCode) != "96" {
+		t.Fatalf("DE39 %s, want 96", resp.String(FieldResponseCode))
+	}
+}
+
+func TestLinkCloseWakesWaiters(t *testing.T) {
+	s, addr := MustServe(t, ServerConfig{}, echoHandler)
+	c := MustDial(t, ClientConfig{Addr: addr, ReconnectMin: time.Hour, ReconnectMax: time.Hour, RequestTimeout: time.Minute})
+	_ = s.Close()
+	waitFor(t, func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cur == nil
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Send(context.Background(), request(t, 1, "TERM0001"))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	_ = c.Close()
+	select {
+	case err := <-done:
+		if mipay.ErrorCode(err) != mipay.EUNAVAILABLE {
+			t.Fatalf("err = %v, want unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Send still waiting after Close")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -224,7 +225,7 @@ func (s *Server) readLoop(sc *serverConn) {
 
 func (s *Server) handle(sc *serverConn, req *Message) {
 	start := time.Now()
-	resp, err := s.handler(s.connCtx(sc), req)
+	resp, err := s.callHandler(sc, req)
 	if s.cfg.OnServed != nil {
 		s.cfg.OnServed(time.Since(start), err)
 	}
@@ -238,6 +239,17 @@ func (s *Server) handle(sc *serverConn, req *Message) {
 	if resp != nil {
 		s.send(sc, resp)
 	}
+}
+
+// callHandler runs the handler, turning a panic into an error so one bad
+// message cannot take the party down.
+func (s *Server) callHandler(sc *serverConn, req *Message) (resp *Message, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			resp, err = nil, fmt.Errorf("iso8583 handler panicked: %v", p)
+		}
+	}()
+	return s.handler(s.connCtx(sc), req)
 }
 
 // connCtx is the server's context; connections do not get their own so no
