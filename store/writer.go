@@ -375,12 +375,20 @@ drain:
 		t.Stop()
 	}
 	// Take the writes: from here on their callers wait for the outcome.
+	// A write whose ctx ended before this point is answered with ctx's
+	// error without running, even if its caller has not noticed yet.
 	n := 0
 	for _, r := range batch {
-		if r.state.CompareAndSwap(reqQueued, reqTaken) {
-			batch[n] = r
-			n++
+		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+			continue // abandoned by its caller
 		}
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			r.done <- struct{}{}
+			continue
+		}
+		batch[n] = r
+		n++
 	}
 	clear(batch[n:])
 	return batch[:n]
