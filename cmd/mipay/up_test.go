@@ -3,15 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // upTimeout bounds how long a test waits for `up` to come up or stop.
@@ -321,4 +326,79 @@ func hasFlag(args []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestUpOverPostgres runs `up` twice over PostgreSQL (MIPAY_TEST_POSTGRES),
+// in a database of its own so that the parties' schemas meet no other test.
+func TestUpOverPostgres(t *testing.T) {
+	base := os.Getenv("MIPAY_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("MIPAY_TEST_POSTGRES not set")
+	}
+	if testing.Short() {
+		t.Skip("starts every party twice")
+	}
+	dbURL := createTestDatabase(t, base)
+	data := filepath.Join(t.TempDir(), "data")
+	args := append([]string{"up", "--data", data, "--db", dbURL, "--log-level", "warn"}, listenFlags()...)
+	var roles []string
+	for _, s := range partySpecs() {
+		roles = append(roles, s.role)
+	}
+	for _, round := range []string{"first start", "restart"} {
+		t.Run(round, func(t *testing.T) {
+			rc := startCmd(t, args...)
+			addrs := rc.waitReady(t)
+			if !strings.Contains(rc.stdout.String(), "PostgreSQL") {
+				t.Errorf("table does not say PostgreSQL:\n%s", rc.stdout)
+			}
+			checkParties(t, roles, addrs)
+			rc.stop(t)
+		})
+	}
+	for _, s := range partySpecs() {
+		if _, err := os.Stat(filepath.Join(data, s.role+".db")); err == nil {
+			t.Errorf("party %s made a SQLite file although --db was given", s.role)
+		}
+	}
+}
+
+// createTestDatabase creates a fresh database on the server of base and
+// returns its URL; it is dropped when the test ends.
+func createTestDatabase(t *testing.T, base string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to MIPAY_TEST_POSTGRES: %v", err)
+	}
+	defer conn.Close(context.Background())
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	name := "mipay_up_" + hex.EncodeToString(b)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
