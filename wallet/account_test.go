@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,24 @@ func TestPasswordHashFormat(t *testing.T) {
 	}
 	if len(tokenHash) != 64 {
 		t.Errorf("stored session %q is not a SHA-256", tokenHash)
+	}
+}
+
+func TestRegisterConcurrentSamePhone(t *testing.T) {
+	e := mustWallet(t)
+	const n = 8
+	status := make(chan int, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			status <- e.call("POST", "/v1/accounts", "", map[string]string{
+				"phone": "13300133000", "email": fmt.Sprintf("race%d@example.com", i), "password": "correct horse"}).status
+		}()
+	}
+	got := map[int]int{}
+	for i := 0; i < n; i++ {
+		got[<-status]++
+	}
+	if got[201] != 1 || got[409] != n-1 {
+		t.Errorf("statuses %v", got)
 	}
 }

@@ -22,6 +22,10 @@ import (
 // factory's <data>/se-factory/root.pem.
 const EnvSERoots = "MIPAY_WALLET_SE_ROOTS"
 
+// EnvTSPToken names the environment variable holding the wallet's token
+// requestor secret at the TSP, used when Config.TSPToken is empty.
+const EnvTSPToken = "MIPAY_TSP_REQUESTOR_TOKEN"
+
 // FactoryRootPath is where the handset emulator's SE factory keeps its root
 // certificate (see package se) under a data directory.
 func FactoryRootPath(dataDir string) string {
@@ -55,6 +59,13 @@ func Start(ctx context.Context, env *node.Env) (node.Party, error) {
 // the defaults (tests and in-process setups set TSP, Roots, Now, limits).
 func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 	if cfg.TSP == nil {
+		if cfg.TSPToken == "" {
+			tok, err := requestorToken(env.DataDir)
+			if err != nil {
+				return nil, err
+			}
+			cfg.TSPToken = tok
+		}
 		cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), cfg.TSPToken, DefaultTSPTimeout)
 	}
 	if cfg.Roots == nil {
@@ -176,4 +187,27 @@ func (p *Party) stopSubs() {
 
 func (p *Party) closeStore() error {
 	return errors.Join(p.writer.Close(), p.db.Close())
+}
+
+// EnvTSPRequestorToken holds the wallet's bearer secret at the TSP (Mi Pay is
+// the token requestor). When unset, the wallet reads the secret the TSP keeps
+// under the shared data directory (<data>/tsp/requestor.token), as parties
+// of one `mipay up` do.
+const EnvTSPRequestorToken = "MIPAY_TSP_REQUESTOR_TOKEN"
+
+func requestorToken(dataDir string) (string, error) {
+	if v := strings.TrimSpace(os.Getenv(EnvTSPRequestorToken)); v != "" {
+		return v, nil
+	}
+	if dataDir == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "tsp", "requestor.token"))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("wallet: no TSP requestor secret: set %s or start the TSP with the same data directory first", EnvTSPRequestorToken)
+	}
+	if err != nil {
+		return "", fmt.Errorf("wallet: read TSP requestor secret: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
 }

@@ -71,6 +71,9 @@ func (r *repo) insertAccount(ctx context.Context, a *Account, passwordHash strin
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO accounts (id, phone, email, password_hash, created_ms) VALUES ($1, $2, $3, $4, $5)`,
 			a.ID, a.Phone, a.Email, passwordHash, ms(a.Created)); err != nil {
+			if store.IsConflict(err) { // a concurrent registration won
+				return mipay.Errorf(mipay.ECONFLICT, "an account with this phone number or e-mail already exists")
+			}
 			return fmt.Errorf("wallet: insert account: %w", err)
 		}
 		for _, h := range recoveryHashes {
@@ -310,6 +313,9 @@ func (r *repo) insertDevice(ctx context.Context, d *Device) (*Device, error) {
 			`INSERT INTO devices (id, account_id, model, se_id, se_public_key, fingerprint_enrolled, created_ms)
 			 VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			d.ID, d.AccountID, d.Model, d.SEID, d.SEPublicKey, b2i(d.FingerprintEnrolled), ms(d.Created)); err != nil {
+			if store.IsConflict(err) { // a concurrent registration of the same SE won
+				return mipay.Errorf(mipay.ECONFLICT, "this secure element is already registered; try again")
+			}
 			return fmt.Errorf("wallet: insert device: %w", err)
 		}
 		out = d
