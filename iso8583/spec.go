@@ -90,10 +90,11 @@ func asciiLLL(max int, desc string) *field.String {
 //   - DE52 is 8 binary bytes sent as 16 hex characters (Spec87ASCII's DE52
 //     packs 16 bytes but unpacks 8);
 //   - DE55 is binary BER-TLV behind an ASCII LLL length (length in bytes). It
-//     is not a moov BER-TLV composite because the composite re-sorts tags and
-//     drops unknown ones, so a terminal's DE55 would not survive a
-//     pass-through byte for byte; ParseICC/ICC and the TLV helpers give the
-//     structure instead;
+//     is not a moov BER-TLV composite because the composite packs its tags in
+//     hex order (and drops unknown ones unless told to store them), so a
+//     terminal's DE55 would not survive a pass-through byte for byte
+//     (TestMoovCompositeDE55NotByteExact); ParseICC/ICC and the TLV helpers
+//     give the structure instead;
 //   - DE70, DE95 and the private DE123 (token data) and DE124 (promotion)
 //     are added; both private fields are LLLVAR text holding sub-elements
 //     described by TokenDataElements and PromotionElements.
