@@ -24,6 +24,9 @@ const (
 	// DefaultQueueWrites bounds the writes waiting to be taken; Write blocks
 	// (until its ctx ends) when the queue is full.
 	DefaultQueueWrites = 4 * DefaultMaxBatch
+	// MaxBatchWrites and MaxQueueWrites cap the configurable bounds.
+	MaxBatchWrites = 1 << 16
+	MaxQueueWrites = 1 << 20
 	// DefaultBatchTimeout bounds one batch's transaction.
 	DefaultBatchTimeout = 30 * time.Second
 	// MaxCommitters bounds WriterConfig.Committers (each holds a
@@ -82,6 +85,7 @@ type Writer struct {
 	queue  chan *writeReq
 	done   chan struct{}
 
+	reqs    sync.Pool // of *writeReq: a write allocates no request
 	metrics *writerMetrics
 	stats   struct{ batches, writes, failed atomic.Int64 }
 }
@@ -123,19 +127,19 @@ type writeReq struct {
 	enq   time.Time
 }
 
-var reqPool = sync.Pool{New: func() any { return &writeReq{done: make(chan struct{}, 1)} }}
-
 // NewWriter starts a Writer on db. Close it before closing db.
 func NewWriter(db *DB, cfg WriterConfig) *Writer {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
+	cfg.MaxBatch = min(cfg.MaxBatch, MaxBatchWrites)
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.QueueWrites <= 0 {
 		cfg.QueueWrites = max(DefaultQueueWrites, cfg.MaxBatch)
 	}
+	cfg.QueueWrites = min(cfg.QueueWrites, MaxQueueWrites)
 	if cfg.Name == "" {
 		cfg.Name = "main"
 	}
@@ -153,6 +157,7 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 		done:    make(chan struct{}),
 		metrics: newWriterMetrics(cfg.Registerer, db.party, cfg.Name),
 	}
+	w.reqs.New = func() any { return &writeReq{done: make(chan struct{}, 1)} }
 	var wg sync.WaitGroup
 	for range cfg.Committers {
 		wg.Add(1)
@@ -235,16 +240,19 @@ func (sp savepoints) rollbackTo() error {
 // taken the write, fn never runs and Write returns ctx's error. Once taken,
 // the write runs to its true outcome and Write reports that outcome even if
 // ctx ends meanwhile (a caller that gave up could not tell whether its
-// write committed). fn gets tx only; use ctx captured by the closure for
-// cancellation of its statements if needed.
+// write committed).
 //
 // fn must only use tx, must not keep it, must be quick (it holds up the
 // batch), and must not call Write or DB.Tx (they would wait for this batch).
+// Its statements should not use the caller's ctx (tx.Exec, not
+// tx.ExecContext(callerCtx, …)): the batch has its own deadline
+// (BatchTimeout), and on PostgreSQL a ctx ending mid-statement breaks the
+// connection, failing the whole batch instead of one write.
 func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	r := reqPool.Get().(*writeReq)
+	r := w.reqs.Get().(*writeReq)
 	r.ctx, r.fn, r.err, r.panic = ctx, fn, nil, nil
 	r.state.Store(reqQueued)
 	if w.metrics != nil {
@@ -254,7 +262,7 @@ func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
-		r.release()
+		w.release(r)
 		return ErrWriterClosed
 	}
 	select {
@@ -262,7 +270,7 @@ func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		w.mu.RUnlock()
 	case <-ctx.Done():
 		w.mu.RUnlock()
-		r.release()
+		w.release(r)
 		return ctx.Err()
 	}
 
@@ -277,16 +285,16 @@ func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		<-r.done // taken: wait for the true outcome
 	}
 	err, p := r.err, r.panic
-	r.release()
+	w.release(r)
 	if p != nil {
 		panic(p)
 	}
 	return err
 }
 
-func (r *writeReq) release() {
+func (w *Writer) release(r *writeReq) {
 	r.ctx, r.fn, r.err, r.panic = nil, nil, nil, nil
-	reqPool.Put(r)
+	w.reqs.Put(r)
 }
 
 // Close stops taking new writes, commits those already queued, and returns
