@@ -123,7 +123,7 @@ func TestTSPKeyRelay(t *testing.T) {
 	e := mustWallet(t)
 	a := e.call("GET", "/v1/tsp-key", "", nil).want(t, 200)
 	k, err := base64.StdEncoding.DecodeString(a.str("key"))
-	if err != nil || len(k) != 65 || a.str("kid") != "tsp/box" {
+	if err != nil || len(k) != 65 || a.str("kid") != "tsp/box" || a.str("tokenRequestorId") != "50110030273" {
 		t.Fatalf("key %s", a.raw)
 	}
 	b := e.call("GET", "/v1/tsp-key", "", nil).want(t, 200)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -228,7 +229,9 @@ func (s *Service) SetFingerprint(ctx context.Context, accountID, deviceID string
 }
 
 // TSPKey returns the TSP's encryption key document, cached for
-// TSPKeyCacheTTL.
+// TSPKeyCacheTTL, with the wallet's tokenRequestorId added: the phone binds
+// its card data blob to it (the TSP's associated data is
+// "mipay tsp card data v1\x00" + tokenRequestorId).
 func (s *Service) TSPKey(ctx context.Context) (json.RawMessage, error) {
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
@@ -239,8 +242,17 @@ func (s *Service) TSPKey(ctx context.Context) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.key, s.keyFetched = k, s.now()
-	return k, nil
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(k, &doc); err != nil || doc == nil {
+		return nil, mipay.WrapError(mipay.EUNAVAILABLE, err, "the token service's key could not be read")
+	}
+	doc["tokenRequestorId"], _ = json.Marshal(s.cfg.TokenRequestorID)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("wallet: encode TSP key: %w", err)
+	}
+	s.key, s.keyFetched = out, s.now()
+	return out, nil
 }
 
 // --- cards ---
