@@ -184,6 +184,9 @@ func (s *SE) Transmit(apdu []byte) []byte {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if resp, ok := s.transmitEPurse(cmd); ok {
+		return resp
+	}
 	switch {
 	case cmd.CLA == 0x00 && cmd.INS == 0xA4:
 		return s.selectFile(cmd)
@@ -203,6 +206,7 @@ func (s *SE) Transmit(apdu []byte) []byte {
 func (s *SE) Reset() {
 	s.mu.Lock()
 	s.sel = s.card(s.st.Selected)
+	s.ep = epSession{}
 	s.mu.Unlock()
 }
 

@@ -59,6 +59,10 @@ type SE struct {
 	priv  *ecdsa.PrivateKey
 	armed arming
 	sel   *paymentCard // the applet selected on the contactless interface
+
+	ep         epSession    // the selected e-purse applet's session (epurse.go)
+	maxTransit int          // Options.MaxTransitCards
+	epRand     func([]byte) // tests: the e-purse's random numbers (nil: crypto/rand)
 }
 
 // state is what the SE persists (sealed).
@@ -68,7 +72,8 @@ type state struct {
 	Cert     []byte         `json:"cert"`
 	CACert   []byte         `json:"caCert"`
 	Cards    []*paymentCard `json:"cards"`
-	Selected string         `json:"selected"` // token ref of the card used for contactless
+	Selected string         `json:"selected"`         // token ref of the card used for contactless
+	Purses   []*purse       `json:"purses,omitempty"` // transit e-purse instances (epurse.go)
 }
 
 type arming struct {
@@ -81,6 +86,8 @@ type arming struct {
 type Options struct {
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// MaxTransitCards bounds the e-purse instances; 0 means DefaultMaxTransitCards.
+	MaxTransitCards int
 }
 
 // Manufacture makes a new SE in dir (which must not hold one): generates its
@@ -159,7 +166,7 @@ func newSE(dir string, sealKey []byte, opts Options) (*SE, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &SE{dir: dir, now: now, aead: aead}, nil
+	return &SE{dir: dir, now: now, aead: aead, maxTransit: opts.MaxTransitCards}, nil
 }
 
 func (s *SE) load() error {
@@ -194,6 +201,11 @@ func (s *SE) load() error {
 	for _, c := range st.Cards {
 		if err := c.prepare(); err != nil {
 			return err
+		}
+	}
+	for _, p := range st.Purses {
+		if p.CAPP == nil {
+			p.CAPP = map[int][]byte{}
 		}
 	}
 	s.st, s.priv = st, priv
@@ -339,5 +351,6 @@ func (s *SE) Wipe() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.st.Cards, s.st.Selected, s.sel, s.armed = nil, "", nil, arming{}
+	s.st.Purses, s.ep = nil, epSession{}
 	return s.persist()
 }
