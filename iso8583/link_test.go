@@ -349,3 +349,44 @@ func TestLinkCloseWakesWaiters(t *testing.T) {
 		t.Fatal("Send still waiting after Close")
 	}
 }
+
+func TestServerBoundsConnectionsAndIdle(t *testing.T) {
+	_, addr := MustServe(t, ServerConfig{MaxConns: 1, IdleTimeout: 100 * time.Millisecond}, echoHandler)
+	first, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	// Make sure the first connection is registered before the second one.
+	echo := NewMessage(MTINetMgmtRequest)
+	echo.SetString(FieldSTAN, "000001")
+	echo.SetString(FieldNetworkMgmtCode, NetMgmtEcho)
+	frame, err := AppendPackedFrame(nil, echo, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadFrame(first, nil, 0); err != nil {
+		t.Fatalf("echo on the first connection: %v", err)
+	}
+	second, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	_ = second.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := second.Read(make([]byte, 1)); err == nil {
+		t.Fatal("second connection accepted beyond MaxConns")
+	}
+	// The first one, now silent, is closed after IdleTimeout.
+	_ = first.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := first.Read(make([]byte, 1)); err == nil {
+		t.Fatal("idle connection kept open")
+	}
+	if time.Since(start) > 4*time.Second {
+		t.Fatal("idle connection closed by the test deadline, not the server")
+	}
+}
