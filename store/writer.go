@@ -192,6 +192,13 @@ type savepoints struct {
 }
 
 func (w *Writer) savepoints(ctx context.Context, tx *sql.Tx) savepoints {
+	if w.db.engine == SQLite {
+		// The SQLite driver starts a goroutine per statement run with a
+		// cancellable ctx; savepoint statements never wait, and the
+		// batch's deadline still ends the transaction (database/sql
+		// rolls it back).
+		ctx = context.Background()
+	}
 	return savepoints{ctx: ctx, tx: tx, oneTrip: w.db.engine == Postgres}
 }
 
