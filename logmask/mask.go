@@ -43,8 +43,12 @@ func Mask(text string) string {
 			i = gEnd
 			continue
 		}
-		if n := end - i; n >= MinPANDigits && n <= MaxPANDigits && luhnValid(text[i:end]) {
+		n := end - i
+		switch {
+		case n >= MinPANDigits && n <= MaxPANDigits && luhnValid(text[i:end]):
 			out = maskDigits(out, text, i, end)
+		case n > MaxPANDigits || (n >= MinPANDigits && hexAdjacent(text, i, end)):
+			out = maskEmbedded(out, text, i, end)
 		}
 		i = end
 	}
@@ -52,6 +56,70 @@ func Mask(text string) string {
 		return text
 	}
 	return string(out)
+}
+
+// hexAdjacent reports whether the digit run text[start:end] touches a hex
+// letter: it is then likely part of a hex dump (a TLV "5A08" followed by
+// the PAN's BCD digits), where a PAN does not form a run of its own.
+func hexAdjacent(text string, start, end int) bool {
+	return (start > 0 && isHexLetter(text[start-1])) || (end < len(text) && isHexLetter(text[end]))
+}
+
+func isHexLetter(c byte) bool { return c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+// maskEmbedded masks every Luhn-valid window of 13–19 digits inside the run
+// text[start:end] (a run too long to be a PAN itself, or one inside a hex
+// dump): raw ISO 8583 messages and hex dumps carry PANs run together with
+// other digits. Windows are checked in O(1) each with prefix sums.
+func maskEmbedded(out []byte, text string, start, end int) []byte {
+	n := end - start
+	var stack [2 * 64]int
+	var sums []int
+	if 2*(n+1) <= len(stack) {
+		sums = stack[:2*(n+1)]
+	} else {
+		sums = make([]int, 2*(n+1))
+	}
+	// evenDbl[k]/oddDbl[k]: Luhn sums of the first k digits when digits at
+	// even/odd offsets are the doubled ones.
+	evenDbl, oddDbl := sums[:n+1], sums[n+1:]
+	evenDbl[0], oddDbl[0] = 0, 0
+	for k := 0; k < n; k++ {
+		d := int(text[start+k] - '0')
+		dd := 2 * d
+		if dd > 9 {
+			dd -= 9
+		}
+		if k%2 == 0 {
+			evenDbl[k+1], oddDbl[k+1] = evenDbl[k]+dd, oddDbl[k]+d
+		} else {
+			evenDbl[k+1], oddDbl[k+1] = evenDbl[k]+d, oddDbl[k]+dd
+		}
+	}
+	// Every Luhn-valid window is masked, overlapping ones too: skipping a
+	// window because another covered part of it could leave most of a PAN
+	// in clear. PANs do not start with 0, which keeps zero padding
+	// (amounts, fillers) clear.
+	for s := 0; s+MinPANDigits <= n; s++ {
+		if text[start+s] == '0' {
+			continue
+		}
+		for l := MinPANDigits; l <= MaxPANDigits && s+l <= n; l++ {
+			e := s + l
+			// The rightmost digit (offset e-1) is not doubled; digits of the
+			// other parity are.
+			var sum int
+			if (e-1)%2 == 1 {
+				sum = evenDbl[e] - evenDbl[s]
+			} else {
+				sum = oddDbl[e] - oddDbl[s]
+			}
+			if sum%10 == 0 {
+				out = maskDigits(out, text, start+s, start+e)
+			}
+		}
+	}
+	return out
 }
 
 // Contains reports whether text holds a number Mask would mask.
