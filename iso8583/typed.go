@@ -116,7 +116,7 @@ func (m *Message) Marshal(v any) error {
 
 // Unmarshal fills the tagged struct v (a pointer) from m. Tagged fields the
 // message lacks are set to their zero value; fields of m without a struct
-// field are ignored. Strings share one allocation; byte slices are copies.
+// field are ignored. All values share one allocation, independent of m.
 func (m *Message) Unmarshal(v any) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -130,12 +130,15 @@ func (m *Message) Unmarshal(v any) error {
 	if err != nil {
 		return err
 	}
-	// One string for every text value: the values are spans of buf.
+	// One private copy of the buffer backs every value: strings are
+	// substrings of it, byte slices are capacity-limited sub-slices. Spans
+	// never overlap, so writing into a byte slice cannot change a string.
+	var own []byte
 	var all string
 	if len(m.buf) > 0 {
-		b := make([]byte, len(m.buf))
-		copy(b, m.buf)
-		all = unsafe.String(&b[0], len(b))
+		own = make([]byte, len(m.buf))
+		copy(own, m.buf)
+		all = unsafe.String(&own[0], len(own))
 	}
 	for _, f := range p.fields {
 		fv := rv.Field(f.index)
@@ -146,7 +149,7 @@ func (m *Message) Unmarshal(v any) error {
 		s := m.spans[f.num]
 		off, end := int(s.off), int(s.off)+int(s.n)
 		if f.isBytes {
-			fv.SetBytes(append([]byte(nil), m.buf[off:end]...))
+			fv.SetBytes(own[off:end:end])
 		} else {
 			fv.SetString(all[off:end])
 		}
