@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mipay-oss/mipay/httpx"
 )
 
 // tokenRef reads a card's token reference from the store (the API never
@@ -284,5 +287,31 @@ func TestNotificationsPruned(t *testing.T) {
 	l := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=0s", u.token, nil).want(t, 200)
 	if ns := l.body["notifications"].([]any); len(ns) != 5 || l.str("next") != "12" {
 		t.Errorf("%s", l.raw)
+	}
+}
+
+// TestLongPollOutlivesServerTimeouts: the party's server has read and write
+// timeouts shorter than the longest poll; a poll must still get a
+// notification that arrives after them.
+func TestLongPollOutlivesServerTimeouts(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	ref := e.tokenRef(e.mustCard(u, "green"))
+	srv := httpx.NewServer("wallet", NewAPI(e.svc).Handler(), nil, nil)
+	srv.ReadTimeout, srv.WriteTimeout = 300*time.Millisecond, 300*time.Millisecond
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	e.url = "http://" + ln.Addr().String()
+	go func() {
+		time.Sleep(time.Second)
+		_ = e.svc.HandleTransaction(context.Background(), "ev", txEvent(ref, "tx-late", 1, true))
+	}()
+	a := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=5s", u.token, nil).want(t, 200)
+	if len(a.body["notifications"].([]any)) != 1 {
+		t.Errorf("poll answered without the late notification: %s", a.raw)
 	}
 }
