@@ -407,3 +407,38 @@ func concurrently(n int, fn func(i int)) {
 	}
 	wg.Wait()
 }
+
+// TestBackgroundCheckpoint: committed pages reach the database file without
+// the writer checkpointing (its own threshold is far above this test's WAL).
+func TestBackgroundCheckpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := mustOpen(t, store.Config{Dir: dir})
+	path := filepath.Join(dir, "party.db")
+	size := func() int64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := size()
+	w := mustWriter(t, db, store.WriterConfig{})
+	concurrently(8, func(g int) {
+		for i := range 250 {
+			if err := w.Write(context.Background(), func(tx *sql.Tx) error {
+				_, err := tx.Exec("INSERT INTO items (id, val) VALUES ($1, $2)", g*1000+i, strings.Repeat("x", 200))
+				return err
+			}); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for size() < before+200*2000 {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file is %d bytes (was %d): the WAL was not checkpointed", size(), before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
