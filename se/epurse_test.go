@@ -287,3 +287,53 @@ func FuzzEPurseAPDU(f *testing.F) {
 		}
 	})
 }
+
+func TestInAppCryptogram(t *testing.T) {
+	clk := &clock{time.Now()}
+	s, _ := mustManufacture(t, clk)
+	const dpan = "6234567890123456"
+	if _, err := s.Install(profileFor(t, s, "DTR1", dpan)); err != nil {
+		t.Fatal(err)
+	}
+	req := InAppRequest{TokenRef: "DTR1", AmountMinor: 5000, Currency: "156", Country: "156", Unpredictable: [4]byte{1, 2, 3, 4}, Time: clk.t}
+	t.Run("without fingerprint refused", func(t *testing.T) {
+		if _, err := s.InAppCryptogram(req); err == nil {
+			t.Fatal("cryptogram without arming")
+		}
+	})
+	t.Run("armed: ARQC verifies at the issuer side, once", func(t *testing.T) {
+		if err := s.Arm("DTR1"); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.InAppCryptogram(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.DPAN != dpan || c.ATC != 1 || c.Entry != "091" {
+			t.Fatalf("cryptogram %+v", c)
+		}
+		tlvs, err := emv.DecodeTLV(c.ICC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tx, err := emv.TxDataFromTLV(tlvs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hex.EncodeToString(tx.Amount[:]) != "000000005000" {
+			t.Fatalf("9F02 %x", tx.Amount)
+		}
+		arqc, _ := emv.FindTag(tlvs, 0x9F26)
+		imk, err := emv.NewIMK(testIMK)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, _, err := emv.VerifyARQCPBOC(imk, dpan, 1, 1, emv.ARQCDataPBOC(&tx, cvr), [8]byte(arqc.Value))
+		if err != nil || !ok {
+			t.Fatalf("in-app ARQC does not verify: %v", err)
+		}
+		if _, err := s.InAppCryptogram(req); err == nil {
+			t.Fatal("second cryptogram on one fingerprint")
+		}
+	})
+}
