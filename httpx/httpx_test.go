@@ -380,3 +380,32 @@ func TestServerTimeouts(t *testing.T) {
 		t.Errorf("server bounds unset: %+v", srv)
 	}
 }
+
+// Streaming handlers (long poll, SSE) reach the connection through the
+// wrapper with http.ResponseController.
+func TestResponseControllerThroughWrapper(t *testing.T) {
+	errs := make(chan error, 2)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		errs <- rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: 1\n\n")
+		errs <- rc.Flush()
+	})
+	base := MustServe(t, "wallet", mux, nil)
+	resp, err := http.Get(base + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "data: 1\n\n" {
+		t.Errorf("body %q", b)
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("ResponseController: %v", err)
+		}
+	}
+}
