@@ -115,6 +115,7 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, *nats.Conn, er
 		StoreDir:   cfg.Dir,
 		NoSigs:     true,
 		DontListen: cfg.Listen == "",
+		SyncAlways: cfg.SyncAlways,
 	}
 	if cfg.Listen != "" {
 		host, port, err := net.SplitHostPort(cfg.Listen)

@@ -57,6 +57,10 @@ type Config struct {
 	Replicas int
 	// MaxAge is how long the stream keeps events. Default DefaultMaxAge.
 	MaxAge time.Duration
+	// SyncAlways makes the embedded server fsync every stored event before
+	// acknowledging it (survives power loss, not only a process crash), at a
+	// cost in publish latency. Default: JetStream's periodic sync.
+	SyncAlways bool
 	// MaxBytes bounds the stream; the oldest events are dropped beyond it.
 	// JetStream reserves it from the server's storage, so tests on a
 	// shared server use little. Default DefaultMaxStreamBytes.
