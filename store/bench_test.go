@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -111,4 +112,29 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkTxInsert is the baseline the Writer is measured against: each of
+// 64 concurrent writers commits its own transaction (one fsync per write on
+// SQLite).
+func BenchmarkTxInsert(b *testing.B) {
+	db := mustOpen(b, store.Config{Dir: b.TempDir()})
+	ctx := context.Background()
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(benchWriters / max(1, runtime.GOMAXPROCS(0)))
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			id := next.Add(1)
+			err := db.Tx(ctx, func(tx *sql.Tx) error {
+				_, err := tx.Exec("INSERT INTO items (id, val) VALUES ($1, $2)", id, "benchmark value")
+				return err
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 }

@@ -25,7 +25,7 @@ func sqliteDSN(path string, write bool) string {
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", DefaultBusyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
-	// Checkpoints run in the background (see checkpointer); the writer
+	// Checkpoints run in the background (see startCheckpointer); the writer
 	// checkpoints itself only if they fall far behind, so its commits
 	// do not usually pay for copying the WAL into the database.
 	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", walAutoCheckpointPages))
