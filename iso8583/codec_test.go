@@ -223,3 +223,9 @@ func TestOriginalDataAndAmount(t *testing.T) {
 		t.Fatal("ResponseMTI")
 	}
 }
+
+func TestSampleICCSize(t *testing.T) {
+	if n := len(sampleICC(t)); n != 290 {
+		t.Fatalf("sample DE55 is %d bytes, the benchmark needs 290", n)
+	}
+}

@@ -18,7 +18,7 @@ func mustHex(tb testing.TB, s string) []byte {
 }
 
 // sampleICC is a full DE55 of a QuickPass 0200: every tag of DESIGN.md
-// step 3 plus CTQ.
+// step 3 plus CTQ, TTQ and issuer-proprietary data: 290 bytes.
 func sampleICC(tb testing.TB) []byte {
 	tb.Helper()
 	c := &ICC{
@@ -43,7 +43,7 @@ func sampleICC(tb testing.TB) []byte {
 		AppVersion:       mustHex(tb, "0030"),
 		TransactionSeq:   mustHex(tb, "00000042"),
 		CTQ:              mustHex(tb, "0280"),
-		Other:            []TLV{{Tag: 0x9F66, Value: mustHex(tb, "2A000080")}, {Tag: 0xDF31, Value: bytes.Repeat([]byte{0x11}, 96)}},
+		Other:            []TLV{{Tag: 0x9F66, Value: mustHex(tb, "2A000080")}, {Tag: 0xDF31, Value: bytes.Repeat([]byte{0x11}, 129)}},
 	}
 	return c.Encode()
 }
