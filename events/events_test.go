@@ -370,6 +370,12 @@ func TestBadInput(t *testing.T) {
 			t.Errorf("Subscribe(%q) accepted", subj)
 		}
 	}
+	if _, err := b.Subscribe(ctx, "a.b", "taken", func(context.Context, Event) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Subscribe(ctx, "a.c", "taken", func(context.Context, Event) error { return nil }); err == nil || !strings.Contains(err.Error(), "already consumes") {
+		t.Errorf("durable reused for another subject: %v", err)
+	}
 	if _, err := b.Subscribe(ctx, "a", "bad.name", func(context.Context, Event) error { return nil }); err == nil {
 		t.Error("durable name with a dot accepted")
 	}

@@ -76,6 +76,15 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 		if err := validDurable(durable); err != nil {
 			return nil, fmt.Errorf("events: subscribe: %w", err)
 		}
+		// Joining a durable is fine; silently refiltering one that another
+		// party's nodes consume (the same name for another subject) is not.
+		if existing, err := b.stream.Consumer(ctx, durable); err == nil {
+			if f := existing.CachedInfo().Config.FilterSubject; f != filter {
+				return nil, fmt.Errorf("events: subscribe %s: durable %q already consumes %q", subject, durable, strings.TrimPrefix(f, b.prefix+"."))
+			}
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("events: subscribe %s (durable %q): %w", subject, durable, err)
+		}
 		cons, err = b.stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 			Durable:       durable,
 			FilterSubject: filter,
