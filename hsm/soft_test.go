@@ -683,3 +683,92 @@ func BenchmarkVerifyARQC(b *testing.B) {
 		b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 	})
 }
+
+func TestBadKeystore(t *testing.T) {
+	ctx := context.Background()
+	t.Run("corrupt", func(t *testing.T) {
+		dir := t.TempDir()
+		MustOpenSoft(t, dir)
+		if err := os.WriteFile(filepath.Join(dir, KeystoreFile), []byte("{not json"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := OpenSoft(ctx, SoftConfig{Dir: dir})
+		if err == nil || !strings.Contains(err.Error(), "corrupt") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("unknown version", func(t *testing.T) {
+		dir := t.TempDir()
+		MustOpenSoft(t, dir)
+		if err := os.WriteFile(filepath.Join(dir, KeystoreFile), []byte(`{"version":9}`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenSoft(ctx, SoftConfig{Dir: dir}); err == nil || !strings.Contains(err.Error(), "version 9") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("unwritable dir", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			t.Skip("root writes anywhere")
+		}
+		parent := t.TempDir()
+		if err := os.Chmod(parent, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = os.Chmod(parent, 0o700) })
+		if _, err := OpenSoft(ctx, SoftConfig{Dir: filepath.Join(parent, "hsm")}); err == nil || !strings.Contains(err.Error(), "cannot create") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("no dir", func(t *testing.T) {
+		if _, err := OpenSoft(ctx, SoftConfig{}); err == nil {
+			t.Error("empty Dir accepted")
+		}
+	})
+	t.Run("master key not hex", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, MasterKeyFile), []byte("hello"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := OpenSoft(ctx, SoftConfig{Dir: dir}); err == nil || !strings.Contains(err.Error(), "64 hex") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func BenchmarkVaultOps(b *testing.B) {
+	ctx := context.Background()
+	s := MustOpenSoft(b, "")
+	mustEnsure(b, s, "kek", AES256)
+	mustEnsure(b, s, "mac", HMACSHA256)
+	pan := []byte("6225881234567898")
+	aad := []byte("token-ref-0001")
+	sealed, err := s.Seal(ctx, "kek", pan, aad)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Seal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Seal(ctx, "kek", pan, aad); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Open", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Open(ctx, "kek", sealed, aad); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("HMAC", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.HMAC(ctx, "mac", pan); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
