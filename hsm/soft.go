@@ -15,6 +15,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"path/filepath"
 	"sync"
@@ -68,6 +69,7 @@ type key struct {
 	tdes   emv.Key
 	ecdh   *ecdh.PrivateKey
 	ecdsa  *ecdsa.PrivateKey
+	macs   *sync.Pool // of hash.Hash: HMAC-SHA256 states keyed once
 }
 
 // OpenSoft opens (creating on first start) the software HSM in cfg.Dir.
@@ -259,9 +261,12 @@ func (s *Soft) HMAC(_ context.Context, h Handle, data []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := hmac.New(sha256.New, k.secret)
+	m := k.macs.Get().(hash.Hash)
+	m.Reset()
 	m.Write(data)
-	return m.Sum(nil), nil
+	sum := m.Sum(make([]byte, 0, sha256.Size))
+	k.macs.Put(m)
+	return sum, nil
 }
 
 // OpenBox opens a cryptobox blob sealed to the P256 key under h.
@@ -465,6 +470,7 @@ func prepare(kind Kind, secret []byte) (*key, error) {
 	case AES256:
 		k.aead, err = newGCM(secret)
 	case HMACSHA256:
+		k.macs = &sync.Pool{New: func() any { return hmac.New(sha256.New, secret) }}
 	case TDES2:
 		k.imk, err = emv.NewIMK(secret)
 		k.tdes, _ = emv.KeyFromBytes(secret)
