@@ -23,8 +23,14 @@ import (
 const EnvSERoots = "MIPAY_WALLET_SE_ROOTS"
 
 // EnvTSPToken names the environment variable holding the wallet's token
-// requestor secret at the TSP, used when Config.TSPToken is empty.
+// requestor secret at the TSP (the TSP reads the same variable), used when
+// Config.TSPToken is empty; without it the secret is read from the file the
+// TSP creates, TSPTokenPath(dataDir).
 const EnvTSPToken = "MIPAY_TSP_REQUESTOR_TOKEN"
+
+// TSPTokenPath is where the TSP keeps the requestor secret under a data
+// directory (see tsp/API.md).
+func TSPTokenPath(dataDir string) string { return filepath.Join(dataDir, "tsp", "requestor.token") }
 
 // FactoryRootPath is where the handset emulator's SE factory keeps its root
 // certificate (see package se) under a data directory.
@@ -48,7 +54,8 @@ type Party struct {
 }
 
 // Start starts the wallet party of env: store, TSP client (env's "tsp"
-// peer), SE vendor roots (the emulator factory's root under env.DataDir,
+// peer, with the requestor secret of MIPAY_TSP_REQUESTOR_TOKEN or
+// <data>/tsp/requestor.token), SE vendor roots (the emulator factory's root under env.DataDir,
 // plus MIPAY_WALLET_SE_ROOTS), event subscriptions and the HTTP API on
 // env.Listen["http"].
 func Start(ctx context.Context, env *node.Env) (node.Party, error) {
@@ -60,13 +67,16 @@ func Start(ctx context.Context, env *node.Env) (node.Party, error) {
 func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 	if cfg.TSP == nil {
 		if cfg.TSPToken == "" {
-			tok, err := requestorToken(env.DataDir)
-			if err != nil {
-				return nil, err
-			}
-			cfg.TSPToken = tok
+			cfg.TSPToken = strings.TrimSpace(os.Getenv(EnvTSPToken))
 		}
-		cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), cfg.TSPToken, DefaultTSPTimeout)
+		if cfg.TSPToken != "" || env.DataDir == "" {
+			cfg.TSP = NewHTTPTSP(env.Peer(node.RoleTSP, "http"), cfg.TSPToken, DefaultTSPTimeout)
+		} else {
+			// Parties of one `mipay up` share the data directory where the
+			// TSP keeps the secret; it is read when first needed, so the
+			// wallet may also start before the TSP ever ran.
+			cfg.TSP = NewHTTPTSPTokenFile(env.Peer(node.RoleTSP, "http"), TSPTokenPath(env.DataDir), DefaultTSPTimeout)
+		}
 	}
 	if cfg.Roots == nil {
 		files := []string{FactoryRootPath(env.DataDir)}
@@ -187,27 +197,4 @@ func (p *Party) stopSubs() {
 
 func (p *Party) closeStore() error {
 	return errors.Join(p.writer.Close(), p.db.Close())
-}
-
-// EnvTSPRequestorToken holds the wallet's bearer secret at the TSP (Mi Pay is
-// the token requestor). When unset, the wallet reads the secret the TSP keeps
-// under the shared data directory (<data>/tsp/requestor.token), as parties
-// of one `mipay up` do.
-const EnvTSPRequestorToken = "MIPAY_TSP_REQUESTOR_TOKEN"
-
-func requestorToken(dataDir string) (string, error) {
-	if v := strings.TrimSpace(os.Getenv(EnvTSPRequestorToken)); v != "" {
-		return v, nil
-	}
-	if dataDir == "" {
-		return "", nil
-	}
-	b, err := os.ReadFile(filepath.Join(dataDir, "tsp", "requestor.token"))
-	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("wallet: no TSP requestor secret: set %s or start the TSP with the same data directory first", EnvTSPRequestorToken)
-	}
-	if err != nil {
-		return "", fmt.Errorf("wallet: read TSP requestor secret: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/store/storetest"
@@ -34,12 +35,21 @@ func TestParty(t *testing.T) {
 	}
 	v.writeRoot(t, filepath.Dir(FactoryRootPath(dir)))
 	nenv := &node.Env{
-		Role: node.RoleWallet, DataDir: dir, Store: storetest.Config(t), Bus: bus, Log: log,
+		Role: node.RoleWallet, DataDir: dir, Store: storetest.Config(t), Bus: bus, Log: log, Ref: mustRef(t),
 		Listen: map[string]string{"http": "127.0.0.1:0"},
 		Peers:  map[string]map[string]string{node.RoleTSP: {"http": f.srv.URL}},
 	}
-	p, err := StartWith(ctx, nenv, Config{TSPToken: fakeTSPToken, Argon2: testArgon2, TokenRequestorID: "50110030273"})
+	// The TSP's secret comes from the file the TSP keeps under the data
+	// directory (written here after the wallet started: it is read lazily),
+	// the token requestor id from the reference data.
+	p, err := StartWith(ctx, nenv, Config{Argon2: testArgon2})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(TSPTokenPath(dir)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(TSPTokenPath(dir), []byte(fakeTSPToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close(context.Background()) })
@@ -80,4 +90,13 @@ func TestParty(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("close took %v", d)
 	}
+}
+
+func mustRef(tb testing.TB) *config.Reference {
+	tb.Helper()
+	ref, err := config.Default()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ref
 }

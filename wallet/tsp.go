@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/mipay-oss/mipay"
@@ -91,7 +93,14 @@ const maxTSPResponseBytes = MaxProfileBytes + 4<<10
 // message; transport failures as EUNAVAILABLE.
 type HTTPTSP struct {
 	c httpx.Client
+	// tokenFile, when the token was not given, is read (once it exists) for
+	// the requestor secret: the TSP creates it on its first start.
+	tokenFile string
+	mu        sync.Mutex
 }
+
+// maxTokenFileBytes bounds the requestor secret file.
+const maxTokenFileBytes = 256
 
 // NewHTTPTSP returns a TSP client with a bounded timeout per call; token is
 // the wallet's token requestor secret at the TSP (sent as a bearer token).
@@ -107,11 +116,31 @@ func NewHTTPTSP(baseURL, token string, timeout time.Duration) *HTTPTSP {
 	}}
 }
 
+// NewHTTPTSPTokenFile is NewHTTPTSP with the secret read from a file (the
+// TSP's <data>/tsp/requestor.token), when it exists.
+func NewHTTPTSPTokenFile(baseURL, tokenFile string, timeout time.Duration) *HTTPTSP {
+	t := NewHTTPTSP(baseURL, "", timeout)
+	t.tokenFile = tokenFile
+	return t
+}
+
+func (t *HTTPTSP) client() httpx.Client {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.c.Token == "" && t.tokenFile != "" {
+		if b, err := readBounded(t.tokenFile, maxTokenFileBytes); err == nil {
+			t.c.Token = strings.TrimSpace(string(b))
+		}
+	}
+	return t.c
+}
+
 func (t *HTTPTSP) do(ctx context.Context, method, path string, in, out any) error {
-	if t.c.Base == "" {
+	c := t.client()
+	if c.Base == "" {
 		return mipay.Errorf(mipay.EUNAVAILABLE, "the token service is not configured")
 	}
-	return t.c.Do(ctx, method, path, in, out)
+	return c.Do(ctx, method, path, in, out)
 }
 
 func (t *HTTPTSP) EncryptionKey(ctx context.Context) (json.RawMessage, error) {
