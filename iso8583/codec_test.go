@@ -229,3 +229,42 @@ func TestSampleICCSize(t *testing.T) {
 		t.Fatalf("sample DE55 is %d bytes, the benchmark needs 290", n)
 	}
 }
+
+func TestTypedArguments(t *testing.T) {
+	byPtr, err := Pack(&NetMgmt{MTI: "0800", STAN: "000001", NetworkMgmtCode: NetMgmtEcho})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byValue, err := Pack(NetMgmt{MTI: "0800", STAN: "000001", NetworkMgmtCode: NetMgmtEcho})
+	if err != nil || !bytes.Equal(byPtr, byValue) {
+		t.Fatalf("struct by value: %q, %v", byValue, err)
+	}
+	var nm NetMgmt
+	for name, v := range map[string]any{"nil": nil, "not a struct": 42, "nil pointer": (*NetMgmt)(nil)} {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Pack(v); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	if err := Unpack(byPtr, nm); err == nil {
+		t.Fatal("Unpack into a non-pointer accepted")
+	}
+	// Absent fields are cleared.
+	nm.ResponseCode = "05"
+	if err := Unpack(byPtr, &nm); err != nil || nm.ResponseCode != "" || nm.STAN != "000001" {
+		t.Fatalf("Unpack = %+v, %v", nm, err)
+	}
+	type bad struct {
+		PAN int `iso8583:"2"`
+	}
+	if _, err := Pack(&bad{PAN: 1}); err == nil {
+		t.Fatal("int field accepted")
+	}
+	type notInSpec struct {
+		X string `iso8583:"5"`
+	}
+	if _, err := Pack(&notInSpec{X: "1"}); err == nil {
+		t.Fatal("field 5 accepted")
+	}
+}

@@ -1,7 +1,6 @@
 package iso8583
 
 import (
-	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -12,9 +11,10 @@ import (
 
 // structField is one tagged field of a typed message struct.
 type structField struct {
-	index    int  // struct field index
-	num      int  // data element (0 = MTI)
-	isBytes  bool // []byte, else string
+	index    int     // struct field index
+	offset   uintptr // byte offset in the struct: the hot path reads and writes through it
+	num      int     // data element (0 = MTI)
+	isBytes  bool    // []byte, else string
 	keepZero bool
 }
 
@@ -45,7 +45,7 @@ func planFor(t reflect.Type) (*structPlan, error) {
 		if err != nil || n < 0 || n > MaxFieldNumber || n == FieldBitmap || !compiled.defs[n].defined {
 			return nil, fmt.Errorf("iso8583: %s.%s: tag %q is not a field of the spec", t.Name(), sf.Name, tag)
 		}
-		f := structField{index: i, num: n, keepZero: opts == "keepzero"}
+		f := structField{index: i, offset: sf.Offset, num: n, keepZero: opts == "keepzero"}
 		switch {
 		case sf.Type.Kind() == reflect.String:
 		case sf.Type.Kind() == reflect.Slice && sf.Type.Elem().Kind() == reflect.Uint8:
@@ -62,18 +62,19 @@ func planFor(t reflect.Type) (*structPlan, error) {
 	return actual.(*structPlan), nil
 }
 
-func structValue(v any) (reflect.Value, error) {
+// structPointer returns the address of the struct v is or points to, and
+// its type. A struct passed by value is copied first (one allocation).
+func structPointer(v any) (unsafe.Pointer, reflect.Type, error) {
 	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return reflect.Value{}, errors.New("iso8583: nil message struct")
-		}
-		rv = rv.Elem()
+	switch {
+	case rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Struct:
+		return rv.UnsafePointer(), rv.Type().Elem(), nil
+	case rv.Kind() == reflect.Struct:
+		c := reflect.New(rv.Type())
+		c.Elem().Set(rv)
+		return c.UnsafePointer(), rv.Type(), nil
 	}
-	if rv.Kind() != reflect.Struct {
-		return reflect.Value{}, fmt.Errorf("iso8583: %T is not a message struct", v)
-	}
-	return rv, nil
+	return nil, nil, fmt.Errorf("iso8583: %T is not a message struct", v)
 }
 
 // marshalBufBytes fits a 0200 with a full DE55 (values about 600 bytes).
@@ -82,11 +83,11 @@ const marshalBufBytes = 1024
 // Marshal sets m's fields from the tagged struct v (AuthRequest, …) after
 // resetting m. Empty values are left out unless tagged ",keepzero".
 func (m *Message) Marshal(v any) error {
-	rv, err := structValue(v)
+	base, t, err := structPointer(v)
 	if err != nil {
 		return err
 	}
-	p, err := planFor(rv.Type())
+	p, err := planFor(t)
 	if err != nil {
 		return err
 	}
@@ -96,15 +97,15 @@ func (m *Message) Marshal(v any) error {
 		m.buf = make([]byte, 0, marshalBufBytes)
 	}
 	for _, f := range p.fields {
-		fv := rv.Field(f.index)
+		ptr := unsafe.Add(base, f.offset)
 		if f.isBytes {
-			b := fv.Bytes()
+			b := *(*[]byte)(ptr)
 			if len(b) == 0 && !f.keepZero {
 				continue
 			}
 			m.Set(f.num, b)
 		} else {
-			s := fv.String()
+			s := *(*string)(ptr)
 			if s == "" && !f.keepZero {
 				continue
 			}
@@ -119,17 +120,14 @@ func (m *Message) Marshal(v any) error {
 // field are ignored. All values share one allocation, independent of m.
 func (m *Message) Unmarshal(v any) error {
 	rv := reflect.ValueOf(v)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return fmt.Errorf("iso8583: Unmarshal needs a non-nil pointer, got %T", v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("iso8583: Unmarshal needs a non-nil pointer to a message struct, got %T", v)
 	}
-	rv = rv.Elem()
-	if rv.Kind() != reflect.Struct {
-		return fmt.Errorf("iso8583: %T is not a message struct", v)
-	}
-	p, err := planFor(rv.Type())
+	p, err := planFor(rv.Type().Elem())
 	if err != nil {
 		return err
 	}
+	base := rv.UnsafePointer()
 	// One private copy of the buffer backs every value: strings are
 	// substrings of it, byte slices are capacity-limited sub-slices. Spans
 	// never overlap, so writing into a byte slice cannot change a string.
@@ -141,17 +139,21 @@ func (m *Message) Unmarshal(v any) error {
 		all = unsafe.String(&own[0], len(own))
 	}
 	for _, f := range p.fields {
-		fv := rv.Field(f.index)
+		ptr := unsafe.Add(base, f.offset)
 		if !m.Has(f.num) {
-			fv.SetZero()
+			if f.isBytes {
+				*(*[]byte)(ptr) = nil
+			} else {
+				*(*string)(ptr) = ""
+			}
 			continue
 		}
 		s := m.spans[f.num]
 		off, end := int(s.off), int(s.off)+int(s.n)
 		if f.isBytes {
-			fv.SetBytes(own[off:end:end])
+			*(*[]byte)(ptr) = own[off:end:end]
 		} else {
-			fv.SetString(all[off:end])
+			*(*string)(ptr) = all[off:end]
 		}
 	}
 	return nil
