@@ -8,15 +8,23 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgconn/ctxwatch"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/mipay-oss/mipay"
 )
 
-// DefaultPostgresConns bounds a party's PostgreSQL pool.
-const DefaultPostgresConns = 16
+// PostgreSQL bounds.
+const (
+	// DefaultPostgresConns bounds a party's PostgreSQL pool.
+	DefaultPostgresConns = 16
+	// cancelGrace is how long a statement whose ctx ended may take to
+	// answer the cancel request before its connection is closed.
+	cancelGrace = 2 * time.Second
+)
 
 func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 	shown := RedactURL(rawURL)
@@ -33,6 +41,14 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 	// Every connection of the pool sees only the party's schema (plus
 	// pg_catalog), so the same unqualified SQL runs as on SQLite.
 	cc.RuntimeParams["search_path"] = party
+	// A ctx ending mid-statement cancels that statement on the server
+	// (an error the Writer rolls back to the write's savepoint) instead of
+	// closing the connection, which would fail the whole batch and every
+	// write in it. Only if the server does not answer the cancel within
+	// cancelGrace is the connection closed.
+	cc.BuildContextWatcherHandler = func(pc *pgconn.PgConn) ctxwatch.Handler {
+		return &pgconn.CancelRequestContextWatcherHandler{Conn: pc, DeadlineDelay: cancelGrace}
+	}
 	if cc.ConnectTimeout == 0 || cc.ConnectTimeout > DefaultConnectTimeout {
 		cc.ConnectTimeout = DefaultConnectTimeout
 	}

@@ -251,10 +251,12 @@ func (sp savepoints) rollbackTo() error {
 //
 // fn must only use tx, must not keep it, must be quick (it holds up the
 // batch), and must not call Write or DB.Tx (they would wait for this batch).
-// Its statements should not use the caller's ctx (tx.Exec, not
-// tx.ExecContext(callerCtx, …)): the batch has its own deadline
-// (BatchTimeout), and on PostgreSQL a ctx ending mid-statement breaks the
-// connection, failing the whole batch instead of one write.
+// Its statements may use the caller's ctx: if it ends mid-statement, that
+// statement fails and only this write is rolled back (on PostgreSQL by a
+// cancel request, which in rare races may hit the next write's statement
+// instead). tx.Exec without a ctx is cheaper on SQLite (the driver watches
+// a cancellable ctx with a goroutine per statement); the batch has its own
+// deadline (BatchTimeout) either way.
 func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err

@@ -408,3 +408,54 @@ func TestWriterCommitters(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterCallerCtxInsideWrite: a write function that (against the advice)
+// runs its statements with its caller's ctx, which ends mid-statement, fails
+// alone; the other writes of the batch commit.
+func TestWriterCallerCtxInsideWrite(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db := mustOpen(t, newCfg(t))
+		w := mustWriter(t, db, store.WriterConfig{})
+		slow := "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000000) SELECT COUNT(*) FROM c"
+		if db.Engine() == store.Postgres {
+			slow = "SELECT pg_sleep(5)"
+		}
+		b := block(t, w, 1)
+		ok1 := goWrite(context.Background(), w, insertItem(2))
+		waitQueued(t, w, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		started := make(chan struct{})
+		cancelled := goWrite(ctx, w, func(tx *sql.Tx) error {
+			if err := insertItem(3)(tx); err != nil {
+				return err
+			}
+			close(started)
+			_, err := tx.ExecContext(ctx, slow)
+			return err
+		})
+		waitQueued(t, w, 2)
+		ok2 := goWrite(context.Background(), w, insertItem(4))
+		waitQueued(t, w, 3)
+		go func() {
+			<-started
+			time.Sleep(50 * time.Millisecond)
+			cancel()
+		}()
+		b.finish(t)
+		if err := <-cancelled; err == nil {
+			t.Error("the cancelled write succeeded")
+		}
+		for name, ch := range map[string]<-chan error{"write 2": ok1, "write 4": ok2} {
+			if err := <-ch; err != nil {
+				t.Errorf("%s, in the batch of the cancelled one: %v", name, err)
+			}
+		}
+		for id, want := range map[int64]bool{1: true, 2: true, 3: false, 4: true} {
+			if got := hasItem(t, db, id); got != want {
+				t.Errorf("item %d present = %v, want %v", id, got, want)
+			}
+		}
+	})
+}
