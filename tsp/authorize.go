@@ -142,6 +142,7 @@ type Authorizer struct {
 	now     func() time.Time
 	cache   *tokenCache
 	pending *pendingSet
+	logIDs  *logIDs
 	stopSub func()
 }
 
@@ -154,7 +155,7 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 	if cfg.Keys == nil || cfg.Ref == nil {
 		return nil, errors.New("tsp: authorizer needs keys and reference data")
 	}
-	a := &Authorizer{keys: cfg.Keys, ref: cfg.Ref, log: cfg.Log, node: cfg.Node, now: cfg.Now}
+	a := &Authorizer{keys: cfg.Keys, ref: cfg.Ref, log: cfg.Log, node: cfg.Node, now: cfg.Now, logIDs: newLogIDs()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -314,12 +315,12 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 		if requester == "" {
 			requester = a.node
 		}
-		logEntry = &detokenization{TokenRef: e.ref, Requester: requester, Purpose: "authorization", ATC: int(atc), At: now}
+		logEntry = &detokenization{ID: a.logIDs.next(now), TokenRef: e.ref, Requester: requester, Purpose: "authorization", ATC: int(atc), At: now}
 	}
 	var accepted bool
 	err = a.w.Write(ctx, func(tx *sql.Tx) error {
 		var err error
-		accepted, err = acceptATC(ctx, tx, e.ref, int(atc), logEntry)
+		accepted, err = acceptATC(ctx, tx, e.ref, int(atc), logEntry, a.logIDs)
 		return err
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/mipay-oss/mipay"
 )
 
 // Detokenize returns the PAN and PAN expiry behind a token for a message the
@@ -27,8 +29,12 @@ func (a *Authorizer) Detokenize(ctx context.Context, tokenRef, requester, purpos
 	if requester == "" {
 		requester = a.node
 	}
-	entry := &detokenization{TokenRef: e.ref, Requester: requester, Purpose: purpose, At: a.now()}
-	if err := a.w.Write(ctx, func(tx *sql.Tx) error { return insertDetokenization(ctx, tx, entry) }); err != nil {
+	if len(requester) > maxIDBytes || len(purpose) > maxIDBytes {
+		return "", "", mipay.Errorf(mipay.EINVALID, "requester and purpose must be at most %d bytes", maxIDBytes)
+	}
+	now := a.now()
+	entry := &detokenization{ID: a.logIDs.next(now), TokenRef: e.ref, Requester: requester, Purpose: purpose, ATC: -1, At: now}
+	if err := a.w.Write(ctx, func(tx *sql.Tx) error { return insertDetokenization(ctx, tx, entry, a.logIDs) }); err != nil {
 		return "", "", fmt.Errorf("tsp: log de-tokenization: %w", err)
 	}
 	return pan, e.panExpiry, nil

@@ -48,13 +48,15 @@ CREATE TABLE token_state_history (
     PRIMARY KEY (token_ref, seq)
 );
 
--- Every de-tokenization: who asked, when, for which token. No PAN.
+-- Every de-tokenization: who asked, when, for which token. No PAN. The id
+-- is time-ordered (ms << 20 | node << 12 | sequence) so the hot path appends
+-- at the end of the table; there is deliberately no index by token (audit
+-- queries scan by time range, which the id orders).
 CREATE TABLE detokenization_log (
-    id          TEXT PRIMARY KEY,
+    id          BIGINT PRIMARY KEY,
     token_ref   TEXT NOT NULL,
     requester   TEXT NOT NULL,
     purpose     TEXT NOT NULL,
     atc         INTEGER NOT NULL,
     at          BIGINT NOT NULL
 );
-CREATE INDEX detokenization_log_token ON detokenization_log (token_ref, at);
