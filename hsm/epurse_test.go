@@ -6,9 +6,12 @@ import (
 	"crypto/des"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/cryptobox"
 	"github.com/mipay-oss/mipay/emv"
 )
 
@@ -165,5 +168,34 @@ func TestClose(t *testing.T) {
 	after, err := s.HMAC(ctx, "k", []byte("x"))
 	if err != nil || !bytes.Equal(before, after) {
 		t.Errorf("after Close: %x, %v", after, err)
+	}
+}
+
+func TestExportPSAMKeyPolicy(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpenSoft(t, "")
+	dpk := mustHex(t, "11223344556677888877665544332211")
+	mustImport(t, s, "transit/sh/epurse-dpk", TDES2, dpk)
+	mustImport(t, s, "tsp/imk/icbc", TDES2, mustHex(t, vectorIMK))
+	mustEnsure(t, s, "transit/sh/epurse-dlk", TDES2)
+	psam := newRecipient(t)
+	aad := []byte("sh|psam-1")
+	blob, err := s.ExportPSAMKey(ctx, "transit/sh/epurse-dpk", psam.PublicKey(), aad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cryptobox.Open(psam, blob, aad)
+	emv.OddParity(dpk) // as stored
+	if err != nil || !bytes.Equal(got, dpk) {
+		t.Fatalf("exported %X, %v", got, err)
+	}
+	for _, h := range []Handle{"tsp/imk/icbc", "transit/sh/epurse-dlk"} {
+		if _, err := s.ExportPSAMKey(ctx, h, psam.PublicKey(), aad); !errors.Is(err, ErrNotExportable) || mipay.ErrorCode(err) != mipay.EFORBIDDEN {
+			t.Errorf("%s exported: %v", h, err)
+		}
+	}
+	mustEnsure(t, s, "x/epurse-dpk", AES256)
+	if _, err := s.ExportPSAMKey(ctx, "x/epurse-dpk", psam.PublicKey(), aad); !errors.Is(err, ErrWrongKind) {
+		t.Errorf("AES key exported: %v", err)
 	}
 }

@@ -98,12 +98,13 @@ type ARQCResult struct {
 
 // Errors the HSM wraps (with errors.Is) inside *mipay.Error values.
 var (
-	ErrNotFound    = errors.New("hsm: no such key")           // mipay.ENOTFOUND
-	ErrConflict    = errors.New("hsm: key exists")            // mipay.ECONFLICT: other kind or other key
-	ErrWrongKind   = errors.New("hsm: wrong kind of key")     // mipay.EINVALID: the op needs another kind
-	ErrAuth        = errors.New("hsm: authentication failed") // mipay.EINVALID: sealed data or blob did not open
-	ErrMasterKey   = errors.New("hsm: master key does not open the keystore")
-	ErrPermissions = errors.New("hsm: key file permissions too open")
+	ErrNotFound      = errors.New("hsm: no such key")           // mipay.ENOTFOUND
+	ErrConflict      = errors.New("hsm: key exists")            // mipay.ECONFLICT: other kind or other key
+	ErrWrongKind     = errors.New("hsm: wrong kind of key")     // mipay.EINVALID: the op needs another kind
+	ErrAuth          = errors.New("hsm: authentication failed") // mipay.EINVALID: sealed data or blob did not open
+	ErrMasterKey     = errors.New("hsm: master key does not open the keystore")
+	ErrPermissions   = errors.New("hsm: key file permissions too open")
+	ErrNotExportable = errors.New("hsm: key not exportable") // mipay.EFORBIDDEN
 )
 
 // Bounds of inputs.

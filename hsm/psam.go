@@ -3,6 +3,7 @@ package hsm
 import (
 	"context"
 	"crypto/ecdh"
+	"fmt"
 	"strings"
 
 	"github.com/mipay-oss/mipay"
@@ -33,7 +34,8 @@ func (s *Soft) ExportPSAMKey(_ context.Context, h Handle, recipient *ecdh.Public
 		return nil, err
 	}
 	if !strings.HasSuffix(string(h), PSAMKeySuffix) {
-		return nil, mipay.Errorf(mipay.EFORBIDDEN, "key %s may not leave the HSM (only …%s keys go to PSAMs)", h, PSAMKeySuffix)
+		return nil, &mipay.Error{Code: mipay.EFORBIDDEN, Err: ErrNotExportable,
+			Message: fmt.Sprintf("key %s may not leave the HSM (only …%s keys go to PSAMs)", h, PSAMKeySuffix)}
 	}
 	k, err := s.get(h, TDES2)
 	if err != nil {
