@@ -12,6 +12,13 @@ import (
 // single-row inserts per iteration (savepoints, inserts, durable commit),
 // without the goroutine hand-offs. ns/op is per batch.
 func BenchmarkRunBatch(b *testing.B) {
+	b.Run("background-ctx", func(b *testing.B) { benchRunBatch(b, context.Background()) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Run("request-ctx", func(b *testing.B) { benchRunBatch(b, ctx) })
+}
+
+func benchRunBatch(b *testing.B, ctx context.Context) {
 	mig := fstest.MapFS{"0001_t.sql": {Data: []byte("CREATE TABLE items (id BIGINT PRIMARY KEY, val TEXT NOT NULL);")}}
 	db, err := Open(context.Background(), Config{Dir: b.TempDir()}, "bench", mig)
 	if err != nil {
@@ -26,7 +33,7 @@ func BenchmarkRunBatch(b *testing.B) {
 	for i := range batch {
 		batch[i] = &writeReq{fn: func(tx *sql.Tx) error {
 			next++
-			_, err := tx.Exec("INSERT INTO items (id, val) VALUES ($1, $2)", next, "benchmark value")
+			_, err := tx.ExecContext(ctx, "INSERT INTO items (id, val) VALUES ($1, $2)", next, "benchmark value")
 			return err
 		}}
 	}
