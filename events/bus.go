@@ -208,16 +208,34 @@ func (b *Bus) Prefix() string { return b.prefix }
 // Publish wraps v in an Event on subject (given without the prefix, no
 // wildcards) and returns once JetStream has stored it.
 func (b *Bus) Publish(ctx context.Context, subject string, v any) error {
+	id, err := newID()
+	if err != nil {
+		return err
+	}
+	return b.publish(ctx, id, subject, v)
+}
+
+// MaxIDBytes bounds an event id given to PublishID.
+const MaxIDBytes = 128
+
+// PublishID is Publish with the event id chosen by the caller: an outbox
+// row id, so that publishing the same row again after a crash carries the
+// same Event.ID (consumers de-duplicate on it; JetStream also drops a
+// repeat within DefaultDuplicates). id is 1–128 printable ASCII bytes.
+func (b *Bus) PublishID(ctx context.Context, id, subject string, v any) error {
+	if id == "" || len(id) > MaxIDBytes || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+		return fmt.Errorf("events: publish %s: id must be 1–%d printable ASCII bytes", subject, MaxIDBytes)
+	}
+	return b.publish(ctx, id, subject, v)
+}
+
+func (b *Bus) publish(ctx context.Context, id, subject string, v any) error {
 	if err := validSubject(subject, false); err != nil {
 		return fmt.Errorf("events: publish: %w", err)
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("events: publish %s: encode: %w", subject, err)
-	}
-	id, err := newID()
-	if err != nil {
-		return err
 	}
 	msg, err := json.Marshal(Event{ID: id, Subject: subject, Time: time.Now().UTC(), Data: data})
 	if err != nil {

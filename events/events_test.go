@@ -417,3 +417,24 @@ func TestCloseIdempotent(t *testing.T) {
 		t.Error("Subscribe after Close accepted")
 	}
 }
+
+func TestPublishID(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	c := newCollector()
+	mustSubscribe(t, b, "outbox.x", "", c.handle)
+	ctx := context.Background()
+	for range 2 { // the same outbox row published twice: one event
+		if err := b.PublishID(ctx, "row-42", "outbox.x", payload{N: 42}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := c.next(t); e.ID != "row-42" {
+		t.Errorf("id = %q", e.ID)
+	}
+	c.none(t, 300*time.Millisecond)
+	for _, bad := range []string{"", "a b", strings.Repeat("x", MaxIDBytes+1)} {
+		if err := b.PublishID(ctx, bad, "outbox.x", 1); err == nil {
+			t.Errorf("id %q accepted", bad)
+		}
+	}
+}
