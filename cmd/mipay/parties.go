@@ -1,8 +1,10 @@
 package main
 
 import (
+	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/sms"
+	"github.com/mipay-oss/mipay/tsp"
 	"github.com/mipay-oss/mipay/wallet"
 )
 
@@ -41,6 +43,8 @@ type endpointSpec struct {
 func partySpecs() []partySpec {
 	return []partySpec{
 		{node.RoleSMS, sms.Start},
+		{node.RoleTSP, tsp.Start},
+		{node.RoleNetwork, network.Start},
 		{node.RoleWallet, wallet.Start},
 	}
 }

@@ -115,6 +115,9 @@ func printDemoCards(w io.Writer, ref *config.Reference) {
 		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.is.BankCode, c.is.CardType, c.c.PAN, c.c.Expiry, cvn2, c.c.Phone, c.c.Name, c.c.Note)
 	}
 	tw.Flush()
+	if hasCommand("phone") {
+		fmt.Fprintln(w, "\nNext, in another terminal: `go run ./cmd/mipay phone help` (register, log in, enroll a finger, add a card).")
+	}
 	fmt.Fprintln(w, "\nCtrl-C stops every party; running `mipay up` again continues from the same data.")
 }
 
@@ -125,6 +128,7 @@ func sortedKeys(m map[string]bool) []string {
 // Environment variables read by `up` and `serve` (a flag wins over its
 // variable).
 const (
+	envDataDir     = "MIPAY_DATA"
 	envDatabaseURL = "MIPAY_DATABASE_URL"
 	envNATSURL     = "MIPAY_NATS_URL"
 	envHSMKey      = "MIPAY_HSM_MASTER_KEY"
@@ -145,11 +149,15 @@ const (
 type hostFlags struct {
 	data, db, nats, natsListen, config, host, logLevel string
 	portBase                                           int
-	listen                                             listFlag
+	listen, peers                                      listFlag
 }
 
 func (h *hostFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&h.data, "data", DefaultDataDir, "data `directory`: SQLite files, embedded NATS, HSM master key")
+	data := DefaultDataDir
+	if v := os.Getenv(envDataDir); v != "" {
+		data = v
+	}
+	fs.StringVar(&h.data, "data", data, "data `directory`: SQLite files, embedded NATS, HSM master key (env "+envDataDir+")")
 	fs.StringVar(&h.db, "db", "", "PostgreSQL `URL` postgres://user:password@host:5432/db; default SQLite files under --data (env "+envDatabaseURL+")")
 	fs.StringVar(&h.nats, "nats", "", "NATS `URL`s nats://host:4222[,nats://…]; default an embedded server under --data (env "+envNATSURL+")")
 	fs.StringVar(&h.natsListen, "nats-listen", "", "also let NATS clients reach the embedded server at `HOST:PORT` (default: in-process only)")
@@ -157,6 +165,7 @@ func (h *hostFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&h.host, "host", DefaultHost, "`address` the parties listen on")
 	fs.IntVar(&h.portBase, "port-base", DefaultPortBase, "first `port`; every endpoint has a fixed offset from it (see README)")
 	fs.Var(&h.listen, "listen", "one endpoint's address, `ROLE.NAME=HOST:PORT` (repeatable; port 0 picks a free port)")
+	fs.Var(&h.peers, "peer", "where a party run elsewhere is, `ROLE.NAME=ADDRESS` (repeatable): http as a URL, iso8583 as HOST:PORT; default the fixed ports on --host")
 	fs.StringVar(&h.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 }
 
@@ -224,13 +233,64 @@ func (h *hostFlags) plan(ctx context.Context, specs []partySpec) (*hostPlan, err
 	if p.parties, err = h.planListeners(specs); err != nil {
 		return nil, err
 	}
-	p.peers = map[string]map[string]string{}
-	for _, pp := range p.parties {
-		for name, addr := range pp.listen {
-			setPeer(p.peers, pp.spec.role, name, peerAddr(name, addr))
-		}
+	if p.peers, err = h.planPeers(p.parties); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// planPeers says where every party is: the parties of this process where
+// they listen; the others where --peer says, by default on their fixed
+// ports on --host (as `mipay serve` of that party would listen).
+func (h *hostFlags) planPeers(parties []plannedParty) (map[string]map[string]string, error) {
+	all := map[string]bool{}
+	for role := range roleEndpoints() {
+		all[role] = true
+	}
+	given, err := parseEndpointFlags("--peer", h.peers, all)
+	if err != nil {
+		return nil, err
+	}
+	peers := map[string]map[string]string{}
+	for role, eps := range roleEndpoints() {
+		for _, ep := range eps {
+			addr := net.JoinHostPort(h.host, strconv.Itoa(h.portBase+ep.offset))
+			setPeer(peers, role, ep.name, peerAddr(ep.name, addr))
+		}
+	}
+	local := map[string]bool{}
+	for _, pp := range parties {
+		local[pp.spec.role] = true
+		for name, addr := range pp.listen {
+			setPeer(peers, pp.spec.role, name, peerAddr(name, addr))
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(given)) {
+		role, name, _ := strings.Cut(key, ".")
+		val := given[key]
+		if local[role] {
+			return nil, usagef("--peer %s: party %s runs in this process; move it with --listen %s=HOST:PORT instead", key, role, key)
+		}
+		if err := checkPeerAddr(name, val); err != nil {
+			return nil, usagef("--peer %s=%s: %v", key, val, err)
+		}
+		setPeer(peers, role, name, strings.TrimRight(val, "/"))
+	}
+	return peers, nil
+}
+
+func checkPeerAddr(endpoint, addr string) error {
+	if endpoint == endpointHTTP {
+		u, err := url.Parse(addr)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("want a URL such as http://10.0.0.5:8420")
+		}
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("want HOST:PORT such as 10.0.0.5:8500")
+	}
+	return nil
 }
 
 func parseLogLevel(s string) (slog.Level, error) {

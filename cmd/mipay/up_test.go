@@ -190,10 +190,11 @@ func TestServeOneParty(t *testing.T) {
 	rc.stop(t)
 }
 
-func TestServePeers(t *testing.T) {
-	hf := hostFlags{host: "127.0.0.1", portBase: DefaultPortBase}
-	p := &hostPlan{parties: []plannedParty{{spec: partySpec{role: "tsp"}, listen: map[string]string{"http": "0.0.0.0:9000"}}}}
-	peers, err := servePeers(&hf, p, []string{"issuer.http=http://10.0.0.7:8430/", "network.iso8583=10.0.0.8:8500"})
+func TestPlanPeers(t *testing.T) {
+	hf := hostFlags{host: "127.0.0.1", portBase: DefaultPortBase,
+		peers: listFlag{"issuer.http=http://10.0.0.7:8430/", "network.iso8583=10.0.0.8:8500"}}
+	local := []plannedParty{{spec: partySpec{role: "tsp"}, listen: map[string]string{"http": "0.0.0.0:9000"}}}
+	peers, err := hf.planPeers(local)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,10 +205,15 @@ func TestServePeers(t *testing.T) {
 		{"issuer", "http", "http://10.0.0.7:8430"},
 		{"issuer", "iso8583", "127.0.0.1:8431"},
 		{"network", "iso8583", "10.0.0.8:8500"},
+		{"network", "http", "http://127.0.0.1:8490"},
 	} {
 		if got := peers[tc.role][tc.name]; got != tc.want {
 			t.Errorf("peer %s.%s = %q, want %q", tc.role, tc.name, got, tc.want)
 		}
+	}
+	hf.peers = listFlag{"tsp.http=http://10.0.0.9:8420"}
+	if _, err := hf.planPeers(local); err == nil || !strings.Contains(err.Error(), "runs in this process") {
+		t.Errorf("--peer for a local party: %v", err)
 	}
 }
 
