@@ -390,3 +390,38 @@ func TestServerBoundsConnectionsAndIdle(t *testing.T) {
 		t.Fatal("idle connection closed by the test deadline, not the server")
 	}
 }
+
+func TestServerBoundsHandlersPerConnection(t *testing.T) {
+	release := make(chan struct{})
+	var running, peak atomic.Int32
+	_, addr := MustServe(t, ServerConfig{MaxConcurrentPerConn: 2}, func(ctx context.Context, req *Message) (*Message, error) {
+		n := running.Add(1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		<-release
+		running.Add(-1)
+		return echoHandler(ctx, req)
+	})
+	c := MustDial(t, ClientConfig{Addr: addr})
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.Send(context.Background(), request(t, uint32(i), "TERM0001")); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitFor(t, func() bool { return running.Load() == 2 })
+	time.Sleep(20 * time.Millisecond) // give a third handler the chance to start wrongly
+	if peak.Load() != 2 {
+		t.Fatalf("%d handlers ran at once, bound is 2", peak.Load())
+	}
+	close(release)
+	wg.Wait()
+}
