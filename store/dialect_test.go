@@ -71,6 +71,14 @@ CREATE TABLE accounts (
 		if bal != math.MaxInt64-7 {
 			t.Fatalf("upsert returned %d", bal)
 		}
+		// A locking read, written once for both engines.
+		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			var b int64
+			return tx.QueryRowContext(ctx, "SELECT balance FROM accounts WHERE id = $1"+db.ForUpdate(), "a1").Scan(&b)
+		})
+		if err != nil {
+			t.Fatalf("SELECT …%s: %v", db.ForUpdate(), err)
+		}
 		// DO NOTHING affects no row.
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, `INSERT INTO accounts (id, pan, key_blob, balance, active, updated_ms)

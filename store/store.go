@@ -121,6 +121,19 @@ func (db *DB) Engine() Engine { return db.engine }
 // Party reports the party the store belongs to.
 func (db *DB) Party() string { return db.party }
 
+// ForUpdate returns " FOR UPDATE" on PostgreSQL and "" on SQLite, to end a
+// SELECT whose rows a transaction reads and then changes. SQLite has no such
+// clause and needs none (one writer at a time); on PostgreSQL, transactions
+// are READ COMMITTED and several nodes may write at once, so a
+// read-modify-write must lock its rows — or be one conditional UPDATE
+// (UPDATE … SET balance = balance - $1 WHERE id = $2 AND balance >= $1).
+func (db *DB) ForUpdate() string {
+	if db.engine == Postgres {
+		return " FOR UPDATE"
+	}
+	return ""
+}
+
 // String describes where the store is (a file, or a schema of a database with
 // the password removed).
 func (db *DB) String() string { return db.where }
