@@ -257,7 +257,7 @@ func acceptATC(ctx context.Context, tx *sql.Tx, ref string, atc int, logEntry *d
 
 // detokenization is one de-tokenization log entry (no PAN).
 type detokenization struct {
-	ID        int64  // time-ordered, see logIDs
+	ID        int64 // time-ordered, see logIDs
 	TokenRef  string
 	Requester string // who asked (the switch node)
 	Purpose   string // e.g. "authorization"
