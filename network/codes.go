@@ -80,3 +80,18 @@ func cryptogramResult(r tsp.AuthResult) string {
 		return "I"
 	}
 }
+
+// assuranceLevel is DE123's token assurance level (2 digits) for how the
+// TSP's binding was authenticated: 01 the issuer approved it on its own risk
+// checks (green path), 02 the cardholder also proved possession of the
+// bank-registered phone (SMS code), 00 unknown.
+func assuranceLevel(a string) string {
+	switch a {
+	case tsp.AssuranceIssuerApproved:
+		return "01"
+	case tsp.AssuranceOTP:
+		return "02"
+	default:
+		return "00"
+	}
+}

@@ -331,9 +331,10 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 	out.SetString(14, res.PANExpiry)
 	out.Unset(35) // track 2 equivalent data is the token's
 	out.Unset(23) // the PSN is the token's
-	td, err := iso8583.TokenData{Token: token, RequestorID: res.TokenRequestorID, AssuranceLevel: res.TokenAssurance,
+	td, err := iso8583.TokenData{Token: token, RequestorID: res.TokenRequestorID, AssuranceLevel: assuranceLevel(res.TokenAssurance),
 		CryptogramResult: cryptogramResult(res), TokenExpiry: req.String(14)}.Encode()
 	if err != nil {
+		s.log.ErrorContext(ctx, "token data for the issuer", "token_ref", res.TokenRef, "err", err)
 		resp.SetString(39, RCSystemError)
 		return s.finish(ctx, resp, rec, &res)
 	}
@@ -427,6 +428,7 @@ func (s *Switch) forward(ctx context.Context, out, resp *iso8583.Message, rec *a
 	}
 	rc := answer.String(39)
 	if len(rc) != 2 {
+		s.log.ErrorContext(ctx, "issuer answer without a response code", "issuer", iss.ID)
 		rc = RCSystemError
 	}
 	resp.SetString(39, rc)
