@@ -9,7 +9,8 @@ import (
 // BenchmarkStartBinding: a green binding through the wallet's HTTP API
 // (session check, device and 8-card checks, reservation, tokenize at an
 // in-memory TSP over loopback HTTP, completion). Each device takes 8 cards,
-// so a new device is registered (outside the timer) every 8.
+// so a new device is registered (outside the timer) every 8, and a new
+// account every 20 devices.
 func BenchmarkStartBinding(b *testing.B) {
 	e := mustWallet(b)
 	u := e.mustUser()
@@ -19,8 +20,12 @@ func BenchmarkStartBinding(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if i > 0 && i%DefaultMaxCardsPerDevice == 0 {
 			b.StopTimer()
-			s := e.vendor.issue(b, fmt.Sprintf("SE-BENCH-%d", i))
-			u.deviceID = e.call("POST", "/v1/devices", u.token, s.body("Xiaomi 15", true)).want(b, 201).str("id")
+			if i%(DefaultMaxCardsPerDevice*MaxDevicesPerAccount) == 0 {
+				u = e.mustUser()
+			} else {
+				s := e.vendor.issue(b, fmt.Sprintf("SE-BENCH-%d", i))
+				u.deviceID = e.call("POST", "/v1/devices", u.token, s.body("Xiaomi 15", true)).want(b, 201).str("id")
+			}
 			b.StartTimer()
 		}
 		e.call("POST", "/v1/devices/"+u.deviceID+"/cards", u.token, body).want(b, 201)
@@ -74,6 +79,34 @@ func BenchmarkHandleTransactionParallel(b *testing.B) {
 			if err := e.svc.HandleTransaction(ctx, "ev", txEvent(ref, fmt.Sprintf("tx-%d", n.next()), 100, true)); err != nil {
 				b.Fatal(err)
 			}
+		}
+	})
+}
+
+// BenchmarkStartBindingParallel: green bindings from many phones at once
+// (each goroutine its own account; a new device every 8 cards, timed), so
+// the group-commit writer batches the reservations and completions.
+func BenchmarkStartBindingParallel(b *testing.B) {
+	e := mustWallet(b)
+	body := scenario("green")
+	var seq atomicCounter
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		u := e.mustUser()
+		n := 0
+		for pb.Next() {
+			if n > 0 && n%DefaultMaxCardsPerDevice == 0 {
+				if n%(DefaultMaxCardsPerDevice*MaxDevicesPerAccount) == 0 {
+					u = e.mustUser()
+				} else {
+					s := e.vendor.issue(b, fmt.Sprintf("SE-PBENCH-%d", seq.next()))
+					u.deviceID = e.call("POST", "/v1/devices", u.token, s.body("Xiaomi 15", true)).want(b, 201).str("id")
+				}
+			}
+			e.call("POST", "/v1/devices/"+u.deviceID+"/cards", u.token, body).want(b, 201)
+			n++
 		}
 	})
 }
