@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/mipay-oss/mipay/issuer"
 	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/sms"
@@ -43,6 +44,7 @@ type endpointSpec struct {
 func partySpecs() []partySpec {
 	return []partySpec{
 		{node.RoleSMS, sms.Start},
+		{node.RoleIssuer, issuer.Start},
 		{node.RoleTSP, tsp.Start},
 		{node.RoleNetwork, network.Start},
 		{node.RoleWallet, wallet.Start},
