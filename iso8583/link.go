@@ -1,6 +1,7 @@
 package iso8583
 
 import (
+	"runtime"
 	"bufio"
 	"net"
 	"sync"
@@ -132,7 +133,15 @@ func writeLoop(conn net.Conn, out <-chan *frameBuf, dead <-chan struct{}, writeT
 			select {
 			case f = <-out:
 			default:
-				f = nil
+				// Let goroutines that are about to enqueue (callers or
+				// handlers just woken) run first: one more frame in this
+				// flush saves a write syscall. Measured on the loaded 2-core
+				// machine: system time per pair roughly halved.
+				runtime.Gosched()
+				select {
+				case f = <-out:
+				default:
+				}
 			}
 		}
 		if err := w.Flush(); err != nil {
