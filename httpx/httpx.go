@@ -8,6 +8,7 @@ package httpx
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -92,21 +93,82 @@ func CodeOfStatus(status int) string {
 	}
 }
 
-type loggerKey struct{}
+// RequestIDHeader carries a request's id between parties and back to the
+// caller; WriteError's log lines and the client's calls carry it on.
+const RequestIDHeader = "X-Request-Id"
+
+// MaxRequestIDBytes bounds an incoming request id; longer or unprintable
+// ones are replaced.
+const MaxRequestIDBytes = 64
+
+type reqKey struct{}
+
+// reqInfo is what the server wrapper puts in a request's context.
+type reqInfo struct {
+	log *slog.Logger
+	id  string
+}
 
 // WithLogger returns ctx carrying log; the server wrapper puts the party's
 // logger in every request's context, where WriteError finds it.
 func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, log)
+	return context.WithValue(ctx, reqKey{}, reqInfo{log: log, id: RequestID(ctx)})
 }
 
-// Logger returns the logger in ctx, or a masking logger over slog.Default().
-// It always masks card numbers.
+// WithRequestID returns ctx carrying a request id, which Client.Do sends
+// on (background jobs may set one to tie their calls together).
+func WithRequestID(ctx context.Context, id string) context.Context {
+	info, _ := ctx.Value(reqKey{}).(reqInfo)
+	info.id = id
+	return context.WithValue(ctx, reqKey{}, info)
+}
+
+// RequestID is the id of the request ctx belongs to, or "".
+func RequestID(ctx context.Context) string {
+	info, _ := ctx.Value(reqKey{}).(reqInfo)
+	return info.id
+}
+
+// Logger returns the logger in ctx (with the request id, when there is
+// one), or a masking logger over slog.Default(). It always masks card
+// numbers.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok && l != nil {
-		return l
+	info, _ := ctx.Value(reqKey{}).(reqInfo)
+	l := info.log
+	if l == nil {
+		l = slog.New(logmask.NewHandler(slog.Default().Handler()))
 	}
-	return slog.New(logmask.NewHandler(slog.Default().Handler()))
+	if info.id != "" {
+		l = l.With("request_id", info.id)
+	}
+	return l
+}
+
+// validRequestID accepts 1–MaxRequestIDBytes of letters, digits, '-', '_', '.'.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > MaxRequestIDBytes {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID is 16 random hex digits; ids trace requests, they guard
+// nothing, so math/rand is enough.
+func newRequestID() string {
+	var b [16]byte
+	const hexd = "0123456789abcdef"
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = hexd[v&0xf]
+		v >>= 4
+	}
+	return string(b[:])
 }
 
 // maskedLogger makes sure log masks card numbers (wrapping is idempotent).

@@ -409,3 +409,63 @@ func TestResponseControllerThroughWrapper(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestIDPropagation(t *testing.T) {
+	seen := make(chan string, 1)
+	muxB := http.NewServeMux()
+	muxB.HandleFunc("GET /b", func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get(RequestIDHeader)
+		WriteJSON(w, http.StatusOK, RequestID(r.Context()))
+	})
+	baseB := MustServe(t, "b", muxB, nil)
+	muxA := http.NewServeMux()
+	muxA.HandleFunc("GET /a", func(w http.ResponseWriter, r *http.Request) {
+		var out string
+		if err := (&Client{Base: baseB}).Do(r.Context(), http.MethodGet, "/b", nil, &out); err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		WriteJSON(w, http.StatusOK, out)
+	})
+	baseA := MustServe(t, "a", muxA, nil)
+
+	get := func(id string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodGet, baseA+"/a", nil)
+		if id != "" {
+			req.Header.Set(RequestIDHeader, id)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body string
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp, body
+	}
+	resp, body := get("trace-123")
+	if got := <-seen; got != "trace-123" || body != "trace-123" || resp.Header.Get(RequestIDHeader) != "trace-123" {
+		t.Errorf("kept id: downstream %q, body %q, header %q", got, body, resp.Header.Get(RequestIDHeader))
+	}
+	resp, body = get("bad id with spaces")
+	got := <-seen
+	if got == "bad id with spaces" || len(got) != 16 || body != got || resp.Header.Get(RequestIDHeader) != got {
+		t.Errorf("replaced id: downstream %q, body %q, header %q", got, body, resp.Header.Get(RequestIDHeader))
+	}
+}
+
+func TestWriteErrorLogsRequestID(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, errors.New("boom")) })
+	h := Handler("t", mux, log, nil)
+	req := httptest.NewRequest(http.MethodGet, "/x", nil)
+	req.Header.Set(RequestIDHeader, "rid-7")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if !strings.Contains(logs.String(), `"request_id":"rid-7"`) {
+		t.Errorf("log lacks request id: %s", logs.String())
+	}
+}

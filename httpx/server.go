@@ -103,7 +103,12 @@ func (s *wrapper) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	rw := &statusWriter{ResponseWriter: w}
-	r = r.WithContext(WithLogger(r.Context(), s.log))
+	id := r.Header.Get(RequestIDHeader)
+	if !validRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header()[RequestIDHeader] = []string{id} // already in canonical form
+	r = r.WithContext(context.WithValue(r.Context(), reqKey{}, reqInfo{log: s.log, id: id}))
 	defer func() {
 		if p := recover(); p != nil {
 			if p == http.ErrAbortHandler {
@@ -136,8 +141,27 @@ func (s *wrapper) observe(r *http.Request, rw *statusWriter, start time.Time) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	s.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+	s.metrics.requests.WithLabelValues(route, statusLabel(status)).Inc()
 	s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+// statusLabel avoids formatting the common statuses on every request.
+func statusLabel(status int) string {
+	switch status {
+	case http.StatusOK:
+		return "200"
+	case http.StatusCreated:
+		return "201"
+	case http.StatusNoContent:
+		return "204"
+	case http.StatusBadRequest:
+		return "400"
+	case http.StatusNotFound:
+		return "404"
+	case http.StatusInternalServerError:
+		return "500"
+	}
+	return strconv.Itoa(status)
 }
 
 func getOrHead(w http.ResponseWriter, r *http.Request) bool {
