@@ -298,43 +298,55 @@ func TestHandlerTimeoutAndPanic(t *testing.T) {
 }
 
 func TestRestartResumesDurable(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	b1, err := Open(ctx, Config{Dir: dir}, testLogger())
-	if err != nil {
-		t.Fatal(err)
+	type restartCase struct {
+		name string
+		cfg  Config
 	}
-	c := newCollector()
-	s, err := b1.Subscribe(ctx, "issuer.notice", "wallet-notices", c.handle)
-	if err != nil {
-		t.Fatal(err)
+	cases := []restartCase{{"embedded", Config{Dir: t.TempDir()}}}
+	if url := os.Getenv("MIPAY_TEST_NATS"); url != "" {
+		// A restart of the party's node: the server keeps the stream.
+		cases = append(cases, restartCase{"external", Config{URL: url, Prefix: uniquePrefix(t), MaxBytes: 64 << 20}})
 	}
-	for i := 1; i <= 3; i++ {
-		mustPublish(t, b1, "issuer.notice", payload{N: i})
-	}
-	for range 3 {
-		c.next(t)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for i := 4; i <= 6; i++ { // published while nobody listens
-		mustPublish(t, b1, "issuer.notice", payload{N: i})
-	}
-	if err := b1.Close(); err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			b1, err := Open(ctx, tc.cfg, testLogger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := newCollector()
+			s, err := b1.Subscribe(ctx, "issuer.notice", "wallet-notices", c.handle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 1; i <= 3; i++ {
+				mustPublish(t, b1, "issuer.notice", payload{N: i})
+			}
+			for range 3 {
+				c.next(t)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for i := 4; i <= 6; i++ { // published while nobody listens
+				mustPublish(t, b1, "issuer.notice", payload{N: i})
+			}
+			if err := b1.Close(); err != nil {
+				t.Fatal(err)
+			}
 
-	b2 := MustOpen(t, Config{Dir: dir})
-	c2 := newCollector()
-	mustSubscribe(t, b2, "issuer.notice", "wallet-notices", c2.handle)
-	for i := 4; i <= 6; i++ {
-		var p payload
-		if err := c2.next(t).Decode(&p); err != nil || p.N != i {
-			t.Fatalf("after restart got %+v (%v), want %d", p, err, i)
-		}
+			b2 := MustOpen(t, tc.cfg) // deletes an external test stream at the end
+			c2 := newCollector()
+			mustSubscribe(t, b2, "issuer.notice", "wallet-notices", c2.handle)
+			for i := 4; i <= 6; i++ {
+				var p payload
+				if err := c2.next(t).Decode(&p); err != nil || p.N != i {
+					t.Fatalf("after restart got %+v (%v), want %d", p, err, i)
+				}
+			}
+			c2.none(t, 200*time.Millisecond)
+		})
 	}
-	c2.none(t, 200*time.Millisecond)
 }
 
 func TestListen(t *testing.T) {
