@@ -1,0 +1,593 @@
+// Package gate is a transit gate (metro entry/exit, or a bus validator)
+// with its PSAM: it reads the phone's e-purse over the NFC link, checks its
+// local copy of the agency's hotlist, makes the offline purchase (metro
+// entry writes the entry station into the card's CAPP record with a
+// composite purchase, exit charges the distance fare, the bus charges its
+// flat fare), checks the card's MAC2, opens or refuses, and keeps every
+// record durable until the agency cleared the batch it was uploaded in.
+package gate
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"time"
+
+	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/nfc"
+	"github.com/mipay-oss/mipay/store"
+	"github.com/mipay-oss/mipay/transit"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations is the gate store's schema.
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Mode is what the gate does.
+type Mode string
+
+// Modes.
+const (
+	ModeEntry Mode = "entry" // metro entry: records the station (amount 0)
+	ModeExit  Mode = "exit"  // metro exit: charges the fare from the entry station
+	ModeBus   Mode = "bus"   // bus validator: charges the flat fare
+)
+
+// ParseMode validates a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case ModeEntry, ModeExit, ModeBus:
+		return m, nil
+	}
+	return "", mipay.Errorf(mipay.EINVALID, "--mode %q: use entry, exit or bus", s)
+}
+
+// Bounds.
+const (
+	// MaxUploadRecords bounds one upload batch.
+	MaxUploadRecords = 10_000
+	// CAPP record 1 of SFI 17 holds the metro trip.
+	cappRecord    = 1
+	cappIn        = 1
+	cappOut       = 2
+	maxStationLen = 20
+)
+
+var stationRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,19}$`)
+
+// Config configures a gate.
+type Config struct {
+	DataDir       string // the data directory: the gate lives in <DataDir>/gates/<city>-<station>-<mode>
+	City          *config.City
+	Station       string // a station id for metro modes; a route name for buses
+	Mode          Mode
+	Agency        string // the transit agency's URL
+	OperatorToken string
+	Now           func() time.Time
+}
+
+func (c *Config) validate() error {
+	if c.City == nil || !c.City.Transit() {
+		return mipay.Errorf(mipay.EINVALID, "the gate needs a transit city")
+	}
+	if !stationRE.MatchString(c.Station) {
+		return mipay.Errorf(mipay.EINVALID, "--station %q: use up to 20 lower-case letters, digits and dashes", c.Station)
+	}
+	if _, err := ParseMode(string(c.Mode)); err != nil {
+		return err
+	}
+	if c.Mode != ModeBus {
+		if _, ok := c.City.Station(c.Station); !ok {
+			return mipay.Errorf(mipay.EINVALID, "%s has no metro station %q", c.City.Name, c.Station)
+		}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// Dir is the gate's directory.
+func (c *Config) Dir() string {
+	return filepath.Join(c.DataDir, "gates", fmt.Sprintf("%s-%s-%s", c.City.ID, c.Station, c.Mode))
+}
+
+// Card is the phone in the reader's field (an *nfc.Session).
+type Card interface {
+	Transmit(ctx context.Context, apdu []byte) ([]byte, error)
+}
+
+// Result is what the gate did with a tap.
+type Result struct {
+	Open         bool          `json:"open"`
+	Reason       string        `json:"reason,omitempty"` // why it refused
+	CardNumber   string        `json:"cardNumber,omitempty"`
+	ChargedMinor int64         `json:"chargedMinor"`
+	BalanceMinor int64         `json:"balanceMinor"` // after the tap
+	EntryStation string        `json:"entryStation,omitempty"`
+	Recovered    bool          `json:"recovered,omitempty"` // an earlier cut-off tap completed
+	Elapsed      time.Duration `json:"elapsed"`
+}
+
+func (r Result) String() string {
+	if !r.Open {
+		return "REFUSED: " + r.Reason
+	}
+	s := fmt.Sprintf("OPEN  card %s  charged %d.%02d  balance %d.%02d", r.CardNumber, r.ChargedMinor/100, r.ChargedMinor%100, r.BalanceMinor/100, r.BalanceMinor%100)
+	if r.EntryStation != "" {
+		s += "  from " + r.EntryStation
+	}
+	return s
+}
+
+// Gate is a provisioned gate.
+type Gate struct {
+	cfg     Config
+	psam    *PSAM
+	db      *store.DB
+	agency  httpx.Client
+	mu      sync.Mutex // one tap at a time
+	tsn     uint32
+	hot     map[string]bool
+	pending *pendingTap
+}
+
+// pendingTap is a DEBIT that got no answer: the card may have debited.
+type pendingTap struct {
+	card   string
+	serial uint16
+	tsn    [4]byte
+	tx     emv.EPurseTx
+	ps     *purchase
+}
+
+// Provision makes the gate's PSAM and has the agency seal the city's
+// purchase key to it.
+func Provision(ctx context.Context, cfg Config) (*PSAM, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dir := cfg.Dir()
+	p, err := OpenPSAM(dir)
+	if err != nil {
+		if p, err = CreatePSAM(dir); err != nil {
+			return nil, err
+		}
+	}
+	c := httpx.Client{Base: cfg.Agency, Token: cfg.OperatorToken}
+	var out struct {
+		SealedKey []byte `json:"sealedKey"`
+	}
+	if err := c.Do(ctx, "POST", "/v1/cities/"+cfg.City.ID+"/psams", transit.PSAMRequest{PSAMID: p.ID(), Station: cfg.Station, PublicKey: p.PublicKey()}, &out); err != nil {
+		return nil, err
+	}
+	if err := p.Install(cfg.City.ID, out.SealedKey); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Open opens a provisioned gate.
+func Open(ctx context.Context, cfg Config) (*Gate, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p, err := OpenPSAM(cfg.Dir())
+	if err != nil {
+		return nil, err
+	}
+	if p.City() != cfg.City.ID {
+		return nil, mipay.Errorf(mipay.ECONFLICT, "the gate's PSAM is not provisioned for %s: run `mipay gate provision`", cfg.City.Name)
+	}
+	db, err := store.Open(ctx, store.Config{Dir: cfg.Dir()}, "gate", Migrations())
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{cfg: cfg, psam: p, db: db, agency: httpx.Client{Base: cfg.Agency, Token: cfg.OperatorToken}, hot: map[string]bool{}}
+	var maxTSN sql.NullInt64
+	if err := db.DB.QueryRowContext(ctx, `SELECT MAX(tsn) FROM gate_records`).Scan(&maxTSN); err != nil {
+		db.Close()
+		return nil, err
+	}
+	g.tsn = uint32(maxTSN.Int64)
+	if err := g.loadHotlist(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return g, nil
+}
+
+// Close closes the gate's store.
+func (g *Gate) Close() error { return g.db.Close() }
+
+// PSAM is the gate's PSAM.
+func (g *Gate) PSAM() *PSAM { return g.psam }
+
+func (g *Gate) loadHotlist(ctx context.Context) error {
+	rows, err := g.db.DB.QueryContext(ctx, `SELECT card_number FROM gate_hotlist`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	hot := map[string]bool{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return err
+		}
+		hot[n] = true
+	}
+	g.mu.Lock()
+	g.hot = hot
+	g.mu.Unlock()
+	return rows.Err()
+}
+
+// RefreshHotlist replaces the local hotlist with the agency's.
+func (g *Gate) RefreshHotlist(ctx context.Context) (int, error) {
+	var out struct {
+		Cards []string `json:"cards"`
+	}
+	if err := g.agency.Do(ctx, "GET", "/v1/cities/"+g.cfg.City.ID+"/hotlist", nil, &out); err != nil {
+		return 0, err
+	}
+	err := g.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM gate_hotlist`); err != nil {
+			return err
+		}
+		for _, n := range out.Cards {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO gate_hotlist (card_number) VALUES ($1) ON CONFLICT DO NOTHING`, n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return len(out.Cards), g.loadHotlist(ctx)
+}
+
+// Serve handles taps on r until ctx ends; report gets each outcome.
+func (g *Gate) Serve(ctx context.Context, r *nfc.Reader, report func(Result, error)) error {
+	for {
+		sess, err := r.Wait(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			report(Result{}, err)
+			continue
+		}
+		res, err := g.Process(ctx, sess)
+		sess.Close()
+		report(res, err)
+	}
+}
+
+func apduErr(what string, resp []byte) error {
+	if len(resp) < 2 {
+		return fmt.Errorf("gate: %s: short answer", what)
+	}
+	w := binary.BigEndian.Uint16(resp[len(resp)-2:])
+	return fmt.Errorf("gate: %s: %04X %s", what, w, emv.SWText(w))
+}
+
+func sw(resp []byte) uint16 {
+	if len(resp) < 2 {
+		return 0
+	}
+	return binary.BigEndian.Uint16(resp[len(resp)-2:])
+}
+
+func bcdNow(t time.Time) ([4]byte, [3]byte) {
+	d, _ := hex.DecodeString(t.Format("20060102"))
+	h, _ := hex.DecodeString(t.Format("150405"))
+	return [4]byte(d), [3]byte(h)
+}
+
+// Process runs one tap: the gate opens only when the card's MAC2 checked
+// and the record is durable. Refusals are Result.Open false; an error
+// means the exchange failed (the phone left the field, a bad card).
+func (g *Gate) Process(ctx context.Context, c Card) (Result, error) {
+	start := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	res, err := g.process(ctx, c)
+	res.Elapsed = time.Since(start)
+	return res, err
+}
+
+func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
+	city := g.cfg.City
+	aid := city.AIDBytes()
+	sel, err := c.Transmit(ctx, append(append([]byte{0x00, 0xA4, 0x04, 0x00, byte(len(aid))}, aid...), 0x00))
+	if err != nil {
+		return Result{}, err
+	}
+	if sw(sel) != emv.SWSuccess {
+		return Result{Reason: "no " + city.Name + " transit card on this phone"}, nil
+	}
+	number, err := cardNumberOf(sel[:len(sel)-2])
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{CardNumber: number}
+	if g.hot[number] {
+		res.Reason = "card is blocked (hotlisted): see the service desk"
+		return res, nil
+	}
+	if p := g.pending; p != nil && p.card == number {
+		if done, err := g.recover(ctx, c, p, &res); err != nil || done {
+			return res, err
+		}
+	}
+	var amount uint32
+	txType, p1 := emv.EPurseTypePurchase, byte(0x01)
+	var capp []byte
+	now := g.cfg.Now()
+	switch g.cfg.Mode {
+	case ModeBus:
+		amount = uint32(city.BusFareMinor)
+	case ModeEntry:
+		txType, p1 = emv.EPurseTypeCompositePurchase, 0x03
+		capp = g.cappRecord(cappIn, now)
+	case ModeExit:
+		txType, p1 = emv.EPurseTypeCompositePurchase, 0x03
+		fare := city.MaxMetroFare()
+		rec, err := c.Transmit(ctx, []byte{0x00, 0xB2, cappRecord, transitSFICAPP<<3 | 0x04, 0x00})
+		if err != nil {
+			return res, err
+		}
+		if entry, ok := parseCAPP(rec); ok && entry.status == cappIn {
+			if f, err := city.MetroFare(entry.station, g.cfg.Station); err == nil {
+				fare, res.EntryStation = f, entry.station
+			}
+		}
+		amount = uint32(fare)
+		capp = g.cappRecord(cappOut, now)
+	}
+	var term [6]byte = g.psam.Terminal()
+	init, err := c.Transmit(ctx, append([]byte{0x80, 0x50, p1, 0x02, 0x0B, 0x01}, append(binary.BigEndian.AppendUint32(nil, amount), append(term[:], 0x0F)...)...))
+	if err != nil {
+		return res, err
+	}
+	switch sw(init) {
+	case emv.SWSuccess:
+	case emv.SWInsufficientBalance:
+		res.Reason = "balance too low: top up in the app"
+		return res, nil
+	default:
+		return res, apduErr("INITIALIZE FOR PURCHASE", init)
+	}
+	if len(init) != 17 {
+		return res, fmt.Errorf("gate: INITIALIZE answer of %d bytes", len(init)-2)
+	}
+	balance := binary.BigEndian.Uint32(init)
+	if g.cfg.Mode == ModeEntry && int64(balance) < city.MinEntryBalanceMinor {
+		res.BalanceMinor = int64(balance)
+		res.Reason = fmt.Sprintf("balance %d.%02d is below the %d.%02d needed to enter: top up in the app", balance/100, balance%100,
+			city.MinEntryBalanceMinor/100, city.MinEntryBalanceMinor%100)
+		return res, nil
+	}
+	serial := [2]byte(init[4:6])
+	random := [4]byte(init[11:15])
+	g.tsn++
+	var tsn [4]byte
+	binary.BigEndian.PutUint32(tsn[:], g.tsn)
+	date, tm := bcdNow(now)
+	tx := emv.EPurseTx{Amount: amount, Type: txType, Terminal: term, Date: date, Time: tm}
+	ps, mac1, err := g.psam.startPurchase(number, random, serial, tsn, tx)
+	if err != nil {
+		return res, err
+	}
+	if capp != nil {
+		r, err := c.Transmit(ctx, append([]byte{0x80, 0xDC, cappRecord, transitSFICAPP << 3, byte(len(capp))}, capp...))
+		if err != nil {
+			return res, err
+		}
+		if sw(r) != emv.SWSuccess {
+			return res, apduErr("UPDATE CAPP DATA CACHE", r)
+		}
+	}
+	debit := append([]byte{0x80, 0x54, 0x01, 0x00, 0x0F}, tsn[:]...)
+	debit = append(append(append(debit, date[:]...), tm[:]...), mac1[:]...)
+	out, err := c.Transmit(ctx, append(debit, 0x08))
+	if err != nil {
+		// The card may have debited: remember the tap, and settle it with
+		// GET TRANSACTION PROOF when the card comes back.
+		g.pending = &pendingTap{card: number, serial: binary.BigEndian.Uint16(serial[:]), tsn: tsn, tx: tx, ps: ps}
+		return res, err
+	}
+	if sw(out) != emv.SWSuccess || len(out) != 10 {
+		return res, apduErr("DEBIT FOR PURCHASE", out)
+	}
+	if !ps.verifyMAC2(out[4:8]) {
+		res.Reason = "the card's answer does not verify (MAC2): see the service desk"
+		return res, nil
+	}
+	if err := g.store(ctx, number, binary.BigEndian.Uint16(serial[:]), tsn, tx, [4]byte(out[0:4])); err != nil {
+		return res, err
+	}
+	res.Open, res.ChargedMinor, res.BalanceMinor = true, int64(amount), int64(balance-amount)
+	return res, nil
+}
+
+// recover settles a tap whose DEBIT got no answer: when the card's offline
+// serial moved past it, the card debited, and its GET TRANSACTION PROOF
+// gives the MAC2 and TAC; the record is stored and the gate opens without
+// charging again.
+func (g *Gate) recover(ctx context.Context, c Card, p *pendingTap, res *Result) (bool, error) {
+	g.pending = nil
+	var s [2]byte
+	binary.BigEndian.PutUint16(s[:], p.serial)
+	proof, err := c.Transmit(ctx, []byte{0x80, 0x5A, 0x00, p.tx.Type, 0x02, s[0], s[1], 0x08})
+	if err != nil {
+		return false, err
+	}
+	if sw(proof) != emv.SWSuccess || len(proof) != 10 {
+		return false, nil // the card did not debit: a fresh purchase follows
+	}
+	if !p.ps.verifyMAC2(proof[0:4]) {
+		return false, nil
+	}
+	if err := g.store(ctx, p.card, p.serial, p.tsn, p.tx, [4]byte(proof[4:8])); err != nil {
+		return true, err
+	}
+	bal, err := c.Transmit(ctx, []byte{0x80, 0x5C, 0x00, 0x02, 0x04})
+	if err == nil && sw(bal) == emv.SWSuccess && len(bal) == 6 {
+		res.BalanceMinor = int64(binary.BigEndian.Uint32(bal))
+	}
+	res.Open, res.Recovered, res.ChargedMinor = true, true, int64(p.tx.Amount)
+	return true, nil
+}
+
+// transitSFICAPP is the e-purse's CAPP file (se.SFICAPP).
+const transitSFICAPP = 0x17
+
+type cappTrip struct {
+	status  byte
+	station string
+}
+
+// cappRecord: status(1) ‖ terminal(6) ‖ unix seconds(4) ‖ station length(1) ‖ station.
+func (g *Gate) cappRecord(status byte, now time.Time) []byte {
+	term := g.psam.Terminal()
+	b := append([]byte{status}, term[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(now.Unix()))
+	b = append(b, byte(len(g.cfg.Station)))
+	return append(b, g.cfg.Station...)
+}
+
+func parseCAPP(resp []byte) (cappTrip, bool) {
+	if sw(resp) != emv.SWSuccess || len(resp) < 14 {
+		return cappTrip{}, false
+	}
+	b := resp[:len(resp)-2]
+	n := int(b[11])
+	if n > maxStationLen || len(b) < 12+n {
+		return cappTrip{}, false
+	}
+	return cappTrip{status: b[0], station: string(b[12 : 12+n])}, true
+}
+
+// cardNumberOf reads tag 5A of the e-purse's FCI.
+func cardNumberOf(fci []byte) (string, error) {
+	tlvs, err := emv.DecodeTLV(fci)
+	if err != nil {
+		return "", fmt.Errorf("gate: FCI: %w", err)
+	}
+	t, ok := emv.Search(tlvs, 0x5A)
+	if !ok || len(t.Value) == 0 || len(t.Value) > 10 {
+		return "", errors.New("gate: the FCI has no card number")
+	}
+	s := hex.EncodeToString(t.Value)
+	s = string(bytes.TrimRight([]byte(s), "f"))
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return "", errors.New("gate: the card number is not BCD")
+		}
+	}
+	return s, nil
+}
+
+func (g *Gate) store(ctx context.Context, number string, serial uint16, tsn [4]byte, tx emv.EPurseTx, tac [4]byte) error {
+	return g.db.Tx(ctx, func(dtx *sql.Tx) error {
+		_, err := dtx.ExecContext(ctx, `INSERT INTO gate_records (tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, created)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, int64(binary.BigEndian.Uint32(tsn[:])), number, int64(serial), int64(tx.Amount), int(tx.Type),
+			fmt.Sprintf("%X", tx.Terminal), hex.EncodeToString(tx.Date[:]), hex.EncodeToString(tx.Time[:]), fmt.Sprintf("%X", tac), g.cfg.Station, g.cfg.Now().UnixMilli())
+		return err
+	})
+}
+
+// Pending counts the records not yet cleared by the agency.
+func (g *Gate) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := g.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_records WHERE uploaded = 0`).Scan(&n)
+	return n, err
+}
+
+// Upload sends the records not yet cleared, in batches. A batch's id is
+// durable on its records before it is sent, so a retry after a cut sends
+// the same batch and gets the agency's stored answer (no double clearing).
+func (g *Gate) Upload(ctx context.Context) ([]transit.BatchResult, error) {
+	var out []transit.BatchResult
+	for {
+		b, err := g.nextBatch(ctx)
+		if err != nil || b == nil {
+			return out, err
+		}
+		var res transit.BatchResult
+		if err := g.agency.Do(ctx, "POST", "/v1/cities/"+g.cfg.City.ID+"/batches", b, &res); err != nil {
+			return out, err
+		}
+		if err := g.db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `UPDATE gate_records SET uploaded = 1 WHERE batch_id = $1`, b.ID)
+			return err
+		}); err != nil {
+			return out, err
+		}
+		out = append(out, res)
+	}
+}
+
+func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
+	var id string
+	err := g.db.DB.QueryRowContext(ctx, `SELECT batch_id FROM gate_records WHERE uploaded = 0 AND batch_id <> '' LIMIT 1`).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		id = fmt.Sprintf("%s-%d", g.psam.ID(), g.cfg.Now().UnixNano())
+		var n int64
+		err = g.db.Tx(ctx, func(tx *sql.Tx) error {
+			r, err := tx.ExecContext(ctx, `UPDATE gate_records SET batch_id = $1 WHERE tsn IN (SELECT tsn FROM gate_records WHERE uploaded = 0 AND batch_id = '' ORDER BY tsn LIMIT $2)`,
+				id, MaxUploadRecords)
+			if err != nil {
+				return err
+			}
+			n, err = r.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	rows, err := g.db.DB.QueryContext(ctx, `SELECT tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station
+		FROM gate_records WHERE batch_id = $1 ORDER BY tsn`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	b := &transit.Batch{ID: id, City: g.cfg.City.ID, Terminal: g.psam.ID()}
+	for rows.Next() {
+		var r transit.GateRecord
+		if err := rows.Scan(&r.TSN, &r.CardNumber, &r.OfflineSerial, &r.AmountMinor, &r.Type, &r.Terminal, &r.Date, &r.Time, &r.TAC, &r.Station); err != nil {
+			return nil, err
+		}
+		b.Records = append(b.Records, r)
+	}
+	return b, rows.Err()
+}
