@@ -85,9 +85,11 @@ type Writer struct {
 	queue  chan *writeReq
 	done   chan struct{}
 
-	reqs    sync.Pool // of *writeReq: a write allocates no request
-	metrics *writerMetrics
-	stats   struct{ batches, writes, failed atomic.Int64 }
+	collecting sync.Mutex   // held by the committer collecting a batch
+	active     atomic.Int64 // Write calls in progress
+	reqs       sync.Pool    // of *writeReq: a write allocates no request
+	metrics    *writerMetrics
+	stats      struct{ batches, writes, failed atomic.Int64 }
 }
 
 // WriterStats counts a Writer's work since it started.
@@ -261,6 +263,8 @@ func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	w.active.Add(1)
+	defer w.active.Add(-1)
 	r := w.reqs.Get().(*writeReq)
 	r.ctx, r.fn, r.err, r.panic = ctx, fn, nil, nil
 	r.state.Store(reqQueued)
@@ -328,6 +332,10 @@ func (w *Writer) run() {
 			r  *writeReq
 			ok bool
 		)
+		// One committer collects at a time; with several, the others
+		// are committing meanwhile, so each batch gathers the writes
+		// that arrive during the others' commits.
+		w.collecting.Lock()
 		select {
 		case r, ok = <-w.queue:
 		default:
@@ -340,9 +348,11 @@ func (w *Writer) run() {
 			}
 		}
 		if !ok {
+			w.collecting.Unlock()
 			return
 		}
 		batch = w.collect(append(batch[:0], r), min(expect, w.cfg.MaxBatch))
+		w.collecting.Unlock()
 		if len(batch) > 0 {
 			w.commit(batch)
 		}
@@ -351,6 +361,11 @@ func (w *Writer) run() {
 		// within microseconds, and committing without them would split the
 		// population into two alternating half batches, doubling fsyncs.
 		expect = len(batch) + len(w.queue)
+		if w.cfg.Committers > 1 {
+			// The other committers' batches come back too: share the
+			// writers in flight among the committers.
+			expect = max(1, int(w.active.Load())/w.cfg.Committers)
+		}
 		clear(batch) // drop references for the GC
 	}
 }
@@ -373,9 +388,7 @@ drain:
 			break drain
 		}
 	}
-	// With several committers another batch is always forming while this
-	// one commits; waiting would only add latency.
-	if open && w.cfg.MaxWait > 0 && w.cfg.Committers == 1 && len(batch) < expect {
+	if open && w.cfg.MaxWait > 0 && len(batch) < expect {
 		t := time.NewTimer(w.cfg.MaxWait)
 	wait:
 		for len(batch) < expect {
