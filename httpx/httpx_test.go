@@ -469,3 +469,18 @@ func TestWriteErrorLogsRequestID(t *testing.T) {
 		t.Errorf("log lacks request id: %s", logs.String())
 	}
 }
+
+func TestAccessLogAtDebug(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/cards/{pan}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	h := Handler("t", mux, log, nil)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/v1/cards/6225881234567898", nil))
+	out := logs.String()
+	for _, want := range []string{`"msg":"request"`, `"route":"GET /v1/cards/{pan}"`, `"status":204`, `"path":"/v1/cards/622588******7898"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("access log lacks %s: %s", want, out)
+		}
+	}
+}

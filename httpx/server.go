@@ -141,8 +141,15 @@ func (s *wrapper) observe(r *http.Request, rw *statusWriter, start time.Time) {
 	if status == 0 {
 		status = http.StatusOK
 	}
+	took := time.Since(start)
 	s.metrics.requests.WithLabelValues(route, statusLabel(status)).Inc()
-	s.metrics.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+	s.metrics.latency.WithLabelValues(route).Observe(took.Seconds())
+	// An access log at debug level: off in normal runs, and then it costs
+	// one Enabled check. Paths are masked like every log line.
+	if ctx := r.Context(); s.log.Enabled(ctx, slog.LevelDebug) {
+		s.log.DebugContext(ctx, "request", "method", r.Method, "path", r.URL.Path, "route", route,
+			"status", status, "took", took, "request_id", RequestID(ctx))
+	}
 }
 
 // statusLabel avoids formatting the common statuses on every request.
