@@ -459,3 +459,76 @@ func TestWriterCallerCtxInsideWrite(t *testing.T) {
 		}
 	})
 }
+
+// TestWriterOutcomesMatchStore hammers a writer with writes that succeed,
+// fail, have short deadlines or are cancelled, while it is closed midway.
+// Whatever happens, Write's answer must be the truth: nil exactly for the
+// writes that are in the store.
+func TestWriterOutcomesMatchStore(t *testing.T) {
+	t.Parallel()
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db := mustOpen(t, newCfg(t))
+		w := store.NewWriter(db, store.WriterConfig{MaxBatch: 8, QueueWrites: 16})
+		const writers, each = 16, 60
+		results := make([][]error, writers)
+		var sent atomic.Int64
+		closed := make(chan struct{})
+		go func() {
+			for sent.Load() < writers*each/2 {
+				time.Sleep(time.Millisecond)
+			}
+			w.Close()
+			close(closed)
+		}()
+		boom := errors.New("boom")
+		concurrently(writers, func(g int) {
+			results[g] = make([]error, each)
+			for i := range each {
+				id := int64(g*each + i)
+				ctx, cancel := context.Background(), context.CancelFunc(func() {})
+				switch i % 4 {
+				case 1:
+					ctx, cancel = context.WithTimeout(context.Background(), time.Duration(i%7)*100*time.Microsecond)
+				case 2:
+					ctx, cancel = context.WithCancel(context.Background())
+					go func() { time.Sleep(time.Duration(i%5) * 50 * time.Microsecond); cancel() }()
+				}
+				results[g][i] = w.Write(ctx, func(tx *sql.Tx) error {
+					if err := insertItem(id)(tx); err != nil {
+						return err
+					}
+					if i%9 == 0 {
+						return boom
+					}
+					return nil
+				})
+				cancel()
+				sent.Add(1)
+			}
+		})
+		<-closed
+		var ok, failed, closedErrs int
+		for g := range writers {
+			for i, err := range results[g] {
+				id := int64(g*each + i)
+				present := hasItem(t, db, id)
+				switch {
+				case err == nil && !present:
+					t.Errorf("write %d: acknowledged but absent", id)
+				case err != nil && present:
+					t.Errorf("write %d: failed (%v) but present", id, err)
+				case err == nil:
+					ok++
+				case errors.Is(err, store.ErrWriterClosed):
+					closedErrs++
+				default:
+					failed++
+				}
+			}
+		}
+		t.Logf("%d committed, %d failed or cancelled, %d after Close", ok, failed, closedErrs)
+		if ok == 0 || closedErrs == 0 {
+			t.Errorf("the mix did not happen: %d committed, %d after Close", ok, closedErrs)
+		}
+	})
+}
