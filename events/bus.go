@@ -29,6 +29,7 @@ type Bus struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream
+	m      *metrics // nil without Config.Metrics
 
 	ctx    context.Context // cancelled by Close: handlers in flight see it
 	cancel context.CancelFunc
@@ -52,8 +53,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger) (*Bus, error) {
 	if err := validToken(prefix); err != nil || strings.ContainsAny(prefix, `/\`) {
 		return nil, fmt.Errorf("events: prefix %q must be one subject token usable as a stream name", prefix)
 	}
-	b := &Bus{prefix: prefix, log: log, subs: make(map[*subscription]struct{})}
-	var err error
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bus{prefix: prefix, log: log, m: m, subs: make(map[*subscription]struct{})}
 	if cfg.URL == "" {
 		b.srv, b.nc, err = startEmbedded(cfg, log)
 	} else {
@@ -247,6 +251,7 @@ func (b *Bus) publish(ctx context.Context, id, subject string, v any) error {
 	if _, err := b.js.Publish(ctx, b.prefix+"."+subject, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("events: publish %s: %w", subject, err)
 	}
+	b.m.publish(subject)
 	return nil
 }
 

@@ -16,6 +16,8 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Event is the envelope of every published value.
@@ -61,6 +63,10 @@ type Config struct {
 	// acknowledging it (survives power loss, not only a process crash), at a
 	// cost in publish latency. Default: JetStream's periodic sync.
 	SyncAlways bool
+	// Metrics, when set, receives mipay_events_published_total,
+	// mipay_events_handled_total{subject,durable,result} and
+	// mipay_events_handler_duration_seconds.
+	Metrics prometheus.Registerer
 	// MaxBytes bounds the stream; the oldest events are dropped beyond it.
 	// JetStream reserves it from the server's storage, so tests on a
 	// shared server use little. Default DefaultMaxStreamBytes.

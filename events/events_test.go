@@ -13,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // waitFor bounds every wait in these tests.
@@ -448,5 +451,41 @@ func TestPublishID(t *testing.T) {
 		if err := b.PublishID(ctx, bad, "outbox.x", 1); err == nil {
 			t.Errorf("id %q accepted", bad)
 		}
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	b := MustOpen(t, Config{Dir: t.TempDir(), Metrics: reg})
+	var calls atomic.Int32
+	done := make(chan struct{})
+	mustSubscribe(t, b, "m.>", "metrics-test", func(context.Context, Event) error {
+		if calls.Add(1) == 1 {
+			return errors.New("first try fails")
+		}
+		close(done)
+		return nil
+	})
+	mustPublish(t, b, "m.x", payload{N: 1})
+	select {
+	case <-done:
+	case <-time.After(waitFor):
+		t.Fatal("not handled")
+	}
+	time.Sleep(50 * time.Millisecond) // the ok is counted after the handler returns
+	if got := testutil.ToFloat64(b.m.published.WithLabelValues("m.x")); got != 1 {
+		t.Errorf("published = %v", got)
+	}
+	if got := testutil.ToFloat64(b.m.handled.WithLabelValues("m.>", "metrics-test", resultRetry)); got != 1 {
+		t.Errorf("retry = %v", got)
+	}
+	if got := testutil.ToFloat64(b.m.handled.WithLabelValues("m.>", "metrics-test", resultOK)); got != 1 {
+		t.Errorf("ok = %v", got)
+	}
+	// A second bus on the same registry shares the metrics instead of panicking.
+	b2 := MustOpen(t, Config{Dir: t.TempDir(), Metrics: reg})
+	mustPublish(t, b2, "m.x", payload{})
+	if got := testutil.ToFloat64(b.m.published.WithLabelValues("m.x")); got != 2 {
+		t.Errorf("shared published = %v", got)
 	}
 }

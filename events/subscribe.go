@@ -158,6 +158,7 @@ func (s *subscription) handle(msg jetstream.Msg) {
 	var e Event
 	if err := json.Unmarshal(msg.Data(), &e); err != nil || e.ID == "" {
 		log.Error("dropping malformed event", "err", err, "bytes", len(msg.Data()))
+		s.bus.m.handle(s.subject, s.durable, resultDropped, 0)
 		if s.durable != "" {
 			_ = msg.Term()
 		}
@@ -167,15 +168,21 @@ func (s *subscription) handle(msg jetstream.Msg) {
 		e.Subject = strings.TrimPrefix(msg.Subject(), s.bus.prefix+".")
 	}
 	ctx, cancel := context.WithTimeout(s.bus.ctx, s.opts.timeout)
+	start := time.Now()
 	err := s.call(ctx, e)
+	took := time.Since(start)
 	cancel()
 	if s.durable == "" {
 		if err != nil {
 			log.Warn("event handler failed", "id", e.ID, "err", err)
+			s.bus.m.handle(s.subject, "", resultFailed, took)
+			return
 		}
+		s.bus.m.handle(s.subject, "", resultOK, took)
 		return
 	}
 	if err == nil {
+		s.bus.m.handle(s.subject, s.durable, resultOK, took)
 		if aerr := msg.Ack(); aerr != nil {
 			log.Warn("ack failed; the event will be redelivered", "id", e.ID, "err", aerr)
 		}
@@ -187,10 +194,12 @@ func (s *subscription) handle(msg jetstream.Msg) {
 	}
 	if attempt >= uint64(s.opts.maxDeliver) {
 		log.Error("event handler failed for the last time; event dropped", "id", e.ID, "attempts", attempt, "err", err)
+		s.bus.m.handle(s.subject, s.durable, resultDropped, took)
 		_ = msg.Term()
 		return
 	}
 	log.Warn("event handler failed; will retry", "id", e.ID, "attempt", attempt, "err", err)
+	s.bus.m.handle(s.subject, s.durable, resultRetry, took)
 	_ = msg.NakWithDelay(retryDelay(attempt))
 }
 
