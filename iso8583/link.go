@@ -1,9 +1,9 @@
 package iso8583
 
 import (
-	"runtime"
 	"bufio"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +133,7 @@ func writeLoop(conn net.Conn, out <-chan *frameBuf, dead <-chan struct{}, writeT
 			select {
 			case f = <-out:
 			default:
+				f = nil
 				// Let goroutines that are about to enqueue (callers or
 				// handlers just woken) run first: one more frame in this
 				// flush saves a write syscall. Measured on the loaded 2-core
