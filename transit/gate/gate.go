@@ -591,3 +591,8 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 	}
 	return b, rows.Err()
 }
+
+// PendingBatch is the batch the next Upload sends first (operators, tests).
+func (g *Gate) PendingBatch(ctx context.Context) (*transit.Batch, error) {
+	return g.nextBatch(ctx)
+}

@@ -398,4 +398,6 @@ func (p *Phone) Move(ctx context.Context, tb testing.TB, number string, to *Phon
 type SECard struct{ S *se.SE }
 
 // Transmit implements gate.Card.
-func (c SECard) Transmit(_ context.Context, apdu []byte) ([]byte, error) { return c.S.Transmit(apdu), nil }
+func (c SECard) Transmit(_ context.Context, apdu []byte) ([]byte, error) {
+	return c.S.Transmit(apdu), nil
+}

@@ -1,0 +1,320 @@
+package gate_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/transit"
+	"github.com/mipay-oss/mipay/transit/gate"
+	"github.com/mipay-oss/mipay/transit/transittest"
+)
+
+func mustGate(tb testing.TB, a *transittest.Agency, data, city, station string, mode gate.Mode) *gate.Gate {
+	tb.Helper()
+	cfg := gate.Config{DataDir: data, City: a.City(tb, city), Station: station, Mode: mode, Agency: a.URL, OperatorToken: a.Token}
+	if _, err := gate.Provision(context.Background(), cfg); err != nil {
+		tb.Fatalf("provision %s/%s: %v", city, station, err)
+	}
+	g, err := gate.Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { g.Close() })
+	return g
+}
+
+func tap(tb testing.TB, g *gate.Gate, ph *transittest.Phone) gate.Result {
+	tb.Helper()
+	r, err := g.Process(context.Background(), transittest.SECard{S: ph.SE})
+	if err != nil {
+		tb.Fatalf("tap: %v", err)
+	}
+	return r
+}
+
+func upload(tb testing.TB, gs ...*gate.Gate) []transit.BatchResult {
+	tb.Helper()
+	var out []transit.BatchResult
+	for _, g := range gs {
+		rs, err := g.Upload(context.Background())
+		if err != nil {
+			tb.Fatalf("upload: %v", err)
+		}
+		out = append(out, rs...)
+	}
+	return out
+}
+
+// TestFullDayPerCity: for each city, a card is issued and topped up, then
+// rides the bus, enters and exits the metro (distance fare), and is refused
+// at entry when the balance is too low. Clearing the gates' batches makes
+// the shadow balance equal the card's balance.
+func TestFullDayPerCity(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	for _, city := range a.Ref.Cities {
+		if !city.Transit() {
+			continue
+		}
+		t.Run(city.ID, func(t *testing.T) {
+			st := city.Stations
+			first, far := st[0].ID, st[len(st)-1].ID
+			bus := mustGate(t, a, data, city.ID, "bus-1", gate.ModeBus)
+			in := mustGate(t, a, data, city.ID, first, gate.ModeEntry)
+			out := mustGate(t, a, data, city.ID, far, gate.ModeExit)
+			near := mustGate(t, a, data, city.ID, st[1].ID, gate.ModeExit)
+			ph := a.NewPhone(t, "rider-"+city.ID)
+			card := ph.Issue(t, city.ID)
+			const load = 2000
+			if _, err := ph.TopUp(ctx, card, load, "day", transittest.CutNone); err != nil {
+				t.Fatal(err)
+			}
+			balance := int64(load)
+			if r := tap(t, bus, ph); !r.Open || r.ChargedMinor != city.BusFareMinor {
+				t.Fatalf("bus: %+v", r)
+			}
+			balance -= city.BusFareMinor
+			if r := tap(t, in, ph); !r.Open || r.ChargedMinor != 0 {
+				t.Fatalf("entry: %+v", r)
+			}
+			fare, err := city.MetroFare(first, far)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := tap(t, out, ph)
+			if !r.Open || r.ChargedMinor != fare || r.EntryStation != first {
+				t.Fatalf("exit: %+v, want fare %d from %s", r, fare, first)
+			}
+			balance -= fare
+			// A short trip costs the first band.
+			if r := tap(t, in, ph); !r.Open {
+				t.Fatalf("second entry: %+v", r)
+			}
+			short, _ := city.MetroFare(first, st[1].ID)
+			if r := tap(t, near, ph); !r.Open || r.ChargedMinor != short {
+				t.Fatalf("short exit: %+v, want %d", r, short)
+			}
+			balance -= short
+			if short != city.FareForKM(0) || short > fare {
+				t.Fatalf("short trip fare %d, long %d", short, fare)
+			}
+			// Ride buses until the balance is below the entry minimum.
+			for balance >= city.MinEntryBalanceMinor {
+				if r := tap(t, bus, ph); !r.Open {
+					t.Fatalf("bus with %d: %+v", balance, r)
+				}
+				balance -= city.BusFareMinor
+			}
+			if r := tap(t, in, ph); r.Open || !strings.Contains(r.Reason, "below") {
+				t.Fatalf("entry with %d (min %d): %+v", balance, city.MinEntryBalanceMinor, r)
+			}
+			if got := ph.Balance(t, card); got != balance {
+				t.Fatalf("card balance %d, want %d", got, balance)
+			}
+			// Gates upload one after another: a gap may show until the last.
+			brs := upload(t, bus, in, out, near)
+			for _, br := range brs {
+				if len(br.Exceptions) != 0 {
+					t.Fatalf("batch %+v", br)
+				}
+			}
+			if last := brs[len(brs)-1]; len(last.Gaps) != 0 {
+				t.Fatalf("gaps after every gate uploaded: %+v", last.Gaps)
+			}
+			c, err := a.Svc.Card(ctx, card)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.ClearedRecords != c.MaxSerial+1 {
+				t.Fatalf("cleared %d records up to serial %d", c.ClearedRecords, c.MaxSerial)
+			}
+			if c.ShadowBalance != balance || c.ClearedMinor != load-balance {
+				t.Fatalf("shadow %d cleared %d, card %d", c.ShadowBalance, c.ClearedMinor, balance)
+			}
+		})
+	}
+}
+
+func TestHotlistedCardRefused(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	g := mustGate(t, a, t.TempDir(), "bj", "bus-7", gate.ModeBus)
+	ph := a.NewPhone(t, "lost")
+	card := ph.Issue(t, "bj")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	if r := tap(t, g, ph); !r.Open {
+		t.Fatalf("before hotlist: %+v", r)
+	}
+	var out struct {
+		Hotlisted []string `json:"hotlisted"`
+	}
+	if err := clientOf(a, ph).Do(ctx, "POST", "/v1/devices/"+ph.DeviceID+"/hotlist", map[string]string{"reason": "DEVICE_LOST"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Hotlisted) != 1 || out.Hotlisted[0] != card {
+		t.Fatalf("hotlisted %v", out.Hotlisted)
+	}
+	if r := tap(t, g, ph); !r.Open {
+		t.Fatalf("gate without the new list still opens offline: %+v", r)
+	}
+	if n, err := g.RefreshHotlist(ctx); err != nil || n != 1 {
+		t.Fatalf("refresh: %d %v", n, err)
+	}
+	bal := ph.Balance(t, card)
+	if r := tap(t, g, ph); r.Open || !strings.Contains(r.Reason, "hotlisted") {
+		t.Fatalf("hotlisted card: %+v", r)
+	}
+	if ph.Balance(t, card) != bal {
+		t.Fatal("a refused tap debited the card")
+	}
+}
+
+// TestClearingRejectsReplayAndAlteration: a replayed batch gets its stored
+// answer, a record replayed in another batch is a duplicate, an altered
+// amount fails its TAC, and a missing serial shows as a gap.
+func TestClearingRejectsReplayAndAlteration(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	g := mustGate(t, a, t.TempDir(), "gz", "bus-2", gate.ModeBus)
+	ph := a.NewPhone(t, "c")
+	card := ph.Issue(t, "gz")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if r := tap(t, g, ph); !r.Open {
+			t.Fatal(r)
+		}
+	}
+	// Take the records as the gate would upload them.
+	b := gateBatch(t, g)
+	if len(b.Records) != 3 {
+		t.Fatalf("%d records", len(b.Records))
+	}
+	first := transit.Batch{ID: "b1", City: "gz", Terminal: b.Terminal, Records: []transit.GateRecord{b.Records[0], b.Records[2]}}
+	res, err := a.Svc.Clear(ctx, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Cleared != 2 || len(res.Gaps) != 1 || res.Gaps[0].Missing != 1 {
+		t.Fatalf("first batch %+v, want 2 cleared and a gap of 1", res)
+	}
+	again, err := a.Svc.Clear(ctx, first)
+	if err != nil || again.Cleared != 2 {
+		t.Fatalf("same batch again: %+v %v", again, err)
+	}
+	altered := b.Records[1]
+	altered.AmountMinor = 1
+	replay := transit.Batch{ID: "b2", City: "gz", Terminal: b.Terminal, Records: []transit.GateRecord{b.Records[0], altered}}
+	res, err = a.Svc.Clear(ctx, replay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, e := range res.Exceptions {
+		kinds[e.Kind]++
+	}
+	if res.Cleared != 0 || kinds[transit.ExDuplicate] != 1 || kinds[transit.ExBadTAC] != 1 {
+		t.Fatalf("replay/altered batch %+v", res)
+	}
+	res, err = a.Svc.Clear(ctx, transit.Batch{ID: "b3", City: "gz", Terminal: b.Terminal, Records: []transit.GateRecord{b.Records[1]}})
+	if err != nil || res.Cleared != 1 || len(res.Gaps) != 0 {
+		t.Fatalf("the missing record: %+v %v", res, err)
+	}
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ShadowBalance != ph.Balance(t, card) {
+		t.Fatalf("shadow %d, card %d", c.ShadowBalance, ph.Balance(t, card))
+	}
+}
+
+// gateBatch uploads nothing: it reads the gate's pending records through a
+// throwaway agency-side view (the batch the gate would send).
+func gateBatch(tb testing.TB, g *gate.Gate) transit.Batch {
+	tb.Helper()
+	b, err := g.PendingBatch(context.Background())
+	if err != nil || b == nil {
+		tb.Fatalf("pending batch: %v", err)
+	}
+	return *b
+}
+
+// TestMoveKeepsBalanceAndHistory: a card moved to another phone of the
+// account arrives there with its cleared balance; the old card is
+// hotlisted; the city's yearly rule stops a second move.
+func TestMoveKeepsBalanceAndHistory(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	bus := mustGate(t, a, data, "bj", "bus-1", gate.ModeBus)
+	old := a.NewPhone(t, "mover")
+	card := old.Issue(t, "bj")
+	if _, err := old.TopUp(ctx, card, 3000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	tap(t, bus, old)
+	tap(t, bus, old)
+	upload(t, bus)
+	want := old.Balance(t, card)
+	newPhone := a.NewPhone(t, "mover")
+	moved, err := old.Move(ctx, t, card, newPhone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := newPhone.Balance(t, moved); got != want {
+		t.Fatalf("moved balance %d, want %d", got, want)
+	}
+	oc, _ := a.Svc.Card(ctx, card)
+	if oc.Status != transit.CardMoved || oc.MovedTo != moved {
+		t.Fatalf("old card %+v", oc)
+	}
+	if n, err := bus.RefreshHotlist(ctx); err != nil || n != 1 {
+		t.Fatalf("hotlist %d %v", n, err)
+	}
+	if r := tap(t, bus, old); r.Open {
+		t.Fatal("the old card still rides")
+	}
+	if r := tap(t, bus, newPhone); !r.Open {
+		t.Fatalf("new card: %+v", r)
+	}
+	var h transit.History
+	if err := clientOf(a, newPhone).Do(ctx, "GET", "/v1/cards/"+moved, nil, &h); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.Moves) != 1 || h.Moves[0].From != card || h.Loads[0].Kind != transit.LoadTransfer {
+		t.Fatalf("history %+v", h)
+	}
+	// Beijing allows one move a year.
+	third := a.NewPhone(t, "mover")
+	if _, err := newPhone.Move(ctx, t, moved, third); err == nil {
+		t.Fatal("second move within a year allowed")
+	}
+	a.Advance(366 * 24 * time.Hour)
+	if _, err := newPhone.Move(ctx, t, moved, third); err != nil {
+		t.Fatalf("move a year later: %v", err)
+	}
+}
+
+func TestGateConfig(t *testing.T) {
+	ref, _ := config.Default()
+	sz, _ := ref.City("sz")
+	for _, c := range []gate.Config{
+		{City: sz, Station: "nowhere", Mode: gate.ModeEntry},
+		{City: sz, Station: "BAD STATION", Mode: gate.ModeBus},
+		{City: sz, Station: "sz01", Mode: "fly"},
+	} {
+		if _, err := gate.Open(context.Background(), c); err == nil {
+			t.Fatalf("opened %+v", c)
+		}
+	}
+}
+
+func clientOf(a *transittest.Agency, ph *transittest.Phone) *httpx.Client {
+	return &httpx.Client{Base: a.URL, Token: ph.Bearer}
+}
