@@ -8,36 +8,23 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mipay-oss/mipay/config"
-	"github.com/mipay-oss/mipay/events"
-	"github.com/mipay-oss/mipay/hsm"
-	"github.com/mipay-oss/mipay/issuer"
 	"github.com/mipay-oss/mipay/logmask"
-	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/node/local"
 	"github.com/mipay-oss/mipay/phone"
-	"github.com/mipay-oss/mipay/sms"
-	"github.com/mipay-oss/mipay/store"
-	"github.com/mipay-oss/mipay/tsp"
-	"github.com/mipay-oss/mipay/wallet"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // system is every party of mipay running in this process.
 type system struct {
+	*local.System
 	dataDir string
 	ref     *config.Reference
-	bus     *events.Bus
-	hsm     *hsm.Soft
-	peers   map[string]map[string]string
-	parties []node.Party
 	logBuf  *syncBuffer
 }
 
@@ -58,26 +45,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-type partyStart struct {
-	role   string
-	listen []string
-	start  node.StartFunc
-}
-
-func startOrder() []partyStart {
-	return []partyStart{
-		{node.RoleSMS, []string{"http"}, sms.Start},
-		{node.RoleIssuer, []string{"http", "iso8583"}, issuer.Start},
-		{node.RoleTSP, []string{"http"}, tsp.Start},
-		{node.RoleNetwork, []string{"http", "iso8583"}, network.Start},
-		{node.RoleWallet, []string{"http"}, wallet.Start},
-	}
-}
-
 // mustStart starts every party over a fresh (or the given) data directory.
 func mustStart(tb testing.TB, dataDir string, mutate func(*config.Reference)) *system {
 	tb.Helper()
-	ctx := context.Background()
 	if dataDir == "" {
 		dataDir = tb.TempDir()
 	}
@@ -88,58 +58,24 @@ func mustStart(tb testing.TB, dataDir string, mutate func(*config.Reference)) *s
 	if mutate != nil {
 		mutate(ref)
 	}
-	s := &system{dataDir: dataDir, ref: ref, peers: map[string]map[string]string{}, logBuf: &syncBuffer{}}
+	s := &system{dataDir: dataDir, ref: ref, logBuf: &syncBuffer{}}
 	log := slog.New(logmask.NewHandler(slog.NewTextHandler(s.logBuf, &slog.HandlerOptions{Level: slog.LevelInfo})))
-	s.bus, err = events.Open(ctx, events.Config{Dir: filepath.Join(dataDir, "nats")}, log)
+	sys, err := local.Start(context.Background(), local.Options{DataDir: dataDir, Ref: ref, Log: log})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s.hsm, err = hsm.OpenSoft(ctx, hsm.SoftConfig{Dir: filepath.Join(dataDir, "hsm")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { s.stop(tb) })
-	st := store.Config{Dir: dataDir}
-	if url := os.Getenv("MIPAY_E2E_POSTGRES"); url != "" {
-		st.URL = url
-	}
-	for _, p := range startOrder() {
-		listen := map[string]string{}
-		for _, n := range p.listen {
-			listen[n] = "127.0.0.1:0"
+	s.System = sys
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sys.Close(ctx); err != nil {
+			tb.Logf("close: %v", err)
 		}
-		env := &node.Env{Role: p.role, DataDir: dataDir, Store: st, Bus: s.bus, HSM: s.hsm, Log: log.With("party", p.role),
-			Ref: ref, Metrics: prometheus.NewRegistry(), Listen: listen, Peers: s.peers}
-		party, err := p.start(ctx, env)
-		if err != nil {
-			tb.Fatalf("start %s: %v", p.role, err)
-		}
-		s.parties = append(s.parties, party)
-		s.peers[p.role] = party.Addrs()
-	}
+	})
 	return s
 }
 
-func (s *system) stop(tb testing.TB) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for i := len(s.parties) - 1; i >= 0; i-- {
-		if err := s.parties[i].Close(ctx); err != nil {
-			tb.Logf("close party %d: %v", i, err)
-		}
-	}
-	s.parties = nil
-	if s.hsm != nil {
-		s.hsm.Close()
-		s.hsm = nil
-	}
-	if s.bus != nil {
-		s.bus.Close()
-		s.bus = nil
-	}
-}
-
-func (s *system) url(role string) string { return s.peers[role]["http"] }
+func (s *system) url(role string) string { return s.URL(role) }
 
 // newPhone makes a named handset talking to this system.
 func (s *system) newPhone(tb testing.TB, name string) *phone.Phone {

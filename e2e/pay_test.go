@@ -55,7 +55,7 @@ type terminal struct {
 
 func (s *system) newTerminal(tb testing.TB, id string) *terminal {
 	tb.Helper()
-	c, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: s.peers[node.RoleNetwork]["iso8583"]})
+	c, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: s.Addr(node.RoleNetwork, "iso8583")})
 	if err != nil {
 		tb.Fatal(err)
 	}
