@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -56,4 +57,23 @@ func BenchmarkDecodeJSON(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkClientDo is a party-to-party JSON call over loopback, 16
+// concurrent callers per CPU sharing the pooled client.
+func BenchmarkClientDo(b *testing.B) {
+	base := MustServe(b, "bench", testMux(), nil)
+	c := &Client{Base: base}
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	defer reportCPU(b)()
+	b.RunParallel(func(pb *testing.PB) {
+		var out echoResp
+		for pb.Next() {
+			if err := c.Do(context.Background(), http.MethodPost, "/v1/echo", echoReq{Name: "x"}, &out); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

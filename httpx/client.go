@@ -10,17 +10,42 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/logmask"
 )
+
+// Connection pool of clients without their own HTTP client.
+// http.DefaultTransport keeps 2 idle connections per host, so concurrent
+// party-to-party calls would open and close connections all the time
+// (TIME_WAIT piles up); parties call few hosts, many times.
+const (
+	DefaultMaxIdleConnsPerHost = 64
+	defaultMaxIdleConns        = 256
+	defaultIdleConnTimeout     = 90 * time.Second
+)
+
+// defaultHTTPClient is shared, like http.DefaultClient, so that Client
+// values (often built per call) share one connection pool. It is never
+// modified after package initialisation.
+var defaultHTTPClient = newDefaultHTTPClient()
+
+func newDefaultHTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = defaultMaxIdleConns
+	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
+	t.IdleConnTimeout = defaultIdleConnTimeout
+	t.ResponseHeaderTimeout = DefaultClientTimeout
+	return &http.Client{Timeout: DefaultClientTimeout, Transport: t}
+}
 
 // Client calls another party's JSON API. The zero value of the optional
 // fields is usable: HTTP nil uses a client with DefaultClientTimeout,
 // MaxResponseBytes 0 means DefaultMaxResponseBytes.
 type Client struct {
 	Base             string       // e.g. "http://127.0.0.1:8420"
-	HTTP             *http.Client // nil: DefaultClientTimeout over http.DefaultTransport
+	HTTP             *http.Client // nil: a shared pooled client bounded by DefaultClientTimeout
 	Token            string       // sent as "Authorization: Bearer <Token>" when set
 	MaxResponseBytes int64
 }
@@ -38,7 +63,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	}
 	hc := c.HTTP
 	if hc == nil {
-		hc = &http.Client{Timeout: DefaultClientTimeout}
+		hc = defaultHTTPClient
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
