@@ -311,28 +311,35 @@ func readMasterKeyFile(path string) ([]byte, error) {
 	return k, nil
 }
 
-// createMasterKeyFile writes a new random master key with O_EXCL, so two
-// processes starting together keep one key.
+// createMasterKeyFile writes a new random master key to a temp file and
+// links it into place, so the key file appears whole or not at all, and two
+// processes starting together keep the one that won.
 func createMasterKeyFile(path string) ([]byte, error) {
 	k := make([]byte, masterKeyBytes)
 	if _, err := rand.Read(k); err != nil {
 		return nil, fmt.Errorf("hsm: master key: %w", err)
 	}
-	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return readMasterKeyFile(path)
-	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, MasterKeyFile+".tmp-*")
 	if err != nil {
 		return nil, fmt.Errorf("hsm: cannot create %s: %w", path, err)
 	}
-	_, werr := fh.WriteString(hex.EncodeToString(k) + "\n")
-	serr := fh.Sync()
-	cerr := fh.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(path)
+	name := tmp.Name()
+	defer os.Remove(name)
+	_, werr := tmp.WriteString(hex.EncodeToString(k) + "\n")
+	cerr := tmp.Chmod(0o600)
+	serr := tmp.Sync()
+	if err := errors.Join(werr, cerr, serr, tmp.Close()); err != nil {
 		return nil, fmt.Errorf("hsm: writing %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := os.Link(name, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			clear(k)
+			return readMasterKeyFile(path)
+		}
+		return nil, fmt.Errorf("hsm: cannot create %s: %w", path, err)
+	}
+	if err := syncDir(dir); err != nil {
 		return nil, fmt.Errorf("hsm: %w", err)
 	}
 	return k, nil

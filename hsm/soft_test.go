@@ -772,3 +772,45 @@ func BenchmarkVaultOps(b *testing.B) {
 		}
 	})
 }
+
+// Several processes (here: goroutines) opening a fresh directory at once
+// end up with one master key.
+func TestConcurrentFirstStart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	const n = 8
+	hsms := make([]*Soft, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := OpenSoft(ctx, SoftConfig{Dir: dir})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			hsms[i] = s
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	mustEnsure(t, hsms[0], "k", AES256)
+	sealed, err := hsms[0].Seal(ctx, "k", []byte("x"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range hsms {
+		if pt, err := s.Open(ctx, "k", sealed, nil); err != nil || string(pt) != "x" {
+			t.Errorf("instance %d: %v", i, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temp file left: %s", e.Name())
+		}
+	}
+}
