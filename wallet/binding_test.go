@@ -283,3 +283,26 @@ func TestRemoveCardAlreadyDeletedAtTSP(t *testing.T) {
 		t.Errorf("%s", r.raw)
 	}
 }
+
+func TestStaleReservationFreesItsSlot(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	for i := 0; i < DefaultMaxCardsPerDevice-1; i++ {
+		e.mustCard(u, "green")
+	}
+	// A binding whose node died after reserving the 8th slot.
+	dead := &Card{ID: "card_dead", DeviceID: u.deviceID, AccountID: u.accountID, Created: e.clock.Now()}
+	if err := e.repo.reserveCard(t.Context(), dead, DefaultMaxCardsPerDevice, DefaultPendingBindingTTL); err != nil {
+		t.Fatal(err)
+	}
+	e.call("POST", "/v1/devices/"+u.deviceID+"/cards", u.token, scenario("green")).want(t, 429)
+	if l := e.call("GET", "/v1/devices/"+u.deviceID+"/cards", u.token, nil).want(t, 200); len(l.body["cards"].([]any)) != 7 {
+		t.Errorf("a reservation is listed: %s", l.raw)
+	}
+	e.clock.Advance(DefaultPendingBindingTTL)
+	e.signIn(u)
+	e.call("POST", "/v1/devices/"+u.deviceID+"/cards", u.token, scenario("green")).want(t, 201)
+	if n := e.rows("cards"); n != DefaultMaxCardsPerDevice {
+		t.Errorf("%d card rows, the stale reservation is still there", n)
+	}
+}

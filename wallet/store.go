@@ -413,10 +413,17 @@ func (r *repo) reserveCard(ctx context.Context, c *Card, maxCards int, pendingTT
 		if fp == 0 {
 			return mipay.Errorf(mipay.EFORBIDDEN, "enroll a fingerprint on this device before adding a card")
 		}
+		// Reservations older than pendingTTL belong to requests that died
+		// (a crashed node): they no longer hold a slot.
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM cards WHERE device_id = $1 AND state = $2 AND created_ms <= $3`,
+			c.DeviceID, StatePending, ms(c.Created.Add(-pendingTTL))); err != nil {
+			return fmt.Errorf("wallet: drop stale reservations: %w", err)
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM cards WHERE device_id = $1 AND state <> $2 AND (state <> $3 OR created_ms > $4)`,
-			c.DeviceID, StateDeactivated, StatePending, ms(c.Created.Add(-pendingTTL))).Scan(&n); err != nil {
+			`SELECT COUNT(*) FROM cards WHERE device_id = $1 AND state <> $2`,
+			c.DeviceID, StateDeactivated).Scan(&n); err != nil {
 			return fmt.Errorf("wallet: count cards: %w", err)
 		}
 		if n >= maxCards {
