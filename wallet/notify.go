@@ -14,33 +14,55 @@ import (
 
 // hub wakes the waiters of a device when this node wrote a notification for
 // it. Waiters also look at the store every NotificationPoll, which covers
-// notifications written by other wallet nodes.
+// notifications written by other wallet nodes. An entry lives only while
+// someone waits, so the map is bounded by the waiters in flight.
 type hub struct {
 	mu    sync.Mutex
-	waits map[string]chan struct{} // device id → closed on the next signal
+	waits map[string]*waiters // device id → its waiters
 }
 
-func newHub() *hub { return &hub{waits: map[string]chan struct{}{}} }
+type waiters struct {
+	ch chan struct{} // closed on the next signal
+	n  int
+}
 
-// wait returns a channel closed at the device's next signal.
-func (h *hub) wait(deviceID string) <-chan struct{} {
+func newHub() *hub { return &hub{waits: map[string]*waiters{}} }
+
+// wait returns a channel closed at the device's next signal, and a release
+// the caller must call when it stops waiting.
+func (h *hub) wait(deviceID string) (<-chan struct{}, func()) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	ch, ok := h.waits[deviceID]
+	w, ok := h.waits[deviceID]
 	if !ok {
-		ch = make(chan struct{})
-		h.waits[deviceID] = ch
+		w = &waiters{ch: make(chan struct{})}
+		h.waits[deviceID] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		w.n--
+		if w.n == 0 && h.waits[deviceID] == w {
+			delete(h.waits, deviceID)
+		}
+	}
 }
 
 func (h *hub) signal(deviceID string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if ch, ok := h.waits[deviceID]; ok {
-		close(ch)
+	if w, ok := h.waits[deviceID]; ok {
+		close(w.ch)
 		delete(h.waits, deviceID)
 	}
+}
+
+// size is how many devices have waiters (tests).
+func (h *hub) size() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.waits)
 }
 
 // Notifications returns the device's notifications after seq `after`; when
@@ -56,29 +78,38 @@ func (s *Service) Notifications(ctx context.Context, accountID, deviceID string,
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		// Take the wake-up channel before reading so a signal between the
-		// read and the wait is not lost.
-		woken := s.hub.wait(deviceID)
-		ns, err := s.repo.notifications(ctx, deviceID, after, MaxNotificationsPerPage)
-		if err != nil || len(ns) > 0 {
+		ns, done, err := s.waitOnce(ctx, deviceID, after, deadline.C)
+		if err != nil || len(ns) > 0 || done {
 			return ns, err
 		}
-		poll := time.NewTimer(s.cfg.NotificationPoll)
-		select {
-		case <-woken:
-		case <-poll.C:
-		case <-deadline.C:
-			poll.Stop()
-			return []Notification{}, nil
-		case <-ctx.Done():
-			poll.Stop()
-			return []Notification{}, nil
-		case <-s.stopping:
-			poll.Stop()
-			return []Notification{}, nil
-		}
-		poll.Stop()
 	}
+}
+
+// waitOnce reads the device's notifications after `after` and, when there
+// are none, waits for a signal, the poll interval, the deadline, ctx or
+// Stop; done reports that waiting should end.
+func (s *Service) waitOnce(ctx context.Context, deviceID string, after int64, deadline <-chan time.Time) ([]Notification, bool, error) {
+	// Take the wake-up channel before reading so a signal between the read
+	// and the wait is not lost.
+	woken, release := s.hub.wait(deviceID)
+	defer release()
+	ns, err := s.repo.notifications(ctx, deviceID, after, MaxNotificationsPerPage)
+	if err != nil || len(ns) > 0 {
+		return ns, true, err
+	}
+	poll := time.NewTimer(s.cfg.NotificationPoll)
+	defer poll.Stop()
+	select {
+	case <-woken:
+	case <-poll.C:
+	case <-deadline:
+		return []Notification{}, true, nil
+	case <-ctx.Done():
+		return []Notification{}, true, nil
+	case <-s.stopping:
+		return []Notification{}, true, nil
+	}
+	return nil, false, nil
 }
 
 // --- events ---

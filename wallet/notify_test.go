@@ -315,3 +315,14 @@ func TestLongPollOutlivesServerTimeouts(t *testing.T) {
 		t.Errorf("poll answered without the late notification: %s", a.raw)
 	}
 }
+
+func TestHubForgetsFinishedWaiters(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	for i := 0; i < 3; i++ {
+		e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=100ms", u.token, nil).want(t, 200)
+	}
+	if n := e.svc.hub.size(); n != 0 {
+		t.Errorf("%d devices still in the hub after every poll ended", n)
+	}
+}
