@@ -57,6 +57,7 @@ func commands() []command {
 		{"emv", "EMV and e-purse crypto and TLV toolbox: keys, ARQC/ARPC, MACs, decode TLV and ISO 8583", runEMV},
 		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 		{"pos", "a QuickPass POS terminal: charge (wait for a phone, authorize online) and history", runPOS},
+		{"demo", "the whole story self-contained: account, phone, cards, payments, declines, notifications", runDemo},
 	}
 }
 
