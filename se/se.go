@@ -50,9 +50,10 @@ var ErrCardsFull = mipay.Errorf(mipay.ELIMIT, "the secure element already holds 
 
 // SE is one secure element. It is safe for concurrent use.
 type SE struct {
-	dir  string
-	now  func() time.Time
-	aead cipher.AEAD
+	dir      string
+	volatile bool
+	now      func() time.Time
+	aead     cipher.AEAD
 
 	mu    sync.Mutex
 	st    state
@@ -88,6 +89,10 @@ type Options struct {
 	Now func() time.Time
 	// MaxTransitCards bounds the e-purse instances; 0 means DefaultMaxTransitCards.
 	MaxTransitCards int
+	// Volatile keeps every change in memory only: a load generator's copy of
+	// an SE (mipay bench) must not pay an fsync per cryptogram. A volatile SE
+	// forgets its ATCs when closed, so it must never be reopened for real use.
+	Volatile bool
 }
 
 // Manufacture makes a new SE in dir (which must not hold one): generates its
@@ -166,7 +171,7 @@ func newSE(dir string, sealKey []byte, opts Options) (*SE, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &SE{dir: dir, now: now, aead: aead, maxTransit: opts.MaxTransitCards}, nil
+	return &SE{dir: dir, now: now, aead: aead, maxTransit: opts.MaxTransitCards, volatile: opts.Volatile}, nil
 }
 
 func (s *SE) load() error {
@@ -216,6 +221,9 @@ func (s *SE) load() error {
 // persist seals and writes the state; callers hold mu. A tap's ATC is
 // persisted before the cryptogram leaves the SE.
 func (s *SE) persist() error {
+	if s.volatile {
+		return nil
+	}
 	pt, err := json.Marshal(&s.st)
 	if err != nil {
 		return err
