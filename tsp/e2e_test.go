@@ -14,8 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -73,10 +75,13 @@ func (k hsmHasher) HMAC(ctx context.Context, data []byte) ([]byte, error) {
 	return k.h.HMAC(ctx, "issuer/hash", data)
 }
 
-func startWorld(t *testing.T) *world {
+func startWorld(t testing.TB, tune ...func(*config.Reference)) *world {
 	t.Helper()
 	ctx := context.Background()
 	w := &world{ref: mustDefaultRef(t), dataDir: t.TempDir(), logs: &syncBuffer{}, events: &eventLog{}}
+	for _, f := range tune {
+		f(w.ref)
+	}
 	log := slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var err error
 	if w.h, err = hsm.OpenSoft(ctx, hsm.SoftConfig{Dir: filepath.Join(w.dataDir, "hsm")}); err != nil {
@@ -135,7 +140,7 @@ func startWorld(t *testing.T) *world {
 	return w
 }
 
-func (w *world) do(t *testing.T, method, path string, body, out any) (int, []byte) {
+func (w *world) do(t testing.TB, method, path string, body, out any) (int, []byte) {
 	t.Helper()
 	var rd *bytes.Reader
 	if body != nil {
@@ -171,7 +176,7 @@ type phone struct {
 	dev string
 }
 
-func (w *world) newPhone(t *testing.T, dev string) *phone {
+func (w *world) newPhone(t testing.TB, dev string) *phone {
 	t.Helper()
 	k, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
@@ -181,7 +186,7 @@ func (w *world) newPhone(t *testing.T, dev string) *phone {
 }
 
 // iccKey fetches the token's profile and opens its key as the SE does.
-func (p *phone) iccKey(t *testing.T, ref string) emv.Key {
+func (p *phone) iccKey(t testing.TB, ref string) emv.Key {
 	t.Helper()
 	var prof Profile
 	if st, data := p.w.do(t, "GET", "/v1/tokens/"+ref+"/provisioning", nil, &prof); st != 200 {
@@ -194,7 +199,7 @@ func (p *phone) iccKey(t *testing.T, ref string) emv.Key {
 	return emv.Key(mk)
 }
 
-func (p *phone) tokenize(t *testing.T, c CardData) (int, TokenizeResponse, []byte) {
+func (p *phone) tokenize(t testing.TB, c CardData) (int, TokenizeResponse, []byte) {
 	t.Helper()
 	var key EncryptionKey
 	if st, data := p.w.do(t, "GET", "/v1/keys/encryption", nil, &key); st != 200 {
@@ -438,4 +443,86 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// BenchmarkProvisioning is the green path through the HTTP APIs on
+// loopback with the real issuer host: tokenize, fetch the SE profile,
+// confirm. It reports cards/s and the p99 of the three calls together.
+func BenchmarkProvisioning(b *testing.B) {
+	w := startWorld(b, func(r *config.Reference) {
+		for i := range r.Issuers {
+			r.Issuers[i].Limits.BindingsPerCardPerDay = 1 << 30
+			r.Issuers[i].Limits.BindingsPerDevicePerDay = 1 << 30
+		}
+	})
+	// Green-path cards: issuers without alwaysOtp, credit and debit.
+	var cards []config.Cardholder
+	for _, is := range w.ref.Issuers {
+		if !is.OTP.AlwaysOTP {
+			cards = append(cards, is.Cardholders...)
+		}
+	}
+	var next atomic.Int64
+	var mu sync.Mutex
+	var lat, latTok, latProf, latConf []time.Duration
+	b.SetParallelism(32)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	cpu0 := cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		p := w.newPhone(b, "")
+		var mine, mTok, mProf, mConf []time.Duration
+		for pb.Next() {
+			i := next.Add(1)
+			p.dev = fmt.Sprintf("bench-%d", i)
+			ch := cards[int(i)%len(cards)]
+			t0 := time.Now()
+			st, res, data := p.tokenize(b, cardOf(ch))
+			t1 := time.Now()
+			mTok = append(mTok, t1.Sub(t0))
+			if st != 201 || res.State != StateActive {
+				b.Errorf("tokenize %d %s", st, data)
+				return
+			}
+			if st, data := w.do(b, "GET", "/v1/tokens/"+res.TokenRef+"/provisioning", nil, nil); st != 200 {
+				b.Errorf("profile %d %s", st, data)
+				return
+			}
+			t2 := time.Now()
+			mProf = append(mProf, t2.Sub(t1))
+			if st, data := w.do(b, "POST", "/v1/tokens/"+res.TokenRef+"/confirm-provisioning", struct{}{}, nil); st != 200 {
+				b.Errorf("confirm %d %s", st, data)
+				return
+			}
+			mConf = append(mConf, time.Since(t2))
+			mine = append(mine, time.Since(t0))
+		}
+		mu.Lock()
+		latTok, latProf, latConf = append(latTok, mTok...), append(latProf, mProf...), append(latConf, mConf...)
+		lat = append(lat, mine...)
+		mu.Unlock()
+	})
+	elapsed := time.Since(start)
+	if len(lat) == 0 {
+		return
+	}
+	// CPU of the whole process (TSP, issuer host, SMS gateway and the
+	// client) per card: the capacity figure on a shared machine, where wall
+	// time is mostly waiting for the CPU and the disk.
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(len(lat)), "cpu-ms/card")
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "cards/s")
+	b.ReportMetric(pct(lat, 99), "p99-ms")
+	b.ReportMetric(pct(latTok, 50), "tokenize-p50-ms")
+	b.ReportMetric(pct(latProf, 50), "profile-p50-ms")
+	b.ReportMetric(pct(latConf, 50), "confirm-p50-ms")
+}
+
+// pct is the p-th percentile of d in milliseconds.
+func pct(d []time.Duration, p int) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	return float64(d[len(d)*p/100].Microseconds()) / 1000
 }

@@ -87,6 +87,7 @@ func secret(dataDir, envName, file string) (string, error) {
 // Party is the running TSP.
 type Party struct {
 	db      *store.DB
+	w       *store.Writer
 	srv     *http.Server
 	url     string
 	served  chan error
@@ -130,21 +131,27 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 		bus = env.Bus
 	}
 	vault := NewVault(db)
+	w := store.NewWriter(db, store.WriterConfig{Registerer: env.Metrics, Name: "vault"})
+	vault.UseWriter(w)
 	svc, err := NewService(ServiceConfig{
 		Vault: vault, Keys: NewHSMKeys(env.HSM), Issuers: NewHTTPIssuer(issuerURL, nil),
-		Ref: env.Ref, Bus: bus, Log: env.Log,
+		Ref: env.Ref, Bus: bus, Log: env.Log, NoticeWorkers: DefaultNoticeWorkers,
 	})
 	if err != nil {
+		w.Close()
 		db.Close()
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		svc.Close(ctx)
+		w.Close()
 		db.Close()
 		return nil, fmt.Errorf("tsp: listen on %s: %w", addr, err)
 	}
 	p := &Party{
 		db:      db,
+		w:       w,
 		srv:     httpx.NewServer(PartyName, NewAPI(svc, cred).Handler(), env.Log, env.Metrics),
 		url:     "http://" + ln.Addr().String(),
 		served:  make(chan error, 1),
@@ -167,5 +174,5 @@ func (p *Party) Close(ctx context.Context) error {
 	if serr := <-p.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}
-	return errors.Join(err, p.db.Close())
+	return errors.Join(err, p.Service.Close(ctx), p.w.Close(), p.db.Close())
 }

@@ -48,6 +48,7 @@ type Service struct {
 	bus     Publisher
 	log     *slog.Logger
 	now     func() time.Time
+	notices *notifier // nil: notices are sent in the request
 }
 
 // ServiceConfig is what a Service needs.
@@ -59,6 +60,9 @@ type ServiceConfig struct {
 	Bus     Publisher // nil: no events (tests)
 	Log     *slog.Logger
 	Now     func() time.Time // nil: time.Now
+	// NoticeWorkers > 0 sends token notices to issuers in the background
+	// (DefaultNoticeWorkers in the party); 0 sends them in the request.
+	NoticeWorkers int
 }
 
 // NewService returns a Service.
@@ -72,7 +76,19 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{vault: cfg.Vault, keys: cfg.Keys, issuers: cfg.Issuers, ref: cfg.Ref, bus: cfg.Bus, log: cfg.Log, now: cfg.Now}, nil
+	s := &Service{vault: cfg.Vault, keys: cfg.Keys, issuers: cfg.Issuers, ref: cfg.Ref, bus: cfg.Bus, log: cfg.Log, now: cfg.Now}
+	if cfg.NoticeWorkers > 0 {
+		s.notices = newNotifier(cfg.Issuers, cfg.Log, cfg.NoticeWorkers, DefaultNoticeQueue)
+	}
+	return s, nil
+}
+
+// Close sends the queued token notices, bounded by ctx.
+func (s *Service) Close(ctx context.Context) error {
+	if s.notices == nil {
+		return nil
+	}
+	return s.notices.close(ctx)
 }
 
 // Device is the handset a token is bound to.
@@ -394,6 +410,10 @@ func (s *Service) announce(ctx context.Context, c StateChange, event, decisionID
 		causedBy = "" // the issuer API knows ISSUER, TOKEN_REQUESTOR, CARDHOLDER only
 	}
 	n := TokenNotice{TokenRef: c.TokenRef, DecisionID: decisionID, PANLast4: c.PANLast4, Event: event, State: c.State, CausedBy: causedBy, Reason: c.Reason}
+	if s.notices != nil {
+		s.notices.send(c.IssuerID, n)
+		return
+	}
 	if err := s.issuers.Notice(ctx, c.IssuerID, n); err != nil {
 		s.log.WarnContext(ctx, "token notice to issuer failed", "token", c.TokenRef, "issuer", c.IssuerID, "event", event, "err", err)
 	}

@@ -30,15 +30,29 @@ func Migrations() fs.FS {
 // PartyName is the store name of the TSP (its SQLite file is tsp.db).
 const PartyName = "tsp"
 
-// Vault is the token vault's SQL. Lifecycle writes go through DB.Tx; the
-// authorization's ATC and de-tokenization log go through the group-commit
-// Writer.
+// Vault is the token vault's SQL. Binding and lifecycle writes go through a
+// group-commit Writer when one is set (concurrent bindings share a commit),
+// else DB.Tx; the authorization's ATC and de-tokenization log go through the
+// Authorizer's own Writer.
 type Vault struct {
 	db *store.DB
+	w  *store.Writer
 }
 
 // NewVault wraps an open TSP store (migrated with Migrations()).
 func NewVault(db *store.DB) *Vault { return &Vault{db: db} }
+
+// UseWriter makes the vault's writes go through w.
+func (v *Vault) UseWriter(w *store.Writer) { v.w = w }
+
+// write runs fn in a transaction: a Writer batch when set. fn must have no
+// effects outside tx (DB.Tx may run it again).
+func (v *Vault) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if v.w != nil {
+		return v.w.Write(ctx, fn)
+	}
+	return v.db.Tx(ctx, fn)
+}
 
 var errNoToken = mipay.Errorf(mipay.ENOTFOUND, "no such token")
 
@@ -89,7 +103,7 @@ func scanToken(sc interface{ Scan(...any) error }) (*tokenRow, error) {
 // Insert stores a new token and its first history entry. A DPAN collision
 // returns errDPANTaken (the caller draws another).
 func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange) error {
-	err := v.db.Tx(ctx, func(tx *sql.Tx) error {
+	err := v.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`, dpan_hmac)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`,
 			r.Ref, r.PANRef, r.DPAN, r.PAR, r.PANSealed, r.PANHMAC, r.PANLast4, r.PANExpiry, r.Expiry, r.PSN,
@@ -173,7 +187,7 @@ func (v *Vault) DPANKnown(ctx context.Context, dpanHMAC []byte) (bool, error) {
 // from, and records the change. It returns ECONFLICT when another request
 // changed the token first.
 func (v *Vault) ChangeState(ctx context.Context, c StateChange, suspendedBy CausedBy, assurance string) error {
-	return v.db.Tx(ctx, func(tx *sql.Tx) error {
+	return v.write(ctx, func(tx *sql.Tx) error {
 		q := `UPDATE tokens SET state = $1, suspended_by = $2, updated_at = $3 WHERE ref = $4 AND state = $5`
 		args := []any{string(c.State), string(suspendedBy), ms(c.Time), c.TokenRef, string(c.From)}
 		if assurance != "" {
@@ -197,7 +211,7 @@ func (v *Vault) ChangeState(ctx context.Context, c StateChange, suspendedBy Caus
 
 // MarkProvisioned records that the device installed the token's profile.
 func (v *Vault) MarkProvisioned(ctx context.Context, ref string, at time.Time) error {
-	return v.db.Tx(ctx, func(tx *sql.Tx) error {
+	return v.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `UPDATE tokens SET provisioned_at = $1, updated_at = $1 WHERE ref = $2 AND provisioned_at = 0`, ms(at), ref)
 		if err != nil {
 			return fmt.Errorf("tsp: mark provisioned: %w", err)

@@ -1,0 +1,97 @@
+package tsp
+
+import (
+	"context"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Token notices go to the issuer off the request path: the token's state is
+// durable and published before the notice is sent, and a binding must not
+// wait for the issuer to record a notice. Notices of one token go through
+// one worker, in order (TOKEN_CREATED before its STATE_CHANGED).
+
+// Bounds of the notice sender.
+const (
+	DefaultNoticeWorkers  = 4
+	DefaultNoticeQueue    = 1024 // per worker; a full queue sends in the caller
+	DefaultNoticeAttempts = 3
+	noticeBackoff         = 100 * time.Millisecond
+)
+
+type noticeJob struct {
+	issuerID string
+	n        TokenNotice
+}
+
+type notifier struct {
+	issuers IssuerAPI
+	log     *slog.Logger
+	queues  []chan noticeJob
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+func newNotifier(issuers IssuerAPI, log *slog.Logger, workers, queue int) *notifier {
+	nt := &notifier{issuers: issuers, log: log, queues: make([]chan noticeJob, workers)}
+	for i := range nt.queues {
+		q := make(chan noticeJob, queue)
+		nt.queues[i] = q
+		nt.wg.Add(1)
+		go func() {
+			defer nt.wg.Done()
+			for j := range q {
+				nt.deliver(j)
+			}
+		}()
+	}
+	return nt
+}
+
+// send queues a notice, or delivers it in the caller when its queue is full.
+func (nt *notifier) send(issuerID string, n TokenNotice) {
+	h := fnv.New32a()
+	h.Write([]byte(n.TokenRef))
+	select {
+	case nt.queues[h.Sum32()%uint32(len(nt.queues))] <- noticeJob{issuerID, n}:
+	default:
+		nt.deliver(noticeJob{issuerID, n})
+	}
+}
+
+// deliver sends one notice, retrying a few times (the issuer records
+// notices idempotently).
+func (nt *notifier) deliver(j noticeJob) {
+	var err error
+	for attempt := 0; attempt < DefaultNoticeAttempts; attempt++ {
+		if attempt > 0 {
+			time.Sleep(noticeBackoff << (attempt - 1))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultIssuerTimeout)
+		err = nt.issuers.Notice(ctx, j.issuerID, j.n)
+		cancel()
+		if err == nil {
+			return
+		}
+	}
+	nt.log.Warn("token notice to issuer failed", "token", j.n.TokenRef, "issuer", j.issuerID, "event", j.n.Event, "state", j.n.State, "err", err)
+}
+
+// close stops taking notices and waits, bounded by ctx, for the queued ones.
+func (nt *notifier) close(ctx context.Context) error {
+	nt.once.Do(func() {
+		for _, q := range nt.queues {
+			close(q)
+		}
+	})
+	done := make(chan struct{})
+	go func() { nt.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
