@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -244,12 +245,15 @@ func (c *moovClient) write(frame []byte) error {
 }
 
 // batchWriter is the same batching as the link's writer: flush when the
-// queue is empty.
+// queue is empty after one yield.
 func batchWriter(conn net.Conn, out <-chan []byte) {
 	w := bufio.NewWriterSize(conn, linkWriteBufferBytes)
 	for f := range out {
 		if _, err := w.Write(f); err != nil {
 			return
+		}
+		if len(out) == 0 {
+			runtime.Gosched()
 		}
 		if len(out) == 0 {
 			if err := w.Flush(); err != nil {
