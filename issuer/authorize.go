@@ -331,10 +331,7 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 		rec.authCode = newAuthCode()
 	}
 
-	// Statements inside a write run with a background context: once the
-	// writer took the write it runs to its end anyway, and a cancellable
-	// context costs the driver a watcher goroutine per statement.
-	err := h.w.Write(ctx, func(tx *sql.Tx) error { return h.writeAuth(context.Background(), tx, req, rec, now) })
+	err := h.batch.write(ctx, &req, rec, now)
 	if err != nil {
 		if rec.approved {
 			acct.unreserve(amount, rec.day, now.UnixMilli())
@@ -376,38 +373,6 @@ func (h *Host) failAuth(ctx context.Context, rec *authRecord, err error) AuthRes
 	}
 	h.log.Error("authorization not stored", "issuer", rec.issuerID, "err", err)
 	return AuthResult{Code: RCSystemError}
-}
-
-// writeAuth is the durable part of an authorization: its row and, on
-// approval, the hold (available → held).
-func (h *Host) writeAuth(ctx context.Context, tx *sql.Tx, req AuthRequest, rec *authRecord, now time.Time) error {
-	ms := now.UnixMilli()
-	var cardID any
-	first6, last4 := "", ""
-	if rec.acct != nil {
-		cardID = rec.cardID
-		first6, last4 = rec.acct.card.First6, rec.acct.card.Last4
-	} else if len(req.PAN) >= 10 {
-		first6, last4 = req.PAN[:6], req.PAN[len(req.PAN)-4:]
-	}
-	approved := 0
-	if rec.approved {
-		approved = 1
-	}
-	res, err := tx.ExecContext(ctx, sqlInsertAuth, rec.id, rec.issuerID, cardID, first6, last4,
-		req.MTI, req.ProcessingCode, rec.amount, req.Currency, rec.ident, rec.alt, rec.fingerprint, string(rec.code),
-		rec.authCode, approved, req.TokenRef, req.TokenLast4, req.TokenRequestorID, req.CryptogramResult, rec.day, ms)
-	if err != nil {
-		return fmt.Errorf("insert authorization: %w", err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
-		return errIdentTaken
-	}
-	if !rec.approved {
-		return nil
-	}
-	return postPair(ctx, tx, "hold/"+rec.id, rec.issuerID, kindHold, rec.id,
-		heldAccount(rec.cardID), availableAccount(rec.cardID), rec.amount, ms)
 }
 
 // check applies the rules that need no account lock. It returns the amount
@@ -728,8 +693,12 @@ func (h *Host) authorizeReversedEarly(ctx context.Context, req AuthRequest, earl
 		rec.cardID, rec.issuerID = acct.card.ID, acct.bank.ID
 	}
 	err := h.w.Write(ctx, func(tx *sql.Tx) error {
-		if err := h.writeAuth(ctx, tx, req, rec, now); err != nil {
+		job := &authJob{req: &req, rec: rec, ms: now.UnixMilli()}
+		if err := h.sql.writeAuthRows(tx, []*authJob{job}); err != nil {
 			return err
+		}
+		if job.err != nil {
+			return job.err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE reversals SET auth_id = $1 WHERE auth_id IS NULL AND (orig_ident = $2 OR orig_alt = $3)`,
 			rec.id, nonEmpty(early.ident), nonEmpty(early.alt))

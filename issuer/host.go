@@ -45,6 +45,8 @@ type Host struct {
 
 	dedup *dedupIndex
 	ids   idGen
+	batch *authBatcher
+	sql   *authSQL
 }
 
 // NewHost seeds the demo cardholders (first start only), loads the state and
@@ -88,12 +90,17 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		o.Writer.Name = "authorizations"
 	}
 	h.w = store.NewWriter(o.DB, o.Writer)
+	h.sql = newAuthSQL(o.DB.Engine() == store.SQLite)
+	h.batch = newAuthBatcher(h)
 	return h, nil
 }
 
 // Close stops the writer (writes in flight finish). It does not close the
-// store.
-func (h *Host) Close() error { return h.w.Close() }
+// store. Authorize must not be called after Close.
+func (h *Host) Close() error {
+	h.batch.close()
+	return h.w.Close()
+}
 
 // Bank returns the hosted programme with this id.
 func (h *Host) Bank(id string) (*config.Issuer, bool) {

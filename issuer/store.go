@@ -43,11 +43,6 @@ const (
 
 // The hot-path statements.
 const (
-	sqlInsertAuth = `INSERT INTO authorizations (id, issuer_id, card_id, pan_first6, pan_last4, mti, proc_code,
-		amount_minor, currency, ident, alt_ident, fingerprint, response_code, auth_code, approved, reversed,
-		reversed_ms, token_ref, token_last4, token_requestor, cryptogram_result, day, created_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 0, 0, $16, $17, $18, $19, $20, $21)
-		ON CONFLICT (ident) DO NOTHING`
 	sqlInsertPair = `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, kind, auth_id, created_ms)
 		VALUES ($1, 1, $2, $3, $4, $5, $6, $7), ($1, 2, $2, $8, $9, $5, $6, $7)`
 	sqlMarkReversed = `UPDATE authorizations SET reversed = 1, reversed_ms = $2 WHERE id = $1 AND reversed = 0 AND approved = 1`
