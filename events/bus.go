@@ -277,10 +277,18 @@ func (b *Bus) Close() error {
 		subs = append(subs, s)
 	}
 	b.mu.Unlock()
-	var errs []error
-	for _, s := range subs {
-		errs = append(errs, s.Close())
+	// Drain every subscription at once, so Close takes at most about
+	// DefaultCloseTimeout however many there are.
+	errs := make([]error, len(subs))
+	var wg sync.WaitGroup
+	for i, s := range subs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Close()
+		}()
 	}
+	wg.Wait()
 	b.cancel()
 	b.shutdown()
 	return errors.Join(errs...)
