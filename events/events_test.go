@@ -489,3 +489,44 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("shared published = %v", got)
 	}
 }
+
+// Close lets the handler in flight finish and acknowledges its event: after
+// a restart it is not delivered again.
+func TestCloseDrainsInFlight(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	b1, err := Open(ctx, Config{Dir: dir}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, release := make(chan struct{}), make(chan struct{})
+	var finished atomic.Bool
+	if _, err := b1.Subscribe(ctx, "drain.x", "drainer", func(ctx context.Context, e Event) error {
+		close(started)
+		<-release
+		finished.Store(true)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b1, "drain.x", payload{N: 1})
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- b1.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned while a handler ran: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if !finished.Load() {
+		t.Fatal("handler cut short")
+	}
+	b2 := MustOpen(t, Config{Dir: dir})
+	c := newCollector()
+	mustSubscribe(t, b2, "drain.x", "drainer", c.handle)
+	c.none(t, 500*time.Millisecond)
+}
