@@ -168,7 +168,11 @@ func connectExternal(ctx context.Context, url string, log *slog.Logger) (*nats.C
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		opts = append(opts, nats.Timeout(time.Until(dl)))
+		d := time.Until(dl)
+		if d <= 0 {
+			return nil, fmt.Errorf("events: connect to NATS at %s: %w", redact(url), context.DeadlineExceeded)
+		}
+		opts = append(opts, nats.Timeout(d))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
