@@ -93,11 +93,12 @@
 // EUNAVAILABLE (the caller reverses or stands in). 0800s from the server are
 // answered with 0810.
 //
-// Server: one reader per connection runs the Handler in a goroutine per
-// request, at most MaxConcurrentPerConn at once (then reading pauses); 0800
-// is answered with 0810 DE39 00 by the server itself; a handler error is
-// answered with DE39 96; answers leave through one writer goroutine per
-// connection that flushes when its queue is empty, batching many frames per
+// Server: one reader per connection hands requests to worker goroutines
+// (started on demand, at most MaxConcurrentPerConn; then reading pauses)
+// that run the Handler concurrently; 0800 is answered with 0810 DE39 00 by
+// the server itself; a handler error or panic is answered with DE39 96;
+// answers leave through one writer goroutine per connection that flushes
+// when its queue is empty (after one yield), batching many frames per
 // syscall. Messages that do not unpack are dropped and counted; an
 // oversize frame closes the connection.
 //
