@@ -5,6 +5,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/mipay-oss/mipay"
 )
 
 func TestTypedRoundTrip(t *testing.T) {
@@ -266,5 +268,20 @@ func TestTypedArguments(t *testing.T) {
 	}
 	if _, err := Pack(&notInSpec{X: "1"}); err == nil {
 		t.Fatal("field 5 accepted")
+	}
+}
+
+func TestAsMipayError(t *testing.T) {
+	_, err := Pack(&AuthRequest{MTI: "0200", PAN: "62509470000000149999"})
+	me := AsMipayError(err)
+	if mipay.ErrorCode(me) != mipay.EINVALID || mipay.ErrorMessage(me) != "iso8583 field 2: length 20 exceeds max 19" {
+		t.Fatalf("got %q %q", mipay.ErrorCode(me), mipay.ErrorMessage(me))
+	}
+	_, err = ReadFrame(bytes.NewReader([]byte{0xFF, 0xFF}), nil, 0)
+	if mipay.ErrorCode(AsMipayError(err)) != mipay.ETOOLARGE {
+		t.Fatalf("frame too large: %v", AsMipayError(err))
+	}
+	if AsMipayError(nil) != nil {
+		t.Fatal("nil error converted")
 	}
 }
