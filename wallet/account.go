@@ -316,7 +316,7 @@ func (s *Service) NewSession(ctx context.Context, accountID string) (*Session, e
 	token := base64.RawURLEncoding.EncodeToString(b)
 	now := s.now()
 	expires := now.Add(s.cfg.SessionTTL)
-	if err := s.repo.insertSession(ctx, sha256Hex(token), accountID, now, expires); err != nil {
+	if err := s.repo.insertSession(ctx, sha256Hex(token), accountID, now, expires, MaxSessionsPerAccount); err != nil {
 		return nil, err
 	}
 	return &Session{Token: token, AccountID: accountID, ExpiresAt: expires.UTC()}, nil

@@ -212,3 +212,42 @@ func TestRegisterConcurrentSamePhone(t *testing.T) {
 		t.Errorf("statuses %v", got)
 	}
 }
+
+func TestSessionsBounded(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	first := u.token
+	var tokens []string
+	for i := 0; i < MaxSessionsPerAccount+5; i++ {
+		e.clock.Advance(time.Millisecond)
+		e.signIn(u)
+		tokens = append(tokens, u.token)
+	}
+	e.call("GET", "/v1/devices", first, nil).want(t, 401)
+	for _, tok := range tokens[len(tokens)-MaxSessionsPerAccount:] {
+		e.call("GET", "/v1/devices", tok, nil).want(t, 200)
+	}
+	if n := e.rows("sessions"); n != MaxSessionsPerAccount {
+		t.Errorf("%d session rows", n)
+	}
+	e.call("DELETE", "/v1/sessions/current", u.token, nil).want(t, 204)
+	e.signIn(u)
+	if n := e.rows("sessions"); n != MaxSessionsPerAccount {
+		t.Errorf("%d session rows after a sign-out and a sign-in", n)
+	}
+}
+
+func TestSignInFailuresForgotten(t *testing.T) {
+	e := mustWallet(t)
+	for i := 0; i < 10; i++ {
+		e.call("POST", "/v1/sessions", "", map[string]string{"login": fmt.Sprintf("ghost%d@example.com", i), "password": "wrong"}).want(t, 401)
+	}
+	if n := e.rows("signin_failures"); n != 10 {
+		t.Fatalf("%d failure rows", n)
+	}
+	e.clock.Advance(DefaultSignInFailureWindow + time.Second)
+	e.call("POST", "/v1/sessions", "", map[string]string{"login": "ghost99@example.com", "password": "wrong"}).want(t, 401)
+	if n := e.rows("signin_failures"); n != 1 {
+		t.Errorf("%d failure rows after the window", n)
+	}
+}

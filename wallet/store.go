@@ -169,6 +169,13 @@ func (r *repo) recordSignInFailure(ctx context.Context, loginHash string, now ti
 		case err != nil:
 			return fmt.Errorf("wallet: read sign-in failures: %w", err)
 		}
+		// Forget other logins whose window passed and that are not locked,
+		// so failed sign-ins with made-up logins cannot grow the table.
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM signin_failures WHERE login_hash <> $1 AND first_ms < $2 AND locked_until_ms < $3`,
+			loginHash, ms(now.Add(-window)), ms(now)); err != nil {
+			return fmt.Errorf("wallet: prune sign-in failures: %w", err)
+		}
 		// A new window starts after the old one passed or a lock ended.
 		if first == 0 || ms(now)-first > window.Milliseconds() || (until != 0 && until <= ms(now)) {
 			failures, first, until = 0, ms(now), 0
@@ -202,8 +209,20 @@ func (r *repo) clearSignInFailures(ctx context.Context, loginHash string) error 
 
 // --- sessions ---
 
-func (r *repo) insertSession(ctx context.Context, tokenHash, accountID string, now, expires time.Time) error {
+// insertSession stores a new session, forgetting the account's expired and
+// revoked ones and, beyond maxLive, its oldest live ones.
+func (r *repo) insertSession(ctx context.Context, tokenHash, accountID string, now, expires time.Time, maxLive int) error {
 	return r.write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM sessions WHERE account_id = $1 AND (expires_ms <= $2 OR revoked_ms <> 0)`, accountID, ms(now)); err != nil {
+			return fmt.Errorf("wallet: prune sessions: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(
+			`DELETE FROM sessions WHERE account_id = $1 AND token_hash NOT IN (
+			    SELECT token_hash FROM sessions WHERE account_id = $1 ORDER BY created_ms DESC, token_hash LIMIT %d)`,
+			maxLive-1), accountID); err != nil {
+			return fmt.Errorf("wallet: prune sessions: %w", err)
+		}
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO sessions (token_hash, account_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)`,
 			tokenHash, accountID, ms(now), ms(expires))

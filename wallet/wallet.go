@@ -33,6 +33,9 @@ const (
 	DefaultSignInLockout     = 15 * time.Minute
 	// DefaultSignInFailureWindow: failures older than this are forgotten.
 	DefaultSignInFailureWindow = 15 * time.Minute
+	// MaxSessionsPerAccount bounds an account's live sessions: signing in
+	// once more signs the oldest out.
+	MaxSessionsPerAccount = 20
 	// DefaultRecoveryCodes is how many one-time recovery codes an account gets.
 	DefaultRecoveryCodes = 8
 	// DefaultMaxConcurrentHashes bounds argon2id runs in flight (each takes
