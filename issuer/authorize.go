@@ -711,10 +711,11 @@ func (h *Host) authorizeReversedEarly(ctx context.Context, req AuthRequest, earl
 	return AuthResult{Code: rec.code, AuthID: rec.id}
 }
 
-// nonEmpty maps "" to a value no identity has, so an empty key never matches.
+// nonEmpty maps "" to a value no identity has (identities always hold
+// '|'), so an empty key never matches.
 func nonEmpty(s string) string {
 	if s == "" {
-		return "\x00"
+		return "-"
 	}
 	return s
 }

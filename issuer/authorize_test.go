@@ -369,3 +369,62 @@ func TestIssuerUnavailableAndSystemError(t *testing.T) {
 		}
 	})
 }
+
+func TestGroupWriteIsolatesPoisonRow(t *testing.T) {
+	if storetest.Postgres() != "" {
+		t.Skip("the failure trigger is SQLite syntax")
+	}
+	ctx := context.Background()
+	th := MustOpenHost(t)
+	if _, err := th.DB().DB.Exec(`CREATE TRIGGER fail_auth BEFORE INSERT ON authorizations WHEN NEW.amount_minor = 4242
+		BEGIN SELECT RAISE(ABORT, 'injected failure'); END`); err != nil {
+		t.Fatal(err)
+	}
+	// Decide (and reserve) each authorization, then write them as one group.
+	var group []*authJob
+	amounts := []int64{100, 4242, 200, 300, 400, 500}
+	for _, amt := range amounts {
+		req := th.auth("debit", amt)
+		rec, prev := th.claim(identOf(req.Acquirer, req.Terminal, req.STAN, req.Transmission), altOf(req.Terminal, req.STAN, req.RRN, req.Transmission), "fp")
+		if prev != nil {
+			t.Fatal("identity reused")
+		}
+		now := th.clock.now()
+		acct := th.cardByPAN(ctx, req.PAN)
+		rec.id, rec.acct, rec.cardID, rec.issuerID, rec.day, rec.amount = th.ids.next(authIDPrefix, now), acct, acct.card.ID, acct.bank.ID, dayOf(now), amt
+		rec.code, rec.approved, rec.authCode = acct.reserve(amt, rec.day, now.UnixMilli()), true, "123456"
+		group = append(group, &authJob{req: &req, rec: rec, ms: now.UnixMilli(), done: make(chan struct{})})
+	}
+	th.batch.writeGroup(group)
+	for i, j := range group {
+		<-j.done
+		if (amounts[i] == 4242) != (j.err != nil) {
+			t.Fatalf("job %d (amount %d): err %v", i, amounts[i], j.err)
+		}
+		if j.err != nil {
+			j.rec.acct.unreserve(j.rec.amount, j.rec.day, j.ms) // what authorizeNew does
+		}
+		close(j.rec.done)
+	}
+	var n int
+	th.DB().DB.QueryRow(`SELECT COUNT(*) FROM authorizations WHERE approved = 1`).Scan(&n)
+	if n != len(amounts)-1 {
+		t.Fatalf("%d approvals stored; want %d", n, len(amounts)-1)
+	}
+}
+
+func TestIDGenOrdered(t *testing.T) {
+	var g idGen
+	now := time.Date(2026, 11, 26, 2, 0, 0, 0, time.UTC)
+	a := g.next("x_", now)
+	b := g.next("x_", now)
+	c := g.next("x_", now.Add(-time.Hour)) // clock stepped back
+	if !(a < b && b < c) || a < floorID("x_", now) || floorID("x_", now.Add(time.Millisecond)) <= c {
+		t.Fatalf("ids %s %s %s", a, b, c)
+	}
+	var g2 idGen
+	g2.observe("x_", c)
+	if d := g2.next("x_", now.Add(-time.Hour)); d <= c {
+		t.Fatalf("after observe: %s <= %s", d, c)
+	}
+}
