@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/emv"
@@ -98,6 +99,37 @@ func tacInput(r *GateRecord) (tx emv.EPurseTx, tsn [4]byte, tac [4]byte, ok bool
 	return tx, tsn, tac, true
 }
 
+type recordKey struct {
+	card   string
+	serial int64
+}
+
+// insertChunk is how many records one INSERT carries: SQLite looks $N
+// parameters up by name linearly, so a few hundred parameters per statement
+// is the sweet spot (measured: 500 rows was 20 times slower than 16).
+const insertChunk = 16
+
+// insertSQL is the multi-row INSERT of n records.
+func insertSQL(n int) string {
+	var sb strings.Builder
+	sb.WriteString(`INSERT INTO transit_records (card_number, offline_serial, city, amount_minor, tx_type, terminal, tsn, tx_date, tx_time, tac, station, batch_id) VALUES `)
+	for i := range n {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteByte('(')
+		for j := range 12 {
+			if j > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, "$%d", i*12+j+1)
+		}
+		sb.WriteByte(')')
+	}
+	sb.WriteString(` ON CONFLICT (card_number, offline_serial) DO NOTHING RETURNING card_number, offline_serial`)
+	return sb.String()
+}
+
 type cardAgg struct {
 	sum, n, maxSerial int64
 }
@@ -177,32 +209,55 @@ func (s *Service) applyBatch(ctx context.Context, tx *sql.Tx, b Batch, valid []b
 			ok     bool
 		}{status, err == nil && city == b.City}
 	}
-	ins, err := tx.PrepareContext(ctx, `INSERT INTO transit_records (card_number, offline_serial, city, amount_minor, tx_type, terminal, tsn, tx_date, tx_time, tac, station, batch_id)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12) ON CONFLICT (card_number, offline_serial) DO NOTHING`)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
-	agg := map[string]*cardAgg{}
+	// Insert in chunks (one multi-row statement each); RETURNING names the
+	// rows that were new, the others are duplicates (replays).
+	var todo []int
 	for i := range b.Records {
 		if !valid[i] {
 			continue
 		}
-		r := &b.Records[i]
-		c := cards[r.CardNumber]
-		if !c.ok {
+		if !cards[b.Records[i].CardNumber].ok {
+			r := &b.Records[i]
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExUnknown})
 			continue
 		}
-		res, err := ins.ExecContext(ctx, r.CardNumber, r.OfflineSerial, b.City, r.AmountMinor, r.Type, r.Terminal, r.TSN, r.Date, r.Time, r.TAC, r.Station, b.ID)
+		todo = append(todo, i)
+	}
+	inserted := make(map[recordKey]bool, len(todo))
+	for start := 0; start < len(todo); start += insertChunk {
+		chunk := todo[start:min(start+insertChunk, len(todo))]
+		args := make([]any, 0, len(chunk)*12)
+		for _, i := range chunk {
+			r := &b.Records[i]
+			args = append(args, r.CardNumber, r.OfflineSerial, b.City, r.AmountMinor, r.Type, r.Terminal, r.TSN, r.Date, r.Time, r.TAC, r.Station, b.ID)
+		}
+		rows, err := tx.QueryContext(ctx, insertSQL(len(chunk)), args...)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		for rows.Next() {
+			var k recordKey
+			if err := rows.Scan(&k.card, &k.serial); err != nil {
+				rows.Close()
+				return err
+			}
+			inserted[k] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	agg := map[string]*cardAgg{}
+	for _, i := range todo {
+		r := &b.Records[i]
+		k := recordKey{r.CardNumber, r.OfflineSerial}
+		if !inserted[k] {
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExDuplicate})
 			continue
 		}
-		if c.status == CardMoved {
+		delete(inserted, k) // the same record twice in one batch: the second is a duplicate
+		if cards[r.CardNumber].status == CardMoved {
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExAfterMove})
 		}
 		a := agg[r.CardNumber]

@@ -7,6 +7,7 @@ package transittest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -58,6 +59,20 @@ func NewAgency(tb testing.TB) *Agency {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	for _, c := range ref.Cities {
+		if !c.Transit() {
+			continue
+		}
+		k := transit.CityKeys(c.ID)
+		for _, kv := range []struct {
+			h    hsm.Handle
+			role string
+		}{{k.DPK, "dpk"}, {k.DLK, "dlk"}, {k.DTK, "dtk"}} {
+			if err := h.ImportKey(context.Background(), kv.h, hsm.TDES2, TestMaster(c.ID, kv.role)); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 	a := &Agency{Acq: &Acquirer{}, Acc: &Accounts{m: map[string][]transit.Device{}}, Ref: ref, HSM: h, dir: dir, Token: "operator-" + tb.Name()}
 	db := storetest.Open(tb, "transit", transit.Migrations())
 	a.Svc, err = transit.New(context.Background(), transit.Config{DB: db, HSM: h, Ref: ref, Acquirer: a.Acq, Accounts: a.Acc, Now: a.now})
@@ -77,6 +92,16 @@ func (a *Agency) City(tb testing.TB, id string) *config.City {
 		tb.Fatalf("no city %s", id)
 	}
 	return c
+}
+
+// TestMaster is the fixed master key a test agency holds for city and role
+// ("dpk", "dlk", "dtk"), so tests and benchmarks can compute what cards
+// compute (e.g. TACs of generated gate records).
+func TestMaster(city, role string) []byte {
+	sum := sha256.Sum256([]byte("mipay transit test master\x00" + city + "\x00" + role))
+	k := sum[:16]
+	emv.OddParity(k)
+	return k
 }
 
 // Accounts is the Mi account service: bearer → devices.
