@@ -67,10 +67,27 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 	return &DB{DB: pool, write: pool, engine: Postgres, party: party, where: where}, nil
 }
 
-// RedactURL returns u with any password replaced by "xxxxx", for messages.
+// RedactURL returns u with any password (in the user info or a password
+// query parameter) replaced by "xxxxx", for messages.
 func RedactURL(u string) string {
 	if p, err := url.Parse(u); err == nil {
+		if strings.Contains(strings.ToLower(p.RawQuery), "password") {
+			q, err := url.ParseQuery(p.RawQuery)
+			if err != nil {
+				p.RawQuery = "xxxxx" // malformed: show none of it
+			} else {
+				for k := range q {
+					if strings.EqualFold(k, "password") {
+						q[k] = []string{"xxxxx"}
+					}
+				}
+				p.RawQuery = q.Encode()
+			}
+		}
 		return p.Redacted()
+	}
+	if strings.Contains(strings.ToLower(u), "password=") {
+		return "(unparseable URL)"
 	}
 	// Unparseable (a bad port, say): redact by hand. The userinfo is what
 	// lies between "://" and the last '@' before the path.

@@ -10,11 +10,13 @@ import (
 func TestRedactURL(t *testing.T) {
 	t.Parallel()
 	cases := map[string]string{
-		"postgres://u:pw@h:5432/db?sslmode=disable": "postgres://u:xxxxx@h:5432/db?sslmode=disable",
-		"postgres://u@h/db":                         "postgres://u@h/db",
-		"postgres://u:pw@h:notaport/db":             "postgres://u:xxxxx@h:notaport/db",
-		"postgres://u:p@w@h:bad/db":                 "postgres://u:xxxxx@h:bad/db",
-		"mysql://u:pw@h/db":                         "mysql://u:xxxxx@h/db",
+		"postgres://u:pw@h:5432/db?sslmode=disable":     "postgres://u:xxxxx@h:5432/db?sslmode=disable",
+		"postgres://u@h/db":                             "postgres://u@h/db",
+		"postgres://u:pw@h:notaport/db":                 "postgres://u:xxxxx@h:notaport/db",
+		"postgres://u:p@w@h:bad/db":                     "postgres://u:xxxxx@h:bad/db",
+		"mysql://u:pw@h/db":                             "mysql://u:xxxxx@h/db",
+		"postgres://u@h/db?password=pw&sslmode=require": "postgres://u@h/db?password=xxxxx&sslmode=require",
+		"postgres://u@h:bad/db?password=pw":             "(unparseable URL)",
 	}
 	for in, want := range cases {
 		if got := store.RedactURL(in); got != want {
@@ -34,6 +36,10 @@ func FuzzRedactURL(f *testing.F) {
 			t.Skip()
 		}
 		u := "postgres://" + user + ":" + secret + "@" + host + rest
+		if got := store.RedactURL(u); strings.Contains(got, secret) {
+			t.Fatalf("RedactURL(%q) = %q leaks the password", u, got)
+		}
+		u = "postgres://" + user + "@" + host + "/db?password=" + secret + rest
 		if got := store.RedactURL(u); strings.Contains(got, secret) {
 			t.Fatalf("RedactURL(%q) = %q leaks the password", u, got)
 		}
