@@ -58,6 +58,7 @@ func commands() []command {
 		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 		{"pos", "a QuickPass POS terminal: charge (wait for a phone, authorize online) and history", runPOS},
 		{"demo", "the whole story self-contained: account, phone, cards, payments, declines, notifications", runDemo},
+		{"bench", "measure: bench auth drives tokenized authorizations through network, TSP and issuer", runBench},
 	}
 }
 

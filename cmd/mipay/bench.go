@@ -1,0 +1,518 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/logmask"
+	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/node/local"
+	"github.com/mipay-oss/mipay/phone"
+	"github.com/mipay-oss/mipay/pos"
+	"github.com/mipay-oss/mipay/se"
+)
+
+// Bench limits.
+const (
+	maxBenchConcurrency = 1024
+	maxBenchDuration    = 10 * time.Minute
+	// benchAmountMinor is what each benchmark authorization asks for.
+	benchAmountMinor = 100
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "auth" {
+		fmt.Fprintln(stderr, "Usage: mipay bench auth [--duration 10s] [--concurrency 64] [--rate 0] [--json]")
+		return usagef("bench: name what to measure: auth")
+	}
+	fs := newFlagSet("bench auth", "[flags]", stderr)
+	duration := fs.Duration("duration", 10*time.Second, "how long to drive authorizations (and as long again the echo ceiling)")
+	concurrency := fs.Int("concurrency", 64, "authorizations in flight (one token each: a token's ATCs go in order)")
+	rate := fs.Int("rate", 0, "authorizations per second to offer (0: as fast as the system answers)")
+	data := fs.String("data", "", "data directory for the parties (default: a fresh temporary one)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	switch {
+	case *duration <= 0 || *duration > maxBenchDuration:
+		return usagef("bench auth: --duration must be in (0, %s]", maxBenchDuration)
+	case *concurrency < 1 || *concurrency > maxBenchConcurrency:
+		return usagef("bench auth: --concurrency must be 1..%d", maxBenchConcurrency)
+	case *rate < 0:
+		return usagef("bench auth: --rate must not be negative")
+	}
+	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr}
+	if *asJSON {
+		b.progress = io.Discard
+	}
+	res, err := b.run(ctx, *data)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
+	printBench(stdout, res)
+	return nil
+}
+
+// authBench drives tokenized 0200s with valid cryptograms through the
+// network (ISO 8583 over TCP), the TSP and the issuer, durable on SQLite.
+type authBench struct {
+	duration    time.Duration
+	concurrency int
+	rate        int
+	progress    io.Writer
+}
+
+// BenchResult is what `mipay bench auth` reports.
+type BenchResult struct {
+	Machine       string         `json:"machine"`
+	Concurrency   int            `json:"concurrency"`
+	OfferedRate   int            `json:"offeredRate,omitempty"`
+	Auth          LoadStats      `json:"auth"`
+	Echo          LoadStats      `json:"echo"`
+	RatioToEcho   float64        `json:"ratioToEcho"`
+	ResponseCodes map[string]int `json:"responseCodes"`
+}
+
+// LoadStats is one measured load.
+type LoadStats struct {
+	Requests   int     `json:"requests"`
+	Errors     int     `json:"errors"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"perSecond"`
+	P50Millis  float64 `json:"p50Ms"`
+	P99Millis  float64 `json:"p99Ms"`
+	P999Millis float64 `json:"p999Ms"`
+}
+
+func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, error) {
+	if dataDir == "" {
+		tmp, err := os.MkdirTemp("", "mipay-bench-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(tmp)
+		dataDir = tmp
+	}
+	ref, err := benchReference()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(b.progress, "starting the parties (data in %s)…\n", dataDir)
+	log := slog.New(logmask.NewHandler(slog.NewTextHandler(io.Discard, nil)))
+	sys, err := local.Start(ctx, local.Options{DataDir: dataDir, Ref: ref, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = sys.Close(cctx)
+	}()
+	fmt.Fprintf(b.progress, "provisioning %d tokens through the wallet, TSP and issuer…\n", b.concurrency)
+	cards, err := provisionBenchTokens(ctx, sys, b.concurrency)
+	if err != nil {
+		return nil, fmt.Errorf("bench: provisioning: %w", err)
+	}
+	perToken := b.messagesPerToken()
+	fmt.Fprintf(b.progress, "making %d cryptograms per token…\n", perToken)
+	queues, err := makeBenchMessages(cards, perToken)
+	if err != nil {
+		return nil, err
+	}
+	res := &BenchResult{Machine: machineLine(), Concurrency: b.concurrency, OfferedRate: b.rate, ResponseCodes: map[string]int{}}
+	fmt.Fprintln(b.progress, "driving authorizations…")
+	res.Auth, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
+	if err != nil {
+		return nil, err
+	}
+	echoAddr, stopEcho, err := startEcho()
+	if err != nil {
+		return nil, err
+	}
+	defer stopEcho()
+	echoQueues, err := makeBenchMessages(cards, perToken)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(b.progress, "driving the echo server (the ceiling of the link on this machine)…")
+	res.Echo, err = b.drive(ctx, echoAddr, echoQueues, map[string]int{})
+	if err != nil {
+		return nil, err
+	}
+	if res.Echo.PerSecond > 0 {
+		res.RatioToEcho = res.Auth.PerSecond / res.Echo.PerSecond
+	}
+	return res, nil
+}
+
+// benchReference is the default reference data with limits that a load of
+// one token per in-flight request does not trip (velocity, daily totals,
+// bindings per card): the benchmark measures the path, not the limits.
+func benchReference() (*config.Reference, error) {
+	ref, err := config.Default()
+	if err != nil {
+		return nil, err
+	}
+	for i := range ref.Issuers {
+		is := &ref.Issuers[i]
+		is.Limits.VelocityPerHour = math.MaxInt32
+		is.Limits.DailyMinor = math.MaxInt64 / 4
+		is.Limits.BindingsPerCardPerDay = maxBenchConcurrency
+		is.Limits.BindingsPerDevicePerDay = maxBenchConcurrency
+		is.OTP.AlwaysOTP = false
+		for j := range is.Cardholders {
+			is.Cardholders[j].BalanceMinor = 1 << 40
+			if is.Cardholders[j].CreditLimitMinor > 0 {
+				is.Cardholders[j].CreditLimitMinor = 1 << 40
+			}
+		}
+	}
+	return ref, nil
+}
+
+// benchCard is a provisioned token: a volatile copy of its phone's SE.
+type benchCard struct {
+	se       *se.SE
+	tokenRef string
+}
+
+// provisionBenchTokens binds n cards on n phones of one account, the way a
+// user does (sealed card data, TSP, issuer decision, SE install).
+func provisionBenchTokens(ctx context.Context, sys *local.System, n int) ([]benchCard, error) {
+	var holders []config.Cardholder
+	for _, is := range sys.Ref.Issuers {
+		for _, c := range is.Cardholders {
+			if c.Status == "" || c.Status == "active" {
+				holders = append(holders, c)
+			}
+		}
+	}
+	const password = "bench password"
+	cards := make([]benchCard, 0, n)
+	for i := 0; i < n; i++ {
+		p, err := phone.Open(ctx, phone.Config{DataDir: sys.DataDir, Name: fmt.Sprintf("bench-%d", i),
+			WalletURL: sys.URL(node.RoleWallet), SMSURL: sys.URL(node.RoleSMS)})
+		if err != nil {
+			return nil, err
+		}
+		// An account holds at most 20 devices: one account per 16 phones.
+		number := fmt.Sprintf("139%08d", i/16)
+		if i%16 == 0 {
+			if _, err := p.Register(ctx, number, fmt.Sprintf("bench%d@example.com", i/16), password); err != nil {
+				return nil, err
+			}
+		}
+		if err := p.Login(ctx, number, password); err != nil {
+			return nil, err
+		}
+		if err := p.EnrollFinger(ctx); err != nil {
+			return nil, err
+		}
+		h := holders[i%len(holders)]
+		res, err := p.AddCard(ctx, phone.CardDetails{PAN: h.PAN, Expiry: h.Expiry, CVN2: h.CVN2, Name: h.Name, Phone: h.Phone})
+		if err != nil {
+			return nil, err
+		}
+		if res.Decision != phone.DecisionApproved {
+			return nil, fmt.Errorf("card %d: %s %s", i, res.Decision, res.Message)
+		}
+		installed := p.SE().Cards()
+		vol, err := se.Open(filepath.Join(sys.DataDir, "phones", p.Name(), "se"), se.Options{Volatile: true})
+		if err != nil {
+			return nil, err
+		}
+		cards = append(cards, benchCard{se: vol, tokenRef: installed[0].TokenRef})
+	}
+	return cards, nil
+}
+
+func (b *authBench) messagesPerToken() int {
+	rate := b.rate
+	if rate == 0 {
+		rate = 12000 // above what 2 cores answer; the drive stops at its duration or when a token runs out
+	}
+	n := int(float64(rate)*b.duration.Seconds())/b.concurrency + 16
+	return min(n, 1<<16-16) // the ATC is 16 bits
+}
+
+// seSession hands APDUs straight to an SE (no radio in a load generator).
+type seSession struct{ s *se.SE }
+
+func (c seSession) Transmit(_ context.Context, apdu []byte) ([]byte, error) { return c.s.Transmit(apdu), nil }
+
+// makeBenchMessages has each token's SE make n cryptograms through the POS
+// kernel and builds the 0200 of each (STAN and terminal fixed at send time).
+func makeBenchMessages(cards []benchCard, n int) ([][]*iso8583.Message, error) {
+	out := make([][]*iso8583.Message, len(cards))
+	errs := make([]error, len(cards))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i, c := range cards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i], errs[i] = tokenMessages(c, n)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func tokenMessages(c benchCard, n int) ([]*iso8583.Message, error) {
+	k := pos.Kernel{Profile: pos.DefaultTerminalProfile()}
+	cur, _ := pos.CurrencyBCD("156")
+	msgs := make([]*iso8583.Message, 0, n)
+	amount, _ := iso8583.FormatAmount(benchAmountMinor)
+	for i := 0; i < n; i++ {
+		if err := c.se.Arm(c.tokenRef); err != nil {
+			return nil, err
+		}
+		read, err := k.ReadCard(context.Background(), seSession{c.se}, pos.Txn{AmountMinor: benchAmountMinor, Currency: cur, Time: time.Now(), TTC: uint32(i)})
+		if err != nil {
+			return nil, err
+		}
+		if read.Outcome != pos.OutcomeOnline {
+			return nil, fmt.Errorf("bench: card read ended %s", read.Outcome)
+		}
+		m := &iso8583.Message{}
+		m.SetMTI(iso8583.MTIFinancialRequest)
+		m.SetString(2, read.Token)
+		m.SetString(3, "000000")
+		m.SetString(4, amount)
+		m.SetString(14, read.Expiry)
+		m.SetString(18, "5411")
+		m.SetString(19, "156")
+		m.SetString(22, "072")
+		m.SetString(23, "0"+read.PSN)
+		m.SetString(25, "00")
+		m.SetString(32, "48020000")
+		m.SetString(35, read.Track2)
+		m.SetString(42, "898110153990001")
+		m.SetString(43, fmt.Sprintf("%-25s%-13s%s", "MIPAY BENCH", "BEIJING", "CN"))
+		m.SetString(49, "156")
+		m.Set(55, read.ICC)
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
+}
+
+// drive sends each token's messages in order from its own worker, over a
+// few pipelined connections, until the duration ends or messages run out.
+func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.Message, codes map[string]int) (LoadStats, error) {
+	const conns = 4
+	clients := make([]*iso8583.Client, conns)
+	for i := range clients {
+		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: addr, MaxInFlight: maxBenchConcurrency, RequestTimeout: 10 * time.Second})
+		if err != nil {
+			return LoadStats{}, err
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	var (
+		done   atomic.Int64
+		errs   atomic.Int64
+		mu     sync.Mutex
+		lat    = make([]time.Duration, 0, 1<<16)
+		codeMu sync.Mutex
+	)
+	deadline := time.Now().Add(b.duration)
+	var pace <-chan time.Time
+	if b.rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(b.rate))
+		defer t.Stop()
+		tokens := make(chan time.Time, b.concurrency)
+		go func() {
+			for now := range t.C {
+				if time.Now().After(deadline) {
+					close(tokens)
+					return
+				}
+				select {
+				case tokens <- now:
+				default: // the system is behind: the offered load is what it is
+				}
+			}
+		}()
+		pace = tokens
+	}
+	stopProgress := progressBar(b.progress, b.duration, &done)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := clients[w%conns]
+			terminal := fmt.Sprintf("BN%06d", w)
+			local := make([]time.Duration, 0, len(queues[w]))
+			localCodes := map[string]int{}
+			for i, m := range queues[w] {
+				if pace != nil {
+					if _, ok := <-pace; !ok {
+						break
+					}
+				}
+				now := time.Now()
+				if now.After(deadline) {
+					break
+				}
+				stan := uint32(i + 1)
+				m.SetString(7, now.UTC().Format("0102150405"))
+				m.SetString(11, iso8583.FormatSTAN(stan))
+				m.SetString(12, now.Format("150405"))
+				m.SetString(13, now.Format("0102"))
+				m.SetString(37, fmt.Sprintf("%04d%08d", w, stan))
+				m.SetString(41, terminal)
+				resp, err := c.Send(ctx, m)
+				local = append(local, time.Since(now))
+				done.Add(1)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				localCodes[resp.String(39)]++
+			}
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+			codeMu.Lock()
+			for k, v := range localCodes {
+				codes[k] += v
+			}
+			codeMu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+	return stats(lat, int(errs.Load()), elapsed), nil
+}
+
+func stats(lat []time.Duration, errs int, elapsed time.Duration) LoadStats {
+	slices.Sort(lat)
+	q := func(p float64) float64 {
+		if len(lat) == 0 {
+			return 0
+		}
+		i := int(math.Ceil(p*float64(len(lat)))) - 1
+		return float64(lat[max(i, 0)]) / float64(time.Millisecond)
+	}
+	return LoadStats{Requests: len(lat), Errors: errs, Seconds: elapsed.Seconds(),
+		PerSecond: float64(len(lat)) / elapsed.Seconds(), P50Millis: q(0.50), P99Millis: q(0.99), P999Millis: q(0.999)}
+}
+
+// progressBar draws a bar on w until stopped.
+func progressBar(w io.Writer, total time.Duration, done *atomic.Int64) func() {
+	if w == io.Discard {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	finished := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				fmt.Fprintf(w, "\r%s\r", strings.Repeat(" ", 70))
+				return
+			case <-t.C:
+				frac := min(time.Since(start).Seconds()/total.Seconds(), 1)
+				n := int(frac * 30)
+				fmt.Fprintf(w, "\r[%s%s] %3.0f%%  %d requests", strings.Repeat("#", n), strings.Repeat(".", 30-n), frac*100, done.Load())
+			}
+		}
+	}()
+	return func() { close(stop); <-finished }
+}
+
+// startEcho runs an ISO 8583 server that answers every message with itself
+// (response MTI), through the same link code: the ceiling of the transport.
+func startEcho() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := iso8583.NewServer(iso8583.ServerConfig{MaxConcurrentPerConn: maxBenchConcurrency}, func(_ context.Context, req *iso8583.Message) (*iso8583.Message, error) {
+		resp := req.Clone()
+		resp.SetMTI(iso8583.ResponseMTI(req.MTI()))
+		return resp, nil
+	})
+	go srv.Serve(ln)
+	return ln.Addr().String(), func() { ln.Close() }, nil
+}
+
+func machineLine() string {
+	host, _ := os.Hostname()
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, "model name") {
+				if _, v, ok := strings.Cut(l, ":"); ok {
+					cpu = strings.TrimSpace(v)
+				}
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs (%s)", host, numCPU(), cpu)
+}
+
+func printBench(w io.Writer, r *BenchResult) {
+	fmt.Fprintf(w, "machine      %s\n", r.Machine)
+	fmt.Fprintf(w, "concurrency  %d", r.Concurrency)
+	if r.OfferedRate > 0 {
+		fmt.Fprintf(w, "   offered %d/s", r.OfferedRate)
+	}
+	fmt.Fprintln(w)
+	for _, l := range []struct {
+		name string
+		s    LoadStats
+	}{{"authorizations", r.Auth}, {"echo ceiling", r.Echo}} {
+		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs)\n",
+			l.name, l.s.PerSecond, l.s.P50Millis, l.s.P99Millis, l.s.P999Millis, l.s.Requests, l.s.Errors, l.s.Seconds)
+	}
+	fmt.Fprintf(w, "ratio to echo  %.1f%%\n", r.RatioToEcho*100)
+	keys := make([]string, 0, len(r.ResponseCodes))
+	for k := range r.ResponseCodes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Fprint(w, "response codes")
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s×%d", k, r.ResponseCodes[k])
+	}
+	fmt.Fprintln(w)
+}
