@@ -260,7 +260,9 @@ func (b *authBench) messagesPerToken() int {
 // seSession hands APDUs straight to an SE (no radio in a load generator).
 type seSession struct{ s *se.SE }
 
-func (c seSession) Transmit(_ context.Context, apdu []byte) ([]byte, error) { return c.s.Transmit(apdu), nil }
+func (c seSession) Transmit(_ context.Context, apdu []byte) ([]byte, error) {
+	return c.s.Transmit(apdu), nil
+}
 
 // makeBenchMessages has each token's SE make n cryptograms through the POS
 // kernel and builds the 0200 of each (STAN and terminal fixed at send time).
