@@ -50,7 +50,7 @@ const (
 type AuthRequest struct {
 	Token            string // DE2: the DPAN
 	Expiry           string // DE14 YYMM ("" when absent)
-	PSN              int    // DE23 (-1 when absent)
+	PSN              int    // DE23 (-1 when absent; otherwise it must be the token's PSN)
 	EntryMode        string // DE22, e.g. "072"
 	TokenRequestorID string // when the message carries one ("" otherwise)
 	AmountMinor      int64  // DE4
@@ -282,6 +282,9 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 	}
 	if amt, ok := bcdAmount(req.ICC.Amount); !ok || amt != req.AmountMinor {
 		return decline(res, DeclineCryptogram, "ICC amount does not match DE4")
+	}
+	if req.PSN >= 0 && req.PSN != e.psn {
+		return decline(res, DeclineCryptogram, "DE23 is not the token's PSN")
 	}
 	atc := req.ICC.ATCValue()
 	res.ATC = atc

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/store"
 )
 
 // card is the test's stand-in for the SE: it makes PBOC CVN 01 cryptograms
@@ -184,6 +187,7 @@ func TestAuthorizeDeclines(t *testing.T) {
 		{"wrong cryptogram", func() AuthRequest { r := c.tap(100, true); r.ARQC[0] ^= 1; return r }, DeclineCryptogram},
 		{"amount changed after the cryptogram", func() AuthRequest { r := c.tap(100, true); r.AmountMinor = 99; return r }, DeclineCryptogram},
 		{"ICC amount tampered", func() AuthRequest { r := c.tap(100, true); r.ICC.Amount = bcd12(99); r.AmountMinor = 99; return r }, DeclineCryptogram},
+		{"other PSN", func() AuthRequest { r := c.tap(100, true); r.PSN = 7; return r }, DeclineCryptogram},
 		{"bad IAD", func() AuthRequest { r := c.tap(100, true); r.IAD = []byte{0x06, 1, 1}; return r }, DeclineCryptogram},
 		{"short ARQC", func() AuthRequest { r := c.tap(100, true); r.ARQC = r.ARQC[:4]; return r }, DeclineCryptogram},
 		{"another device's keys", func() AuthRequest {
@@ -282,6 +286,41 @@ func TestAuthorizeReplay(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestATCSurvivesRestart: an ATC accepted before the Authorizer (and its
+// store) closed is refused after it reopens the store.
+func TestATCSurvivesRestart(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	res, _ := f.mustActiveToken(t, config.Debit, "dev-1")
+	c := f.cardFor(t, res.TokenRef)
+	cfg := AuthorizerConfig{Store: store.Config{Dir: filepath.Dir(f.vault.db.String())}, Keys: f.keys, Ref: f.ref}
+	if _, err := os.Stat(filepath.Join(cfg.Store.Dir, PartyName+".db")); err != nil {
+		t.Skipf("store is not a local SQLite file: %v", err)
+	}
+	a, err := NewAuthorizer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := c.tap(1250, true)
+	if out, err := a.Authorize(ctx, req); err != nil || !out.Approved {
+		t.Fatalf("%+v %v", out, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a2, err := NewAuthorizer(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a2.Close()
+	if out, err := a2.Authorize(ctx, req); err != nil || out.Decline != DeclineReplay {
+		t.Fatalf("replay after restart: %+v %v", out, err)
+	}
+	if out, err := a2.Authorize(ctx, c.tap(1250, true)); err != nil || !out.Approved {
+		t.Fatalf("next ATC after restart: %+v %v", out, err)
+	}
 }
 
 func TestAuthorizeTokenStates(t *testing.T) {

@@ -203,8 +203,8 @@ func (a *API) lifecycle(act Action) func(http.ResponseWriter, *http.Request, cal
 			httpx.WriteError(w, r, err)
 			return
 		}
-		// Only an issuer may speak for the issuer, and an issuer only for
-		// itself.
+		// Only the issuer secret may speak for the issuer, and it only for
+		// the issuer (one issuer process hosts every bank, with one secret).
 		if (in.CausedBy == CausedByIssuer) != (c == callerIssuer) && in.CausedBy.Valid() {
 			httpx.WriteError(w, r, mipay.Errorf(mipay.EFORBIDDEN, "causedBy %s is not allowed for this caller", in.CausedBy))
 			return

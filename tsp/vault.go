@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -56,9 +57,27 @@ func (v *Vault) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 
 var errNoToken = mipay.Errorf(mipay.ENOTFOUND, "no such token")
 
+// tokenColumns are the columns scanToken reads, in order; last_atc lives in
+// the narrow table token_atc (the authorization's hot update rewrites a
+// small row there, not the wide token row).
 const tokenColumns = `ref, pan_ref, dpan, par, pan_sealed, pan_hmac, pan_last4, pan_expiry, expiry, psn,
 	issuer_id, card_type, product, state, suspended_by, device_id, se_id, se_public_key, device_model,
 	requestor_id, entry_modes, key_index, assurance, decision_id, last_atc, provisioned_at, created_at, updated_at`
+
+// tokenSelect selects tokenColumns; add a WHERE on t.
+var tokenSelect, tokenInsertColumns = func() (string, string) {
+	var sel, ins []string
+	for _, c := range strings.Split(tokenColumns, ",") {
+		c = strings.TrimSpace(c)
+		if c == "last_atc" {
+			sel = append(sel, "a.last_atc")
+			continue
+		}
+		sel = append(sel, "t."+c)
+		ins = append(ins, c)
+	}
+	return "SELECT " + strings.Join(sel, ", ") + " FROM tokens t JOIN token_atc a ON a.ref = t.ref", strings.Join(ins, ", ")
+}()
 
 func ms(t time.Time) int64 {
 	if t.IsZero() {
@@ -104,13 +123,16 @@ func scanToken(sc interface{ Scan(...any) error }) (*tokenRow, error) {
 // returns errDPANTaken (the caller draws another).
 func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange) error {
 	err := v.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenColumns+`, dpan_hmac)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28,$29)`,
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenInsertColumns+`, dpan_hmac)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)`,
 			r.Ref, r.PANRef, r.DPAN, r.PAR, r.PANSealed, r.PANHMAC, r.PANLast4, r.PANExpiry, r.Expiry, r.PSN,
 			r.IssuerID, r.CardType, r.Product, string(r.State), string(r.SuspendedBy), r.DeviceID, r.SEID,
 			r.SEPublicKey, r.DeviceModel, r.RequestorID, r.EntryModes, int(r.KeyIndex), r.Assurance, r.DecisionID,
-			r.LastATC, ms(r.ProvisionedAt), ms(r.CreatedAt), ms(r.UpdatedAt), dpanHMAC)
+			ms(r.ProvisionedAt), ms(r.CreatedAt), ms(r.UpdatedAt), dpanHMAC)
 		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO token_atc (ref, last_atc) VALUES ($1, $2)`, r.Ref, r.LastATC); err != nil {
 			return err
 		}
 		return insertHistory(ctx, tx, 1, first)
@@ -137,7 +159,7 @@ func insertHistory(ctx context.Context, tx *sql.Tx, seq int, c StateChange) erro
 
 // Get returns the token with this reference (ENOTFOUND when none).
 func (v *Vault) Get(ctx context.Context, ref string) (*tokenRow, error) {
-	row := v.db.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE ref = $1`, ref)
+	row := v.db.DB.QueryRowContext(ctx, tokenSelect+` WHERE t.ref = $1`, ref)
 	r, err := scanToken(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoToken
@@ -150,7 +172,7 @@ func (v *Vault) Get(ctx context.Context, ref string) (*tokenRow, error) {
 
 // ByDPAN returns the token with this DPAN (ENOTFOUND when none).
 func (v *Vault) ByDPAN(ctx context.Context, dpan string) (*tokenRow, error) {
-	row := v.db.DB.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE dpan = $1`, dpan)
+	row := v.db.DB.QueryRowContext(ctx, tokenSelect+` WHERE t.dpan = $1`, dpan)
 	r, err := scanToken(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoToken
@@ -250,7 +272,7 @@ func (v *Vault) History(ctx context.Context, ref string) ([]StateChange, error) 
 // same ATC accept it once), and logs the de-tokenization when the PAN is
 // released. accepted reports whether the ATC was fresh.
 func acceptATC(ctx context.Context, tx *sql.Tx, ref string, atc int, logEntry *detokenization, ids *logIDs) (accepted bool, err error) {
-	res, err := tx.ExecContext(ctx, `UPDATE tokens SET last_atc = $1 WHERE ref = $2 AND last_atc < $1`, atc, ref)
+	res, err := tx.ExecContext(ctx, `UPDATE token_atc SET last_atc = $1 WHERE ref = $2 AND last_atc < $1`, atc, ref)
 	if err != nil {
 		return false, fmt.Errorf("tsp: accept ATC: %w", err)
 	}

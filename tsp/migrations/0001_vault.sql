@@ -27,7 +27,6 @@ CREATE TABLE tokens (
     key_index        INTEGER NOT NULL,
     assurance        TEXT NOT NULL,
     decision_id      TEXT NOT NULL,      -- the issuer's decision (OTP flow, notices)
-    last_atc         INTEGER NOT NULL DEFAULT -1,
     provisioned_at   BIGINT NOT NULL DEFAULT 0,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
@@ -35,6 +34,13 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_pan_hmac ON tokens (pan_hmac);
 CREATE INDEX tokens_dpan_hmac ON tokens (dpan_hmac);
 CREATE INDEX tokens_device ON tokens (device_id);
+
+-- The highest ATC accepted per token (-1 before the first payment), apart
+-- from the wide token row: every authorization updates it.
+CREATE TABLE token_atc (
+    ref       TEXT PRIMARY KEY,
+    last_atc  INTEGER NOT NULL
+);
 
 -- Every state change of a token, with who caused it and why.
 CREATE TABLE token_state_history (
