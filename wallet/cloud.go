@@ -15,6 +15,7 @@ const (
 	maxLocationAge            = 30 * 24 * time.Hour
 	maxCommandResultBytes     = 200
 	maxCommandsListed         = 50
+	maxFinishedCommandsKept   = 50 // delivered or finished, per device
 )
 
 // ReportLocation records where the device is (sent by the device when

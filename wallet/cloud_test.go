@@ -91,3 +91,18 @@ func TestCommandQueueBounded(t *testing.T) {
 		e.call("POST", "/v1/devices/"+u.deviceID+"/commands", u.token, map[string]string{"kind": k}).want(t, 429)
 	}
 }
+
+func TestCommandHistoryBounded(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	d := "/v1/devices/" + u.deviceID
+	for i := 0; i < maxFinishedCommandsKept+10; i++ {
+		e.clock.Advance(time.Millisecond)
+		e.call("POST", d+"/commands", u.token, map[string]string{"kind": "RING"}).want(t, 202)
+		e.call("POST", d+"/sync", u.token, nil).want(t, 200)
+	}
+	e.call("POST", d+"/commands", u.token, map[string]string{"kind": "RING"}).want(t, 202)
+	if n := e.rows("commands"); n != maxFinishedCommandsKept+1 {
+		t.Errorf("%d command rows, want %d delivered + 1 pending", n, maxFinishedCommandsKept+1)
+	}
+}

@@ -809,6 +809,14 @@ func (r *repo) queueCommand(ctx context.Context, c *Command, keep int) (*Command
 			c.ID, c.DeviceID, c.Kind, c.State, ms(c.Created)); err != nil {
 			return fmt.Errorf("wallet: insert command: %w", err)
 		}
+		// Keep the history of delivered and finished commands bounded.
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(
+			`DELETE FROM commands WHERE device_id = $1 AND state <> $2 AND id NOT IN (
+			    SELECT id FROM commands WHERE device_id = $1 AND state <> $2
+			    ORDER BY created_ms DESC, id DESC LIMIT %d)`, maxFinishedCommandsKept),
+			c.DeviceID, CommandPending); err != nil {
+			return fmt.Errorf("wallet: prune commands: %w", err)
+		}
 		_, err = notifyTx(ctx, tx, c.DeviceID, NotifyCommand, c, c.Created, keep)
 		return err
 	})
