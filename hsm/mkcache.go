@@ -17,6 +17,11 @@ type mkKey struct {
 type mkEntry struct {
 	k  mkKey
 	mk emv.Key
+	// The session key of the last ATC seen: a transaction's ARQC is
+	// verified once at authorization and again when the ARPC is made.
+	atc   uint16
+	sk    emv.Key
+	hasSK bool
 }
 
 // mkCache is a bounded LRU of derived ICC master keys, so the switch's ARQC
@@ -44,6 +49,33 @@ func (c *mkCache) get(k mkKey) (emv.Key, bool) {
 	return e.Value.(*mkEntry).mk, true
 }
 
+// sessionKey returns the cached session key of (k, atc), if any.
+func (c *mkCache) sessionKey(k mkKey, atc uint16) (emv.Key, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[k]
+	if !ok {
+		return emv.Key{}, false
+	}
+	ent := e.Value.(*mkEntry)
+	if !ent.hasSK || ent.atc != atc {
+		return emv.Key{}, false
+	}
+	c.order.MoveToFront(e)
+	return ent.sk, true
+}
+
+// putSessionKey remembers the session key of (k, atc) in k's entry, if it
+// is still cached.
+func (c *mkCache) putSessionKey(k mkKey, atc uint16, sk emv.Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[k]; ok {
+		ent := e.Value.(*mkEntry)
+		ent.atc, ent.sk, ent.hasSK = atc, sk, true
+	}
+}
+
 func (c *mkCache) put(k mkKey, mk emv.Key) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -56,6 +88,7 @@ func (c *mkCache) put(k mkKey, mk emv.Key) {
 		old := c.order.Back()
 		ent := old.Value.(*mkEntry)
 		clear(ent.mk[:])
+		clear(ent.sk[:])
 		delete(c.items, ent.k)
 		c.order.Remove(old)
 	}
@@ -67,6 +100,7 @@ func (c *mkCache) reset() {
 	for _, e := range c.items {
 		ent := e.Value.(*mkEntry)
 		clear(ent.mk[:])
+		clear(ent.sk[:])
 	}
 	c.order.Init()
 	clear(c.items)

@@ -339,11 +339,10 @@ func (s *Soft) VerifyARQC(_ context.Context, imk Handle, in ARQCInput) (ARQCResu
 	if len(in.Data) == 0 || len(in.Data) > MaxARQCDataBytes {
 		return ARQCResult{}, mipay.Errorf(mipay.EINVALID, "arqc: data of %d bytes (want 1–%d)", len(in.Data), MaxARQCDataBytes)
 	}
-	mk, err := s.iccMK(imk, in.PAN, in.PSN)
+	sk, err := s.sessionKey(imk, in.PAN, in.PSN, in.ATC)
 	if err != nil {
 		return ARQCResult{}, err
 	}
-	sk := emv.SessionKeyPBOC(mk, in.ATC)
 	mac, err := emv.MACAlg3(sk[:], in.Data, emv.PadMethod2)
 	if err != nil {
 		return ARQCResult{}, emvInputError(err)
@@ -352,6 +351,22 @@ func (s *Soft) VerifyARQC(_ context.Context, imk Handle, in ARQCInput) (ARQCResu
 		return ARQCResult{}, nil
 	}
 	return ARQCResult{Valid: true, ARPC: emv.ARPCMethod1(sk, in.ARQC, in.ARC)}, nil
+}
+
+// sessionKey is the PBOC session key of (pan, psn) for atc under imk, from
+// the cache or derived (from the cached ICC master key when there is one).
+func (s *Soft) sessionKey(imk Handle, pan string, psn int, atc uint16) (emv.Key, error) {
+	ck := mkKey{imk: imk, pan: pan, psn: psn}
+	if sk, ok := s.mks.sessionKey(ck, atc); ok {
+		return sk, nil
+	}
+	mk, err := s.iccMK(imk, pan, psn)
+	if err != nil {
+		return emv.Key{}, err
+	}
+	sk := emv.SessionKeyPBOC(mk, atc)
+	s.mks.putSessionKey(ck, atc, sk)
+	return sk, nil
 }
 
 // iccMK is the ICC master key of (pan, psn) under imk, from the cache or

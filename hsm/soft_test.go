@@ -615,6 +615,30 @@ func otherDigit(d byte) string {
 	return "9"
 }
 
+// The session key cache follows the ATC: a new ATC, then the old one again.
+func TestVerifyARQCAcrossATCs(t *testing.T) {
+	ctx := context.Background()
+	s := MustOpenSoft(t, "")
+	mustImport(t, s, "imk", TDES2, mustHex(t, vectorIMK))
+	data := mustHex(t, pbocData)
+	mk := mustHex(t, "154F349D8585CB7F6B0798E9839B10C1")
+	in := func(atc uint16) ARQCInput {
+		return ARQCInput{PAN: "1234567890123456", ATC: atc, Data: data,
+			ARQC: [8]byte(refMACAlg3(t, refPBOCSessionKey(t, mk, atc), data))}
+	}
+	for _, atc := range []uint16{1, 1, 2, 1, 0xFFFF, 2} {
+		res, err := s.VerifyARQC(ctx, "imk", in(atc))
+		if err != nil || !res.Valid {
+			t.Fatalf("ATC %d: %+v, %v", atc, res, err)
+		}
+		wrong := in(atc)
+		wrong.ATC++
+		if res, err := s.VerifyARQC(ctx, "imk", wrong); err != nil || res.Valid {
+			t.Fatalf("ATC %d accepted for the cryptogram of %d", wrong.ATC, atc)
+		}
+	}
+}
+
 func TestMKCacheBounded(t *testing.T) {
 	c := newMKCache(3)
 	for i := range 10 {
@@ -637,30 +661,50 @@ func BenchmarkVerifyARQC(b *testing.B) {
 	mustImport(b, s, "imk", TDES2, mustHex(b, vectorIMK))
 	data := mustHex(b, pbocData)
 	mk := mustHex(b, "1083E9C8A72AA26BDC9B10570B73BACB")
-	in := ARQCInput{PAN: "123456789012345679", PSN: 0, ATC: 0x1C, Data: data}
-	in.ARQC = [8]byte(refMACAlg3(b, refPBOCSessionKey(b, mk, in.ATC), data))
-	b.Run("cached MK", func(b *testing.B) {
+	// One card (19 digits: Option B), a new ATC per transaction.
+	ins := make([]ARQCInput, 256)
+	for i := range ins {
+		in := ARQCInput{PAN: "123456789012345679", PSN: 0, ATC: uint16(i + 1), Data: data}
+		in.ARQC = [8]byte(refMACAlg3(b, refPBOCSessionKey(b, mk, in.ATC), data))
+		ins[i] = in
+	}
+	verify := func(b *testing.B, s *Soft, in ARQCInput) {
+		if res, err := s.VerifyARQC(ctx, "imk", in); err != nil || !res.Valid {
+			b.Fatal("verify failed")
+		}
+	}
+	b.Run("new ATC, MK cached", func(b *testing.B) {
 		b.ReportAllocs()
 		start := cpuTime(b)
+		i := 0
 		for b.Loop() {
-			if res, err := s.VerifyARQC(ctx, "imk", in); err != nil || !res.Valid {
-				b.Fatal("verify failed")
-			}
+			verify(b, s, ins[i%len(ins)])
+			i++
 		}
 		b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 	})
-	b.Run("parallel", func(b *testing.B) {
+	b.Run("same ATC again (ARPC)", func(b *testing.B) {
+		b.ReportAllocs()
+		start := cpuTime(b)
+		for b.Loop() {
+			verify(b, s, ins[0])
+		}
+		b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
+	})
+	b.Run("parallel new ATC", func(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
+			i := 0
 			for pb.Next() {
-				if res, err := s.VerifyARQC(ctx, "imk", in); err != nil || !res.Valid {
+				if res, err := s.VerifyARQC(ctx, "imk", ins[i%len(ins)]); err != nil || !res.Valid {
 					b.Error("verify failed")
 					return
 				}
+				i++
 			}
 		})
 	})
-	b.Run("uncached MK", func(b *testing.B) {
+	b.Run("uncached", func(b *testing.B) {
 		small, err := OpenSoft(ctx, SoftConfig{Dir: b.TempDir(), ARQCCacheEntries: 1})
 		if err != nil {
 			b.Fatal(err)
@@ -671,7 +715,7 @@ func BenchmarkVerifyARQC(b *testing.B) {
 		start := cpuTime(b)
 		i := 0
 		for b.Loop() {
-			x := in
+			x := ins[0]
 			if i%2 == 1 {
 				x = other // alternate cards so the 1-entry cache always misses
 			}
