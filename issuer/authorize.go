@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"strconv"
 	"strings"
@@ -339,7 +340,7 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 		return h.failAuth(ctx, rec, err)
 	}
 	close(rec.done)
-	if rec.approved || code == RCInsufficientFunds {
+	if h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.Debug("authorization", "issuer", rec.issuerID, "pan", maskPAN(req.PAN), "amount", amount, "rc", string(code))
 	}
 	return AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 
@@ -42,16 +43,20 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 		db.Close()
 		return nil, fmt.Errorf("sms: listen on %s: %w", addr, err)
 	}
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	svc := NewService(NewSQLStore(db))
 	p := &Party{
 		db:      db,
-		srv:     httpx.NewServer("sms", Handler(svc), env.Log, env.Metrics),
+		srv:     httpx.NewServer("sms", Handler(svc), log, env.Metrics),
 		url:     "http://" + ln.Addr().String(),
 		served:  make(chan error, 1),
 		Service: svc,
 	}
 	go func() { p.served <- p.srv.Serve(ln) }()
-	env.Log.Info("sms gateway listening", "party", "sms", "http", p.url)
+	log.Info("sms gateway listening", "party", "sms", "http", p.url)
 	return p, nil
 }
 
