@@ -121,6 +121,9 @@ func (a *Accounts) Devices(_ context.Context, bearer string) ([]transit.Device, 
 	return append([]transit.Device(nil), ds...), nil
 }
 
+// Add gives the account of bearer a device.
+func (a *Accounts) Add(bearer string, d transit.Device) { a.add(bearer, d) }
+
 func (a *Accounts) add(bearer string, d transit.Device) {
 	a.mu.Lock()
 	a.m[bearer] = append(a.m[bearer], d)
@@ -204,6 +207,13 @@ func (a *Agency) NewPhone(tb testing.TB, bearer string) *Phone {
 	p := &Phone{SE: s, DeviceID: "dev_" + s.ID(), Bearer: bearer, Dir: dir + "/se", agency: a}
 	a.Acc.add(bearer, transit.Device{ID: p.DeviceID, SEID: s.ID()})
 	return p
+}
+
+// PhoneFor wraps an existing SE (e.g. a phone package handset's) as a test
+// phone on the account of bearer.
+func (a *Agency) PhoneFor(s *se.SE, deviceID, bearer string) *Phone {
+	a.Acc.add(bearer, transit.Device{ID: deviceID, SEID: s.ID()})
+	return &Phone{SE: s, DeviceID: deviceID, Bearer: bearer, agency: a}
 }
 
 func (p *Phone) client() httpx.Client { return httpx.Client{Base: p.agency.URL, Token: p.Bearer} }

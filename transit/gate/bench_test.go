@@ -1,0 +1,55 @@
+package gate_test
+
+import (
+	"context"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/nfc"
+	"github.com/mipay-oss/mipay/transit/gate"
+	"github.com/mipay-oss/mipay/transit/transittest"
+)
+
+// BenchmarkGateTap is a bus tap over the loopback NFC link, from the
+// phone entering the field (SELECT) to the gate opening, PSAM work, the
+// card's durable state and the gate's durable record included. It reports
+// p50 and p99 (the goal: p99 under 20 ms).
+func BenchmarkGateTap(b *testing.B) {
+	b.ReportAllocs()
+	ctx := context.Background()
+	a := transittest.NewAgency(b)
+	g := mustGate(b, a, b.TempDir(), "sz", "bus-1", gate.ModeBus)
+	ph := a.NewPhone(b, "bench")
+	card := ph.Issue(b, "sz")
+	if _, err := ph.TopUp(ctx, card, 100000, "bench", transittest.CutNone); err != nil {
+		b.Fatal(err)
+	}
+	r, err := nfc.Listen("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.Close()
+	lat := make([]time.Duration, 0, 1024)
+	b.ResetTimer()
+	for b.Loop() {
+		done := make(chan error, 1)
+		go func() { done <- nfc.Tap(ctx, r.Addr(), ph.SE) }()
+		sess, err := r.Wait(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		res, err := g.Process(ctx, sess)
+		lat = append(lat, time.Since(start))
+		sess.Close()
+		<-done
+		if err != nil || !res.Open {
+			b.Fatalf("tap: %+v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
