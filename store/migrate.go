@@ -144,7 +144,7 @@ func (db *DB) migratePostgres(ctx context.Context, ms []Migration) (err error) {
 		return err
 	}
 	defer conn.Close()
-	key := advisoryKey("mipay.store.migrate:" + db.party)
+	key := advisoryKey("mipay.store.migrate:" + db.name)
 	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
 		return err
 	}
@@ -158,8 +158,8 @@ func (db *DB) migratePostgres(ctx context.Context, ms []Migration) (err error) {
 			err = errors.Join(err, uerr)
 		}
 	}()
-	if _, err := conn.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(db.party)); err != nil {
-		return fmt.Errorf("create schema %s: %w", db.party, err)
+	if _, err := conn.ExecContext(ctx, "CREATE SCHEMA IF NOT EXISTS "+quoteIdent(db.name)); err != nil {
+		return fmt.Errorf("create schema %s: %w", db.name, err)
 	}
 	if _, err := conn.ExecContext(ctx, createMigrationsTable); err != nil {
 		return err

@@ -26,7 +26,7 @@ const (
 	cancelGrace = 2 * time.Second
 )
 
-func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
+func openPostgres(ctx context.Context, rawURL, schema string) (*DB, error) {
 	shown := RedactURL(rawURL)
 	if !strings.HasPrefix(rawURL, "postgres://") && !strings.HasPrefix(rawURL, "postgresql://") {
 		return nil, mipay.Errorf(mipay.EINVALID,
@@ -40,7 +40,7 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 	}
 	// Every connection of the pool sees only the party's schema (plus
 	// pg_catalog), so the same unqualified SQL runs as on SQLite.
-	cc.RuntimeParams["search_path"] = party
+	cc.RuntimeParams["search_path"] = schema
 	// A ctx ending mid-statement cancels that statement on the server
 	// (an error the Writer rolls back to the write's savepoint) instead of
 	// closing the connection, which would fail the whole batch and every
@@ -56,7 +56,7 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 	pool.SetMaxOpenConns(DefaultPostgresConns)
 	pool.SetMaxIdleConns(DefaultPostgresConns)
 
-	where := fmt.Sprintf("schema %s of %s", party, shown)
+	where := fmt.Sprintf("schema %s of %s", schema, shown)
 	pctx, cancel := context.WithTimeout(ctx, DefaultConnectTimeout)
 	defer cancel()
 	if err := pool.PingContext(pctx); err != nil {
@@ -64,7 +64,7 @@ func openPostgres(ctx context.Context, rawURL, party string) (*DB, error) {
 		return nil, mipay.WrapError(mipay.EUNAVAILABLE, err,
 			"store: cannot connect to PostgreSQL at %s (%s): start it or fix the database URL", shown, pgReason(err))
 	}
-	return &DB{DB: pool, write: pool, engine: Postgres, party: party, where: where}, nil
+	return &DB{DB: pool, write: pool, engine: Postgres, where: where}, nil
 }
 
 // RedactURL returns u with any password (in the user info or a password

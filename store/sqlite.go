@@ -39,7 +39,7 @@ func sqliteDSN(path string, write bool) string {
 	return u.String()
 }
 
-func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
+func openSQLite(ctx context.Context, dir, name string) (*DB, error) {
 	if dir == "" {
 		return nil, mipay.Errorf(mipay.EINVALID, "store: no data directory given: set a data directory or a PostgreSQL URL")
 	}
@@ -51,7 +51,7 @@ func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
 		return nil, mipay.WrapError(mipay.EINVALID, err,
 			"store: data directory %s is not writable (%s): fix its permissions or choose another", dir, reason(err))
 	}
-	path := filepath.Join(dir, party+".db")
+	path := filepath.Join(dir, name+".db")
 	abs, err := filepath.Abs(path)
 	if err == nil {
 		path = abs
@@ -69,7 +69,7 @@ func openSQLite(ctx context.Context, dir, party string) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	db := &DB{write: write, engine: SQLite, party: party, where: path}
+	db := &DB{write: write, engine: SQLite, where: path}
 	if err := db.initSQLite(ctx, path); err != nil {
 		write.Close()
 		return nil, err

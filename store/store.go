@@ -44,6 +44,11 @@ type Config struct {
 	// URL, when set, is a PostgreSQL URL (postgres://… or postgresql://…);
 	// each party then lives in its own schema of that database.
 	URL string
+	// Prefix, optional, is prepended to the party's name to name its SQLite
+	// file and PostgreSQL schema (<Dir>/<Prefix><party>.db, schema
+	// <Prefix><party>): for several deployments or tests sharing one
+	// database. At most MaxPrefixBytes of a-z, 0-9, _.
+	Prefix string
 }
 
 // Bounds and defaults.
@@ -57,11 +62,16 @@ const (
 	DefaultTxAttempts = 5
 	// DefaultConnectTimeout bounds how long Open waits for PostgreSQL.
 	DefaultConnectTimeout = 10 * time.Second
-	// maxPartyNameBytes keeps party names usable as file and schema names.
+	// maxPartyNameBytes and MaxPrefixBytes keep names usable as file names
+	// and PostgreSQL identifiers (at most 63 bytes).
 	maxPartyNameBytes = 48
+	MaxPrefixBytes    = 14
 )
 
-var partyNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+var (
+	partyNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	prefixRE    = regexp.MustCompile(`^[a-z0-9_]*$`)
+)
 
 // DB is one party's database.
 type DB struct {
@@ -74,6 +84,7 @@ type DB struct {
 	write  *sql.DB
 	engine Engine
 	party  string
+	name   string // Prefix + party: the file's base name or the schema
 	where  string // file path or redacted URL + schema, for messages
 
 	stopCheckpoints func() // SQLite: stops the background checkpointer
@@ -85,18 +96,24 @@ func Open(ctx context.Context, cfg Config, party string, migrations fs.FS) (*DB,
 	if err := checkPartyName(party); err != nil {
 		return nil, err
 	}
+	if len(cfg.Prefix) > MaxPrefixBytes || !prefixRE.MatchString(cfg.Prefix) {
+		return nil, mipay.Errorf(mipay.EINVALID,
+			"store: prefix %q is not usable: it must be at most %d of a-z, 0-9, _", cfg.Prefix, MaxPrefixBytes)
+	}
+	name := cfg.Prefix + party
 	var (
 		db  *DB
 		err error
 	)
 	if cfg.URL != "" {
-		db, err = openPostgres(ctx, cfg.URL, party)
+		db, err = openPostgres(ctx, cfg.URL, name)
 	} else {
-		db, err = openSQLite(ctx, cfg.Dir, party)
+		db, err = openSQLite(ctx, cfg.Dir, name)
 	}
 	if err != nil {
 		return nil, err
 	}
+	db.party, db.name = party, name
 	// Always: besides applying migrations this creates the PostgreSQL
 	// schema and schema_migrations.
 	if err := db.migrate(ctx, migrations); err != nil {

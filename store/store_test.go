@@ -143,6 +143,18 @@ func TestOpen(t *testing.T) {
 	})
 }
 
+func TestOpenPrefix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := mustOpen(t, store.Config{Dir: dir, Prefix: "blue_"})
+	if _, err := os.Stat(filepath.Join(dir, "blue_party.db")); err != nil {
+		t.Fatalf("prefixed database file: %v", err)
+	}
+	if db.Party() != "party" {
+		t.Fatalf("Party() = %q, want party", db.Party())
+	}
+}
+
 func TestOpenSQLiteSettings(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -341,6 +353,7 @@ func TestOpenErrors(t *testing.T) {
 		{"not a database", store.Config{Dir: notDB}, "party", mipay.EINVALID, []string{"party.db", "not a SQLite database"}, nil},
 		{"bad party name", store.Config{Dir: t.TempDir()}, "../etc", mipay.EINVALID, []string{"party name"}, nil},
 		{"empty party name", store.Config{Dir: t.TempDir()}, "", mipay.EINVALID, []string{"party name"}, nil},
+		{"bad prefix", store.Config{Dir: t.TempDir(), Prefix: "A-"}, "p", mipay.EINVALID, []string{"prefix"}, nil},
 		{"not postgres", store.Config{URL: "mysql://u:pw@h/db"}, "p", mipay.EINVALID, []string{"not a PostgreSQL URL", "postgres://"}, []string{"pw@"}},
 		{"bad port", store.Config{URL: "postgres://u:secretpw@localhost:notaport/db"}, "p", mipay.EINVALID, []string{"not valid"}, []string{"secretpw"}},
 		{"unreachable", store.Config{URL: "postgres://u:secretpw@127.0.0.1:1/db?sslmode=disable"}, "p", mipay.EUNAVAILABLE, []string{"cannot connect", "127.0.0.1:1"}, []string{"secretpw"}},
