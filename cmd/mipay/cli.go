@@ -52,8 +52,6 @@ func commands() []command {
 		{"up", "run every party in one process on loopback ports", runUp},
 		{"serve", "run one party alone (e.g. over PostgreSQL and a NATS cluster)", runServe},
 		{"version", "print the version, Go version and build information", runVersion},
-		{"phone", "handset emulator (--phone NAME): Mi account, fingerprint, bind cards with SMS codes, pay by tap", runPhone},
-		{"pos", "QuickPass terminal: charge an amount when a phone taps, show the terminal's history", runPOS},
 		{"emv", "EMV and e-purse crypto and TLV toolbox: keys, ARQC/ARPC, MACs, decode TLV and ISO 8583", runEMV},
 		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 		{"pos", "a QuickPass POS terminal: charge (wait for a phone, authorize online) and history", runPOS},

@@ -99,7 +99,12 @@ func TestDispatch(t *testing.T) {
 
 func TestHelpListsEveryCommand(t *testing.T) {
 	_, stdout, _ := runCmd(t, "help")
+	seen := map[string]bool{}
 	for _, c := range commands() {
+		if seen[c.name] {
+			t.Errorf("command %q is in the table twice", c.name)
+		}
+		seen[c.name] = true
 		if !strings.Contains(stdout, "  "+c.name+" ") {
 			t.Errorf("help does not list %q:\n%s", c.name, stdout)
 		}

@@ -1,12 +1,8 @@
 package main
 
 import (
-	"github.com/mipay-oss/mipay/issuer"
-	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
-	"github.com/mipay-oss/mipay/sms"
-	"github.com/mipay-oss/mipay/tsp"
-	"github.com/mipay-oss/mipay/wallet"
+	"github.com/mipay-oss/mipay/node/local"
 )
 
 // Endpoint names a party listens on (node.Env.Listen keys).
@@ -40,20 +36,19 @@ type endpointSpec struct {
 
 // partySpecs lists the parties in the order `mipay up` starts them (a party
 // may call only parties started before it, except through events) and
-// closes them in reverse.
+// closes them in reverse. The list is node/local's, so that `up`, `demo`,
+// `bench` and the end-to-end tests run the same parties; a party is wired in
+// by adding it there.
 func partySpecs() []partySpec {
-	return []partySpec{
-		{node.RoleSMS, sms.Start},
-		{node.RoleIssuer, issuer.Start},
-		{node.RoleTSP, tsp.Start},
-		{node.RoleNetwork, network.Start},
-		{node.RoleWallet, wallet.Start},
+	var specs []partySpec
+	for _, p := range local.Parties() {
+		specs = append(specs, partySpec{role: p.Role, start: p.Start})
 	}
+	return specs
 }
 
 // roleEndpoints is every endpoint of every party role, including roles whose
-// package is not wired in yet, so that `serve` peers default to the fixed
-// ports.
+// package is not wired in yet, so that peers default to the fixed ports.
 func roleEndpoints() map[string][]endpointSpec {
 	return map[string][]endpointSpec{
 		node.RoleWallet:  {{endpointHTTP, 0}},

@@ -12,11 +12,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/mipay-oss/mipay/node/local"
 )
 
 // upTimeout bounds how long a test waits for `up` to come up or stop.
@@ -407,4 +409,30 @@ func createTestDatabase(t *testing.T, base string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// TestEveryPartyHasPorts checks that each party up starts has fixed ports
+// for exactly the endpoints it listens on.
+func TestEveryPartyHasPorts(t *testing.T) {
+	for _, p := range local.Parties() {
+		var have []string
+		for _, ep := range roleEndpoints()[p.Role] {
+			have = append(have, ep.name)
+		}
+		if !slices.Equal(have, p.Listen) {
+			t.Errorf("party %s listens on %v, fixed ports are for %v", p.Role, p.Listen, have)
+		}
+	}
+	ports := map[int]string{}
+	for role, eps := range roleEndpoints() {
+		for _, ep := range eps {
+			if ep.offset < 0 || ep.offset > maxPortOffset {
+				t.Errorf("%s.%s: offset %d out of 0–%d", role, ep.name, ep.offset, maxPortOffset)
+			}
+			if other, dup := ports[ep.offset]; dup {
+				t.Errorf("%s.%s and %s share offset %d", role, ep.name, other, ep.offset)
+			}
+			ports[ep.offset] = role + "." + ep.name
+		}
+	}
 }
