@@ -75,8 +75,24 @@ func (a *API) routes() []route {
 // which httpx.NewServer adds).
 func (a *API) Handler() http.Handler {
 	mux := http.NewServeMux()
+	allow := map[string][]string{}
+	var paths []string
 	for _, rt := range a.routes() {
 		mux.Handle(rt.method+" "+rt.path, a.wrap(rt))
+		if allow[rt.path] == nil {
+			paths = append(paths, rt.path)
+		}
+		allow[rt.path] = append(allow[rt.path], rt.method)
+	}
+	// Other methods on a known path: a JSON 405 naming the allowed ones
+	// (the mux's own 405 is plain text).
+	for _, p := range paths {
+		methods := strings.Join(allow[p], ", ")
+		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", methods)
+			httpx.WriteJSON(w, http.StatusMethodNotAllowed, httpx.ErrorBody{Error: httpx.ErrorDetail{
+				Code: mipay.EINVALID, Message: "method " + r.Method + " is not allowed here: use " + methods}})
+		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, mipay.Errorf(mipay.ENOTFOUND, "no such endpoint: see /openapi.json"))

@@ -335,3 +335,12 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 }
+
+func TestWrongMethod(t *testing.T) {
+	e := mustWallet(t)
+	a := e.call("PATCH", "/v1/devices", "", nil).want(t, 405)
+	if a.errCode() != "invalid" || !strings.Contains(a.errMsg(), "GET") || !strings.Contains(a.errMsg(), "POST") {
+		t.Errorf("%s", a.raw)
+	}
+	e.call("GET", "/v1/sessions", "", nil).want(t, 405)
+}
