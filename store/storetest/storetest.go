@@ -1,6 +1,6 @@
 // Package storetest opens stores for tests of other packages: a SQLite file
 // in the test's temporary directory, or — when MIPAY_TEST_POSTGRES names a
-// PostgreSQL database — fresh schemas in it, dropped when the test ends.
+// PostgreSQL server — a fresh database on it, dropped when the test ends.
 package storetest
 
 import (
@@ -33,7 +33,7 @@ func Postgres() string { return os.Getenv(EnvPostgres) }
 
 // Open opens party's store for the test with migrations applied, and closes
 // it when the test ends. Every call gets its own SQLite directory or
-// PostgreSQL schema.
+// PostgreSQL database.
 func Open(tb testing.TB, party string, migrations fs.FS) *store.DB {
 	tb.Helper()
 	db, err := store.Open(context.Background(), Config(tb), party, migrations)
@@ -45,10 +45,10 @@ func Open(tb testing.TB, party string, migrations fs.FS) *store.DB {
 }
 
 // Config returns a store.Config of its own for the test: a temporary
-// directory, or with MIPAY_TEST_POSTGRES the server's database with a random
-// schema prefix, so that the parties opened with it get fresh schemas of
-// their own (as in production, one per party). The schemas are dropped when
-// the test ends.
+// directory, or with MIPAY_TEST_POSTGRES a freshly created database (several
+// parties opened with it get their own schemas, as in production). The
+// database is dropped when the test ends. Dir and URL alone describe the
+// store, so a test may hand them to a child process.
 func Config(tb testing.TB) store.Config {
 	tb.Helper()
 	dir := tb.TempDir()
@@ -56,42 +56,7 @@ func Config(tb testing.TB) store.Config {
 	if base == "" {
 		return store.Config{Dir: dir}
 	}
-	var rnd [5]byte
-	rand.Read(rnd[:])
-	prefix := "t" + hex.EncodeToString(rnd[:]) + "_"
-	tb.Cleanup(func() { dropSchemas(tb, base, prefix) })
-	return store.Config{Dir: dir, URL: base, Prefix: prefix}
-}
-
-// dropSchemas drops every schema whose name starts with prefix.
-func dropSchemas(tb testing.TB, baseURL, prefix string) {
-	admin, err := sql.Open("pgx", baseURL)
-	if err != nil {
-		tb.Errorf("storetest: drop schemas %s*: %v", prefix, err)
-		return
-	}
-	defer admin.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
-	rows, err := admin.QueryContext(ctx, "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", prefix)
-	if err != nil {
-		tb.Errorf("storetest: list schemas %s*: %v", prefix, err)
-		return
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			tb.Errorf("storetest: list schemas: %v", err)
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	for _, n := range names {
-		if _, err := admin.ExecContext(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{n}.Sanitize()+" CASCADE"); err != nil {
-			tb.Errorf("storetest: drop schema %s: %v", n, err)
-		}
-	}
+	return store.Config{Dir: dir, URL: CreateDatabase(tb, base)}
 }
 
 // CreateDatabase creates a database with a random name on the server of

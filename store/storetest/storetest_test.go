@@ -3,6 +3,8 @@ package storetest_test
 import (
 	"context"
 	"database/sql"
+	"net/url"
+	"strings"
 	"testing"
 	"testing/fstest"
 
@@ -58,16 +60,20 @@ func TestConfigSharedByParties(t *testing.T) {
 	}
 }
 
-// TestSchemasDropped: with PostgreSQL, a test's schemas are gone after it.
-func TestSchemasDropped(t *testing.T) {
+// TestDatabaseDropped: with PostgreSQL, a test's database is gone after it.
+func TestDatabaseDropped(t *testing.T) {
 	base := storetest.Postgres()
 	if base == "" {
 		t.Skip(storetest.EnvPostgres + " not set")
 	}
-	var prefix string
-	t.Run("uses a schema", func(t *testing.T) {
+	var name string
+	t.Run("uses a database", func(t *testing.T) {
 		cfg := storetest.Config(t)
-		prefix = cfg.Prefix
+		u, err := url.Parse(cfg.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name = strings.TrimPrefix(u.Path, "/")
 		db, err := store.Open(context.Background(), cfg, "party", migrations)
 		if err != nil {
 			t.Fatal(err)
@@ -80,10 +86,10 @@ func TestSchemasDropped(t *testing.T) {
 	}
 	defer admin.Close()
 	var n int
-	if err := admin.QueryRow("SELECT COUNT(*) FROM pg_namespace WHERE starts_with(nspname, $1)", prefix).Scan(&n); err != nil {
+	if err := admin.QueryRow("SELECT COUNT(*) FROM pg_database WHERE datname = $1", name).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
-	if prefix == "" || n != 0 {
-		t.Fatalf("prefix %q: %d schemas left after the test", prefix, n)
+	if name == "" || n != 0 {
+		t.Fatalf("database %q still exists after the test", name)
 	}
 }
