@@ -55,6 +55,7 @@ func commands() []command {
 		{"emv", "EMV and e-purse crypto and TLV toolbox: keys, ARQC/ARPC, MACs, decode TLV and ISO 8583", runEMV},
 		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 		{"pos", "a QuickPass POS terminal: charge (wait for a phone, authorize online) and history", runPOS},
+		{"gate", "a transit gate with its PSAM: serve taps (entry, exit, bus), upload records, refresh the hotlist", runGate},
 		{"demo", "the whole story self-contained: account, phone, cards, payments, declines, notifications", runDemo},
 		{"bench", "measure: bench auth drives tokenized authorizations through network, TSP and issuer", runBench},
 	}
