@@ -197,6 +197,7 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		return err
 	}
 	if inserted {
+		s.metrics.transactions.Inc()
 		s.hub.signal(c.DeviceID)
 	}
 	return nil

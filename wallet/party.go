@@ -95,6 +95,9 @@ func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 	if cfg.Log == nil {
 		cfg.Log = env.Log
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = env.Metrics
+	}
 	if cfg.Log != nil {
 		cfg.Log = cfg.Log.With("party", node.RoleWallet)
 	}
@@ -146,7 +149,13 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 	}
 	for _, h := range handlers {
 		sub, err := bus.Subscribe(ctx, h.subject, h.durable, func(ctx context.Context, e events.Event) error {
-			return h.fn(ctx, e.ID, e.Data)
+			err := h.fn(ctx, e.ID, e.Data)
+			result := "ok"
+			if err != nil {
+				result = "retry"
+			}
+			p.svc.metrics.events.WithLabelValues(h.subject, result).Inc()
+			return err
 		})
 		if err != nil {
 			p.stopSubs()

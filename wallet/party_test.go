@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/store/storetest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestParty starts the wallet as `mipay up` would (node.Env, embedded event
@@ -35,7 +37,7 @@ func TestParty(t *testing.T) {
 	}
 	v.writeRoot(t, filepath.Dir(FactoryRootPath(dir)))
 	nenv := &node.Env{
-		Role: node.RoleWallet, DataDir: dir, Store: storetest.Config(t), Bus: bus, Log: log, Ref: mustRef(t),
+		Role: node.RoleWallet, DataDir: dir, Store: storetest.Config(t), Bus: bus, Log: log, Ref: mustRef(t), Metrics: prometheus.NewRegistry(),
 		Listen: map[string]string{"http": "127.0.0.1:0"},
 		Peers:  map[string]map[string]string{node.RoleTSP: {"http": f.srv.URL}},
 	}
@@ -76,6 +78,14 @@ func TestParty(t *testing.T) {
 	b := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?after=1&wait=10s", u.token, nil).want(t, 200)
 	if c := e.call("GET", "/v1/cards/"+card, u.token, nil).want(t, 200); c.str("state") != StateSuspended {
 		t.Errorf("card after the event: %s (notifications %s)", c.raw, b.raw)
+	}
+
+	m := e.call("GET", "/metrics", "", nil).want(t, 200)
+	for _, want := range []string{`mipay_wallet_bindings_total{decision="APPROVED"} 1`, `mipay_wallet_transactions_recorded_total 1`,
+		`mipay_wallet_events_total{result="ok",subject="token.state_changed"}`} {
+		if !strings.Contains(string(m.raw), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 
 	// A long poll in flight does not hold up Close.

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Config is the wallet service's configuration. Zero values take the
@@ -42,8 +43,9 @@ type Config struct {
 	MaxFailuresPerClient int
 	ClientFailureWindow  time.Duration
 
-	Now func() time.Time // clock; time.Now when nil (tests move it)
-	Log *slog.Logger
+	Now     func() time.Time // clock; time.Now when nil (tests move it)
+	Log     *slog.Logger
+	Metrics prometheus.Registerer // where the wallet's counters go; nil: not exported
 }
 
 func (c *Config) defaults() {
@@ -90,6 +92,7 @@ type Service struct {
 	repo    *repo
 	hub     *hub
 	hashSem chan struct{}
+	metrics *metrics
 
 	clientFails *failLimiter
 	// stopping is closed by Stop: waiting long polls and streams end.
@@ -108,6 +111,7 @@ func NewService(cfg Config, r *repo) *Service {
 		cfg: cfg, repo: r, hub: newHub(), hashSem: make(chan struct{}, cfg.MaxConcurrentHashes),
 		clientFails: newFailLimiter(cfg.MaxFailuresPerClient, cfg.ClientFailureWindow),
 		stopping:    make(chan struct{}),
+		metrics:     newMetrics(cfg.Metrics),
 	}
 }
 
@@ -312,7 +316,7 @@ func (s *Service) StartBinding(ctx context.Context, accountID, deviceID, encrypt
 	// away, so no token is left without its card (bounded by the TSP timeout).
 	ctx = context.WithoutCancel(ctx)
 	age := now.Sub(acct.Created)
-	resp, err := s.cfg.TSP.Tokenize(ctx, &TokenizeRequest{
+	resp, err := s.tokenize(ctx, &TokenizeRequest{
 		TokenRequestorID:  s.cfg.TokenRequestorID,
 		AccountID:         accountID,
 		EncryptedCardData: encryptedCardData,
@@ -369,6 +373,20 @@ func (s *Service) StartBinding(ctx context.Context, accountID, deviceID, encrypt
 	}
 	return &Binding{Decision: resp.Decision, CardID: c.ID, Card: card, Methods: resp.Methods,
 		Reason: resp.Reason, Message: resp.Message}, nil
+}
+
+// tokenize calls the TSP and counts the outcome.
+func (s *Service) tokenize(ctx context.Context, req *TokenizeRequest) (*TokenizeResponse, error) {
+	resp, err := s.cfg.TSP.Tokenize(ctx, req)
+	switch {
+	case err != nil:
+		s.metrics.bindings.WithLabelValues("error").Inc()
+	case resp.Decision == DecisionApproved || resp.Decision == DecisionRequireAuth || resp.Decision == DecisionDeclined:
+		s.metrics.bindings.WithLabelValues(resp.Decision).Inc()
+	default:
+		s.metrics.bindings.WithLabelValues("unknown").Inc()
+	}
+	return resp, err
 }
 
 func (s *Service) dropReservation(ctx context.Context, cardID string) {
