@@ -76,7 +76,9 @@ func CreateDatabase(tb testing.TB, baseURL string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+ident); err != nil {
+	// template0 accepts no connections, so concurrent creates never fail
+	// with "source database is being accessed by other users".
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+ident+" TEMPLATE template0"); err != nil {
 		tb.Fatalf("storetest: create database on %s: %v", store.RedactURL(baseURL), err)
 	}
 	tb.Cleanup(func() {
