@@ -26,7 +26,7 @@ var cityDefs = []cityDef{
 	{"sh", "Shanghai", "Shanghai Public Transportation Card (Mi Pay)", "#E60027/#8C0018", 200, 0, 100000, 300, 2,
 		[]string{"Xinzhuang", "Shanghai Indoor Stadium", "Xujiahui", "South Shaanxi Road", "People's Square", "Shanghai Railway Station", "Yanchang Road", "Shanghai Circus World", "Tonghe Xincun", "Fujin Road"},
 		[]config.FareBand{{UpToKM: 6, FareMinor: 300}, {UpToKM: 16, FareMinor: 400}, {UpToKM: 26, FareMinor: 500}, {UpToKM: 1000, FareMinor: 600}}},
-	{"sz", "Shenzhen", "Shenzhen Tong (Mi Pay)", "#00A0E9/#005E8A", 200, 0, 100000, 200, 0,
+	{"sz", "Shenzhen", "Shenzhen Tong (Mi Pay)", "#00A0E9/#005E8A", 200, 1000, 100000, 200, 0,
 		[]string{"Luohu", "Guomao", "Laojie", "Grand Theater", "Science Museum", "Huaqiang Road", "Gangxia", "Convention Center", "Shopping Park", "Xiangmihu", "Window of the World", "Shenzhen University"},
 		[]config.FareBand{{UpToKM: 4, FareMinor: 200}, {UpToKM: 12, FareMinor: 300}, {UpToKM: 24, FareMinor: 400}, {UpToKM: 1000, FareMinor: 500}}},
 	{"gz", "Guangzhou", "Lingnan Pass / Yang Cheng Tong (Mi Pay)", "#009944/#005C29", 200, 0, 100000, 200, 1,
