@@ -277,7 +277,7 @@ func (s *Switch) publishOutbox() (int, error) {
 	published := 0
 	var perr error
 	for _, e := range evs {
-		if perr = s.cfg.Bus.Publish(ctx, e.Subject, rawJSON(e.Payload)); perr != nil {
+		if perr = s.cfg.Bus.PublishID(ctx, e.ID, e.Subject, rawJSON(e.Payload)); perr != nil {
 			break
 		}
 		published++

@@ -46,9 +46,10 @@ type IssuerLink interface {
 
 var _ IssuerLink = (*iso8583.Client)(nil)
 
-// Publisher publishes an event (the events bus).
+// Publisher publishes an event under an id of ours (the events bus), so a
+// re-publication after a crash is the same event to subscribers.
 type Publisher interface {
-	Publish(ctx context.Context, subject string, v any) error
+	PublishID(ctx context.Context, id, subject string, v any) error
 }
 
 // Defaults.

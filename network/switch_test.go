@@ -108,7 +108,7 @@ type fakeBus struct {
 	events []TransactionEvent
 }
 
-func (b *fakeBus) Publish(_ context.Context, subject string, v any) error {
+func (b *fakeBus) PublishID(_ context.Context, _, subject string, v any) error {
 	raw, _ := json.Marshal(v)
 	var e TransactionEvent
 	if err := json.Unmarshal(raw, &e); err != nil {
