@@ -177,6 +177,11 @@ func (h *Host) Decide(ctx context.Context, issuerID string, req DecisionRequest)
 	if err := req.validate(); err != nil {
 		return Decision{}, err
 	}
+	// Checked on the programme, before any lookup, so the answer does not
+	// tell whether the card exists.
+	if bank.CardType == config.Credit && req.CVN2 == "" {
+		return Decision{}, mipay.Errorf(mipay.EINVALID, "cvn2 is required for credit cards")
+	}
 	now := h.now()
 	d := Decision{DecisionID: newID("dcs_"), ExpiresAt: now.Add(DefaultDecisionTTL).UTC().Truncate(time.Second), Methods: []Method{}}
 
@@ -195,9 +200,6 @@ func (h *Host) Decide(ctx context.Context, issuerID string, req DecisionRequest)
 		if cvn2Hash, err = h.hasher.HMAC(ctx, cvn2HashInput(acct.card.ID, req.CVN2)); err != nil {
 			return Decision{}, mipay.WrapError(mipay.EUNAVAILABLE, err, "the bank cannot decide now; please try again later")
 		}
-	}
-	if acct != nil && bank.CardType == config.Credit && req.CVN2 == "" {
-		return Decision{}, mipay.Errorf(mipay.EINVALID, "cvn2 is required for credit cards")
 	}
 
 	day := dayOf(now)

@@ -100,6 +100,7 @@ func TestDecisionBadInput(t *testing.T) {
 		{"expiry", func(r *DecisionRequest) { r.Expiry = "3013" }},
 		{"cvn2", func(r *DecisionRequest) { r.CVN2 = "12" }},
 		{"missing cvn2 on credit", func(r *DecisionRequest) { r.CVN2 = "" }},
+		{"missing cvn2 on an unknown credit card", func(r *DecisionRequest) { r.CVN2, r.PAN = "", makePAN(r.PAN[:6], len(r.PAN), 777777) }},
 		{"no phone", func(r *DecisionRequest) { r.Phone = "" }},
 		{"no device", func(r *DecisionRequest) { r.DeviceID = "" }},
 		{"huge device", func(r *DecisionRequest) { r.DeviceID = strings.Repeat("d", 200) }},
