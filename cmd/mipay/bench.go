@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -143,7 +144,12 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	}
 	res := &BenchResult{Machine: machineLine(), Concurrency: b.concurrency, OfferedRate: b.rate, ResponseCodes: map[string]int{}}
 	fmt.Fprintln(b.progress, "driving authorizations…")
+	stopProfile, err := startCPUProfile(os.Getenv("MIPAY_BENCH_CPUPROFILE"))
+	if err != nil {
+		return nil, err
+	}
 	res.Auth, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
+	stopProfile()
 	if err != nil {
 		return nil, err
 	}
@@ -517,4 +523,21 @@ func printBench(w io.Writer, r *BenchResult) {
 		fmt.Fprintf(w, "  %s×%d", k, r.ResponseCodes[k])
 	}
 	fmt.Fprintln(w)
+}
+
+// startCPUProfile writes a CPU profile of the authorization load to path
+// (MIPAY_BENCH_CPUPROFILE), for finding where the time goes.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
