@@ -21,6 +21,7 @@ import (
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/sms"
 	"github.com/mipay-oss/mipay/store"
+	"github.com/mipay-oss/mipay/transit"
 	"github.com/mipay-oss/mipay/tsp"
 	"github.com/mipay-oss/mipay/wallet"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,7 @@ func Parties() []Party {
 		{node.RoleTSP, []string{"http"}, tsp.Start},
 		{node.RoleNetwork, []string{"http", "iso8583"}, network.Start},
 		{node.RoleWallet, []string{"http"}, wallet.Start},
+		{node.RoleTransit, []string{"http"}, transit.Start},
 	}
 }
 
