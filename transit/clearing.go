@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/emv"
@@ -99,37 +98,6 @@ func tacInput(r *GateRecord) (tx emv.EPurseTx, tsn [4]byte, tac [4]byte, ok bool
 	return tx, tsn, tac, true
 }
 
-type recordKey struct {
-	card   string
-	serial int64
-}
-
-// insertChunk is how many records one INSERT carries: SQLite looks $N
-// parameters up by name linearly, so a few hundred parameters per statement
-// is the sweet spot (measured: 500 rows was 20 times slower than 16).
-const insertChunk = 16
-
-// insertSQL is the multi-row INSERT of n records.
-func insertSQL(n int) string {
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO transit_records (card_number, offline_serial, city, amount_minor, tx_type, terminal, tsn, tx_date, tx_time, tac, station, batch_id) VALUES `)
-	for i := range n {
-		if i > 0 {
-			sb.WriteByte(',')
-		}
-		sb.WriteByte('(')
-		for j := range 12 {
-			if j > 0 {
-				sb.WriteByte(',')
-			}
-			fmt.Fprintf(&sb, "$%d", i*12+j+1)
-		}
-		sb.WriteByte(')')
-	}
-	sb.WriteString(` ON CONFLICT (card_number, offline_serial) DO NOTHING RETURNING card_number, offline_serial`)
-	return sb.String()
-}
-
 type cardAgg struct {
 	sum, n, maxSerial int64
 }
@@ -190,108 +158,79 @@ func (s *Service) Clear(ctx context.Context, b Batch) (*BatchResult, error) {
 // applyBatch runs inside the clearing transaction (it may run again when
 // the engine asks for a retry, so it only writes through tx and out).
 func (s *Service) applyBatch(ctx context.Context, tx *sql.Tx, b Batch, valid []bool, out *BatchResult) error {
-	cards := map[string]*struct {
-		status string
+	type cardState struct {
 		ok     bool
-	}{}
+		status string
+		bits   []byte
+		agg    cardAgg
+	}
+	cards := map[string]*cardState{}
+	var order []string
 	for i := range b.Records {
 		n := b.Records[i].CardNumber
 		if !valid[i] || cards[n] != nil {
 			continue
 		}
 		var city, status string
-		err := tx.QueryRowContext(ctx, `SELECT city, status FROM transit_cards WHERE card_number = $1`, n).Scan(&city, &status)
+		var bits []byte
+		err := tx.QueryRowContext(ctx, `SELECT city, status, cleared_bits FROM transit_cards WHERE card_number = $1`, n).Scan(&city, &status, &bits)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		cards[n] = &struct {
-			status string
-			ok     bool
-		}{status, err == nil && city == b.City}
+		cs := &cardState{ok: err == nil && city == b.City, status: status, agg: cardAgg{maxSerial: -1}}
+		cs.bits = make([]byte, clearedBitsBytes)
+		copy(cs.bits, bits)
+		cards[n] = cs
+		if cs.ok {
+			order = append(order, n)
+		}
 	}
-	// Insert in chunks (one multi-row statement each); RETURNING names the
-	// rows that were new, the others are duplicates (replays).
-	var todo []int
+	cleared := make([]GateRecord, 0, len(b.Records))
 	for i := range b.Records {
 		if !valid[i] {
 			continue
 		}
-		if !cards[b.Records[i].CardNumber].ok {
-			r := &b.Records[i]
+		r := &b.Records[i]
+		c := cards[r.CardNumber]
+		if !c.ok {
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExUnknown})
 			continue
 		}
-		todo = append(todo, i)
-	}
-	inserted := make(map[recordKey]bool, len(todo))
-	for start := 0; start < len(todo); start += insertChunk {
-		chunk := todo[start:min(start+insertChunk, len(todo))]
-		args := make([]any, 0, len(chunk)*12)
-		for _, i := range chunk {
-			r := &b.Records[i]
-			args = append(args, r.CardNumber, r.OfflineSerial, b.City, r.AmountMinor, r.Type, r.Terminal, r.TSN, r.Date, r.Time, r.TAC, r.Station, b.ID)
-		}
-		rows, err := tx.QueryContext(ctx, insertSQL(len(chunk)), args...)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var k recordKey
-			if err := rows.Scan(&k.card, &k.serial); err != nil {
-				rows.Close()
-				return err
-			}
-			inserted[k] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-	}
-	agg := map[string]*cardAgg{}
-	for _, i := range todo {
-		r := &b.Records[i]
-		k := recordKey{r.CardNumber, r.OfflineSerial}
-		if !inserted[k] {
+		byteI, bit := r.OfflineSerial>>3, byte(1)<<(r.OfflineSerial&7)
+		if c.bits[byteI]&bit != 0 {
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExDuplicate})
 			continue
 		}
-		delete(inserted, k) // the same record twice in one batch: the second is a duplicate
-		if cards[r.CardNumber].status == CardMoved {
+		c.bits[byteI] |= bit
+		if c.status == CardMoved {
 			out.Exceptions = append(out.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExAfterMove})
 		}
-		a := agg[r.CardNumber]
-		if a == nil {
-			a = &cardAgg{maxSerial: -1}
-			agg[r.CardNumber] = a
-		}
-		a.sum += r.AmountMinor
-		a.n++
-		a.maxSerial = max(a.maxSerial, r.OfflineSerial)
+		c.agg.sum += r.AmountMinor
+		c.agg.n++
+		c.agg.maxSerial = max(c.agg.maxSerial, r.OfflineSerial)
 		out.Cleared++
 		out.Amount += r.AmountMinor
+		cleared = append(cleared, *r)
 	}
-	upd, err := tx.PrepareContext(ctx, `UPDATE transit_cards SET cleared_minor = cleared_minor + $2, cleared_count = cleared_count + $3,
-		max_offline_serial = CASE WHEN max_offline_serial > $4 THEN max_offline_serial ELSE $4 END, updated = $5
-		WHERE card_number = $1 RETURNING cleared_count, max_offline_serial`)
-	if err != nil {
-		return err
-	}
-	defer upd.Close()
-	nums := make([]string, 0, len(agg))
-	for n := range agg {
-		nums = append(nums, n)
-	}
-	sort.Strings(nums)
+	sort.Strings(order)
 	now := s.nowMS()
-	for _, n := range nums {
-		a := agg[n]
+	for _, n := range order {
+		c := cards[n]
+		if c.agg.n == 0 {
+			continue
+		}
 		var count, maxSerial int64
-		if err := upd.QueryRowContext(ctx, n, a.sum, a.n, a.maxSerial, now).Scan(&count, &maxSerial); err != nil {
+		err := tx.QueryRowContext(ctx, `UPDATE transit_cards SET cleared_minor = cleared_minor + $2, cleared_count = cleared_count + $3,
+			max_offline_serial = CASE WHEN max_offline_serial > $4 THEN max_offline_serial ELSE $4 END, cleared_bits = $5, updated = $6
+			WHERE card_number = $1 RETURNING cleared_count, max_offline_serial`, n, c.agg.sum, c.agg.n, c.agg.maxSerial, trimBits(c.bits), now).Scan(&count, &maxSerial)
+		if err != nil {
 			return err
 		}
 		if missing := maxSerial + 1 - count; missing > 0 {
 			out.Gaps = append(out.Gaps, Gap{CardNumber: n, Missing: missing})
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO transit_batch_cards (card_number, batch_id, received) VALUES ($1,$2,$3)`, n, b.ID, now); err != nil {
+			return err
 		}
 	}
 	for i, e := range out.Exceptions {
@@ -304,9 +243,61 @@ func (s *Service) applyBatch(ctx context.Context, tx *sql.Tx, b Batch, valid []b
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO transit_batches (id, city, terminal, received, result) VALUES ($1,$2,$3,$4,$5)`,
-		b.ID, b.City, b.Terminal, now, string(js))
+	recs, err := json.Marshal(cleared)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO transit_batches (id, city, terminal, received, result, records) VALUES ($1,$2,$3,$4,$5,$6)`,
+		b.ID, b.City, b.Terminal, now, string(js), string(recs))
 	return err
+}
+
+// clearedBitsBytes is the bitmap of every offline serial (0..65535).
+const clearedBitsBytes = 1 << 13
+
+// trimBits drops the bitmap's trailing zero bytes (most cards have made few
+// taps).
+func trimBits(b []byte) []byte {
+	n := len(b)
+	for n > 0 && b[n-1] == 0 {
+		n--
+	}
+	return b[:n]
+}
+
+// cardRecords returns a card's cleared records from its latest batches,
+// newest first.
+func (s *Service) cardRecords(ctx context.Context, number string, limit int) ([]GateRecord, error) {
+	rows, err := s.db.DB.QueryContext(ctx, `SELECT b.records FROM transit_batch_cards bc JOIN transit_batches b ON b.id = bc.batch_id
+		WHERE bc.card_number = $1 ORDER BY bc.received DESC LIMIT 50`, number)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []GateRecord
+	for rows.Next() {
+		var js string
+		if err := rows.Scan(&js); err != nil {
+			return nil, err
+		}
+		var recs []GateRecord
+		if err := json.Unmarshal([]byte(js), &recs); err != nil {
+			return nil, err
+		}
+		for _, r := range recs {
+			if r.CardNumber == number {
+				out = append(out, r)
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].OfflineSerial > out[j].OfflineSerial })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
 func (s *Service) batchResult(ctx context.Context, id string) (*BatchResult, error) {

@@ -476,18 +476,11 @@ func (s *Service) History(ctx context.Context, bearer, number string) (*History,
 		h.Loads = append(h.Loads, *l)
 	}
 	rows.Close()
-	rrows, err := s.db.DB.QueryContext(ctx, `SELECT card_number, offline_serial, amount_minor, tx_type, terminal, tsn, tx_date, tx_time, tac, station
-		FROM transit_records WHERE card_number = $1 ORDER BY offline_serial DESC LIMIT `+fmt.Sprint(maxHistory), number)
-	if err != nil {
+	if h.Records, err = s.cardRecords(ctx, number, maxHistory); err != nil {
 		return nil, err
 	}
-	defer rrows.Close()
-	for rrows.Next() {
-		var r GateRecord
-		if err := rrows.Scan(&r.CardNumber, &r.OfflineSerial, &r.AmountMinor, &r.Type, &r.Terminal, &r.TSN, &r.Date, &r.Time, &r.TAC, &r.Station); err != nil {
-			return nil, err
-		}
-		h.Records = append(h.Records, r)
+	if h.Records == nil {
+		h.Records = []GateRecord{}
 	}
 	mrows, err := s.db.DB.QueryContext(ctx, `SELECT from_card, to_card, amount_minor, created FROM transit_transfers WHERE lineage = $1 ORDER BY created`, c.Lineage)
 	if err != nil {
@@ -503,7 +496,7 @@ func (s *Service) History(ctx context.Context, bearer, number string) (*History,
 		m.Time = time.UnixMilli(t)
 		h.Moves = append(h.Moves, m)
 	}
-	return h, rrows.Err()
+	return h, mrows.Err()
 }
 
 // PSAMKeyAAD binds a PSAM's sealed purchase master to its city and id.

@@ -17,6 +17,7 @@ CREATE TABLE transit_cards (
     cleared_minor      BIGINT NOT NULL DEFAULT 0,
     cleared_count      BIGINT NOT NULL DEFAULT 0,
     max_offline_serial BIGINT NOT NULL DEFAULT -1,
+    cleared_bits       BYTEA,
     moved_from         TEXT NOT NULL DEFAULT '',
     moved_to           TEXT NOT NULL DEFAULT '',
     lineage            TEXT NOT NULL,
@@ -68,29 +69,25 @@ CREATE UNIQUE INDEX transit_loads_request ON transit_loads (card_number, request
 CREATE UNIQUE INDEX transit_loads_open ON transit_loads (card_number) WHERE state IN ('PAYING', 'PAID', 'MAC2_SENT');
 CREATE INDEX transit_loads_state ON transit_loads (state, updated);
 
--- Cleared gate records, one per card and offline serial.
-CREATE TABLE transit_records (
-    card_number    TEXT NOT NULL,
-    offline_serial BIGINT NOT NULL,
-    city           TEXT NOT NULL,
-    amount_minor   BIGINT NOT NULL,
-    tx_type        INTEGER NOT NULL,
-    terminal       TEXT NOT NULL,
-    tsn            BIGINT NOT NULL,
-    tx_date        TEXT NOT NULL,
-    tx_time        TEXT NOT NULL,
-    tac            TEXT NOT NULL,
-    station        TEXT NOT NULL DEFAULT '',
-    batch_id       TEXT NOT NULL,
-    PRIMARY KEY (card_number, offline_serial)
-);
-
+-- Clearing. Which offline serials of a card cleared is a bitmap on the card
+-- (cleared_bits: bit n = serial n, 8 KiB at most), so a batch costs a read
+-- and a write per card, not per record; the cleared records themselves are
+-- kept with their batch (records, JSON), and transit_batch_cards says which
+-- batches hold a card's records (its history).
 CREATE TABLE transit_batches (
     id         TEXT PRIMARY KEY,
     city       TEXT NOT NULL,
     terminal   TEXT NOT NULL,
     received   BIGINT NOT NULL,
-    result     TEXT NOT NULL
+    result     TEXT NOT NULL,
+    records    TEXT NOT NULL
+);
+
+CREATE TABLE transit_batch_cards (
+    card_number TEXT NOT NULL,
+    batch_id    TEXT NOT NULL,
+    received    BIGINT NOT NULL,
+    PRIMARY KEY (card_number, batch_id)
 );
 
 -- Records a batch could not clear: bad TAC, replays, records of moved cards.
