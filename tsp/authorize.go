@@ -2,7 +2,6 @@ package tsp
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -143,6 +142,7 @@ type Authorizer struct {
 	cache   *tokenCache
 	pending *pendingSet
 	logIDs  *logIDs
+	atc     *atcBatcher
 	stopSub func()
 }
 
@@ -155,7 +155,7 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 	if cfg.Keys == nil || cfg.Ref == nil {
 		return nil, errors.New("tsp: authorizer needs keys and reference data")
 	}
-	a := &Authorizer{keys: cfg.Keys, ref: cfg.Ref, log: cfg.Log, node: cfg.Node, now: cfg.Now, logIDs: newLogIDs()}
+	a := &Authorizer{keys: cfg.Keys, ref: cfg.Ref, log: cfg.Log, node: cfg.Node, now: cfg.Now}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -191,7 +191,16 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 	if cfg.Writer.Name == "" {
 		cfg.Writer.Name = "authorizer"
 	}
+	nodeNum, err := allocateNode(ctx, a.db, a.node, a.now())
+	if err != nil {
+		if a.ownDB {
+			a.db.Close()
+		}
+		return nil, err
+	}
+	a.logIDs = &logIDs{node: nodeNum}
 	a.w = store.NewWriter(a.db, cfg.Writer)
+	a.atc = newATCBatcher(a.w)
 	if cfg.Subscriber == nil && cfg.Bus != nil {
 		cfg.Subscriber = BusSubscriber{Bus: cfg.Bus}
 	}
@@ -211,6 +220,9 @@ func NewAuthorizer(ctx context.Context, cfg AuthorizerConfig) (*Authorizer, erro
 func (a *Authorizer) Close() error {
 	if a.stopSub != nil {
 		a.stopSub()
+	}
+	if a.atc != nil {
+		a.atc.close()
 	}
 	var err error
 	if a.w != nil {
@@ -320,12 +332,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 		}
 		logEntry = &detokenization{ID: a.logIDs.next(now), TokenRef: e.ref, Requester: requester, Purpose: "authorization", ATC: int(atc), At: now}
 	}
-	var accepted bool
-	err = a.w.Write(ctx, func(tx *sql.Tx) error {
-		var err error
-		accepted, err = acceptATC(ctx, tx, e.ref, int(atc), logEntry, a.logIDs)
-		return err
-	})
+	accepted, err := a.atc.accept(ctx, e.ref, int(atc), logEntry)
 	if err != nil {
 		return res, fmt.Errorf("tsp: record ATC: %w", err)
 	}

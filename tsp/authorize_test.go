@@ -472,3 +472,43 @@ func cpuTime() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+func TestLogIDs(t *testing.T) {
+	g := &logIDs{node: 5}
+	now := time.UnixMilli(1_800_000_000_000)
+	prev := int64(-1)
+	for i := 0; i < 10000; i++ { // more than 4096 in one millisecond
+		id := g.next(now)
+		if id <= prev {
+			t.Fatalf("id %d not above %d at %d", id, prev, i)
+		}
+		if (uint64(id)>>12)&0x3FF != 5 {
+			t.Fatalf("node bits of %x", id)
+		}
+		prev = id
+	}
+	if id := g.next(now.Add(-time.Second)); id <= prev {
+		t.Fatal("clock going back breaks the order")
+	}
+	other := &logIDs{node: 6}
+	if other.next(now) == (&logIDs{node: 5}).next(now) {
+		t.Fatal("two nodes made the same id")
+	}
+}
+
+func TestAuthorizerNodesDiffer(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	seen := map[uint64]bool{}
+	for i := 0; i < 3; i++ {
+		a, err := NewAuthorizer(ctx, AuthorizerConfig{DB: f.vault.db, Keys: f.keys, Ref: f.ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		if seen[a.logIDs.node] {
+			t.Fatalf("node %d given twice", a.logIDs.node)
+		}
+		seen[a.logIDs.node] = true
+	}
+}

@@ -34,7 +34,7 @@ func (a *Authorizer) Detokenize(ctx context.Context, tokenRef, requester, purpos
 	}
 	now := a.now()
 	entry := &detokenization{ID: a.logIDs.next(now), TokenRef: e.ref, Requester: requester, Purpose: purpose, ATC: -1, At: now}
-	if err := a.w.Write(ctx, func(tx *sql.Tx) error { return insertDetokenization(ctx, tx, entry, a.logIDs) }); err != nil {
+	if err := a.w.Write(ctx, func(tx *sql.Tx) error { return insertDetokenizations(ctx, tx, []*detokenization{entry}) }); err != nil {
 		return "", "", fmt.Errorf("tsp: log de-tokenization: %w", err)
 	}
 	return pan, e.panExpiry, nil

@@ -2,14 +2,12 @@ package tsp
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/mipay-oss/mipay"
@@ -267,30 +265,6 @@ func (v *Vault) History(ctx context.Context, ref string) ([]StateChange, error) 
 	return out, rows.Err()
 }
 
-// acceptATC is the Writer function of an authorization: it raises the
-// token's last ATC to atc only if atc is higher (so two nodes racing with the
-// same ATC accept it once), and logs the de-tokenization when the PAN is
-// released. accepted reports whether the ATC was fresh.
-func acceptATC(ctx context.Context, tx *sql.Tx, ref string, atc int, logEntry *detokenization, ids *logIDs) (accepted bool, err error) {
-	res, err := tx.ExecContext(ctx, `UPDATE token_atc SET last_atc = $1 WHERE ref = $2 AND last_atc < $1`, atc, ref)
-	if err != nil {
-		return false, fmt.Errorf("tsp: accept ATC: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("tsp: accept ATC: %w", err)
-	}
-	if n != 1 {
-		return false, nil
-	}
-	if logEntry != nil {
-		if err := insertDetokenization(ctx, tx, logEntry, ids); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
-}
-
 // detokenization is one de-tokenization log entry (no PAN).
 type detokenization struct {
 	ID        int64 // time-ordered, see logIDs
@@ -299,47 +273,6 @@ type detokenization struct {
 	Purpose   string // e.g. "authorization"
 	ATC       int
 	At        time.Time
-}
-
-// logIDs makes time-ordered de-tokenization log ids: milliseconds << 20 |
-// node (8 random bits) << 12 | sequence (12 bits). Ordered ids append at the
-// end of the table's B-tree instead of dirtying random pages.
-type logIDs struct {
-	node uint64
-	seq  atomic.Uint64
-}
-
-func newLogIDs() *logIDs {
-	var b [1]byte
-	_, _ = rand.Read(b[:])
-	return &logIDs{node: uint64(b[0])}
-}
-
-func (g *logIDs) next(now time.Time) int64 {
-	return int64(uint64(now.UnixMilli())<<20 | g.node<<12 | g.seq.Add(1)&0xFFF)
-}
-
-// maxLogIDAttempts bounds retries when two nodes drew the same id.
-const maxLogIDAttempts = 4
-
-func insertDetokenization(ctx context.Context, tx *sql.Tx, d *detokenization, ids *logIDs) error {
-	for attempt := 0; attempt < maxLogIDAttempts; attempt++ {
-		if attempt > 0 {
-			d.ID = ids.next(d.At)
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO detokenization_log (id, token_ref, requester, purpose, atc, at)
-			VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.TokenRef, d.Requester, d.Purpose, d.ATC, ms(d.At))
-		if err != nil {
-			return fmt.Errorf("tsp: log de-tokenization: %w", err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("tsp: log de-tokenization: %w", err)
-		} else if n == 1 {
-			return nil
-		}
-	}
-	return fmt.Errorf("tsp: log de-tokenization: no free id after %d attempts", maxLogIDAttempts)
 }
 
 // DetokenizationCount returns how many de-tokenizations of a token are logged.

@@ -54,15 +54,26 @@ CREATE TABLE token_state_history (
     PRIMARY KEY (token_ref, seq)
 );
 
--- Every de-tokenization: who asked, when, for which token. No PAN. The id
--- is time-ordered (ms << 20 | node << 12 | sequence) so the hot path appends
--- at the end of the table; there is deliberately no index by token (audit
--- queries scan by time range, which the id orders).
+-- Every de-tokenization: who asked, when, for which token. No PAN. An
+-- append-only audit log written on the authorization hot path, so it has no
+-- index at all (each would cost a B-tree insert per authorization): id is
+-- unique and time-ordered by construction (ms << 22 | node << 12 |
+-- sequence, node unique among running Authorizers, see authorizer_starts);
+-- audits scan it.
 CREATE TABLE detokenization_log (
-    id          BIGINT PRIMARY KEY,
+    id          BIGINT NOT NULL,
     token_ref   TEXT NOT NULL,
     requester   TEXT NOT NULL,
     purpose     TEXT NOT NULL,
     atc         INTEGER NOT NULL,
     at          BIGINT NOT NULL
+);
+
+-- One row per Authorizer start: its number mod 1024 is the node field of the
+-- de-tokenization log ids that Authorizer makes, so no two running nodes
+-- make the same id.
+CREATE TABLE authorizer_starts (
+    n           BIGINT PRIMARY KEY,
+    node_name   TEXT NOT NULL,
+    started_at  BIGINT NOT NULL
 );
