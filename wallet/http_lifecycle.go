@@ -35,7 +35,9 @@ func (a *API) cardLifecycle(w http.ResponseWriter, r *http.Request, accountID st
 }
 
 func (a *API) switchOff(w http.ResponseWriter, r *http.Request, accountID string) error {
-	return a.deviceLifecycle(w, r, accountID, a.s.SwitchOffDevice)
+	return a.deviceLifecycle(w, r, accountID, func(ctx context.Context, accountID, deviceID, reason string) (*DeviceChange, error) {
+		return a.s.SwitchOffDevice(ctx, accountID, deviceID, reason, bearer(r))
+	})
 }
 
 func (a *API) found(w http.ResponseWriter, r *http.Request, accountID string) error {

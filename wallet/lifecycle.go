@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/mipay-oss/mipay"
@@ -35,6 +36,10 @@ type DeviceChange struct {
 	DeviceID string       `json:"deviceId"`
 	Cards    []CardChange `json:"cards"`
 	Command  *Command     `json:"command,omitempty"` // the WIPE queued by a switch-off
+	// TransitHotlisted are the device's transit cards a switch-off put on
+	// the agencies' hotlists; TransitError says why that did not happen.
+	TransitHotlisted []string `json:"transitHotlisted,omitempty"`
+	TransitError     string   `json:"transitError,omitempty"`
 }
 
 func checkReason(reason, def string) (string, error) {
@@ -133,10 +138,12 @@ func (s *Service) deviceAction(ctx context.Context, accountID, deviceID, action,
 }
 
 // SwitchOffDevice is "switch off Mi Pay on this device": every ACTIVE card
-// of the device is SUSPENDED at once (reason DEVICE_LOST unless given) and
-// a WIPE is queued for the device's next sync. Cards the TSP refused are
-// reported with their error; the rest are suspended regardless.
-func (s *Service) SwitchOffDevice(ctx context.Context, accountID, deviceID, reason string) (*DeviceChange, error) {
+// of the device is SUSPENDED at once (reason DEVICE_LOST unless given), the
+// device's transit cards are hotlisted (with the caller's session bearer,
+// when given and a transit agency is configured) and a WIPE is queued for
+// the device's next sync. Cards the TSP refused, and a transit failure, are
+// reported in the answer; the rest is done regardless.
+func (s *Service) SwitchOffDevice(ctx context.Context, accountID, deviceID, reason, bearer string) (*DeviceChange, error) {
 	reason, err := checkReason(reason, ReasonDeviceLost)
 	if err != nil {
 		return nil, err
@@ -145,7 +152,19 @@ func (s *Service) SwitchOffDevice(ctx context.Context, accountID, deviceID, reas
 	if err != nil {
 		return nil, err
 	}
-	cmd, err := s.QueueCommand(context.WithoutCancel(ctx), accountID, deviceID, CommandWipe)
+	ctx = context.WithoutCancel(ctx)
+	if bearer != "" && s.cfg.Transit != nil {
+		nums, err := s.cfg.Transit.HotlistDevice(ctx, bearer, deviceID, reason)
+		switch {
+		case errors.Is(err, errNoTransit):
+		case err != nil:
+			out.TransitError = mipay.ErrorMessage(err)
+			s.cfg.Log.WarnContext(ctx, "transit hotlist failed", "device", deviceID, "err", err)
+		default:
+			out.TransitHotlisted = nums
+		}
+	}
+	cmd, err := s.QueueCommand(ctx, accountID, deviceID, CommandWipe)
 	if err != nil {
 		return nil, err
 	}

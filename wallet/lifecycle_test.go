@@ -1,8 +1,12 @@
 package wallet
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/mipay-oss/mipay/httpx"
 )
 
 func TestSwitchOffAndFound(t *testing.T) {
@@ -71,6 +75,49 @@ func TestSwitchOffAndFound(t *testing.T) {
 		l := e.call("GET", d+"/cards", u.token, nil).want(t, 200)
 		if cs := l.body["cards"].([]any); len(cs) != 1 || l.str("defaultCardId") != broken {
 			t.Errorf("left: %s", l.raw)
+		}
+	})
+}
+
+func TestSwitchOffHotlistsTransitCards(t *testing.T) {
+	var gotBearer, gotPath string
+	fail := false
+	transit := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotBearer, gotPath = r.Header.Get("Authorization"), r.URL.Path
+		if fail {
+			httpx.WriteJSON(w, 503, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "unavailable", Message: "the agency is down"}})
+			return
+		}
+		httpx.WriteJSON(w, 200, map[string]any{"hotlisted": []string{"3100000000000017"}})
+	}))
+	t.Cleanup(transit.Close)
+	e := mustWallet(t, func(c *Config) { c.Transit = &HTTPTransit{Base: func() string { return transit.URL }} })
+	u := e.mustUser()
+	card := e.mustCard(u, "green")
+	off := e.call("POST", "/v1/devices/"+u.deviceID+"/switch-off", u.token, nil).want(t, 200)
+	if gotBearer != "Bearer "+u.token || gotPath != "/v1/devices/"+u.deviceID+"/hotlist" {
+		t.Errorf("transit called with %q %q", gotBearer, gotPath)
+	}
+	if hs, _ := off.body["transitHotlisted"].([]any); len(hs) != 1 {
+		t.Errorf("%s", off.raw)
+	}
+	t.Run("transit down", func(t *testing.T) {
+		fail = true
+		e.call("POST", "/v1/devices/"+u.deviceID+"/found", u.token, nil).want(t, 200)
+		off := e.call("POST", "/v1/devices/"+u.deviceID+"/switch-off", u.token, nil).want(t, 200)
+		if off.str("transitError") != "the agency is down" {
+			t.Errorf("%s", off.raw)
+		}
+		if c := e.call("GET", "/v1/cards/"+card, u.token, nil).want(t, 200); c.str("state") != StateSuspended {
+			t.Errorf("card not suspended when transit failed: %s", c.raw)
+		}
+	})
+	t.Run("no transit configured", func(t *testing.T) {
+		e2 := mustWallet(t, func(c *Config) { c.Transit = &HTTPTransit{Base: func() string { return "" }} })
+		u2 := e2.mustUser()
+		off := e2.call("POST", "/v1/devices/"+u2.deviceID+"/switch-off", u2.token, nil).want(t, 200)
+		if off.str("transitError") != "" || off.str("command", "kind") != CommandWipe {
+			t.Errorf("%s", off.raw)
 		}
 	})
 }

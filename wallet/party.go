@@ -78,6 +78,10 @@ func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 			cfg.TSP = NewHTTPTSPTokenFile(env.Peer(node.RoleTSP, "http"), TSPTokenPath(env.DataDir), DefaultTSPTimeout)
 		}
 	}
+	if cfg.Transit == nil {
+		// Read at each call: the transit party starts after the wallet.
+		cfg.Transit = &HTTPTransit{Base: func() string { return env.Peer(node.RoleTransit, "http") }}
+	}
 	if cfg.Roots == nil {
 		files := []string{FactoryRootPath(env.DataDir)}
 		if v := os.Getenv(EnvSERoots); v != "" {

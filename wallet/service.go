@@ -20,10 +20,11 @@ import (
 // Config is the wallet service's configuration. Zero values take the
 // Default… constants.
 type Config struct {
-	TSP              TSP    // required (StartWith makes an HTTPTSP to env's "tsp" peer)
-	TSPToken         string // the wallet's token requestor secret at the TSP (for StartWith's HTTPTSP)
-	Roots            *Roots // trusted SE vendor roots; nil trusts none
-	TokenRequestorID string // Mi Pay's token requestor id (11 digits)
+	TSP              TSP     // required (StartWith makes an HTTPTSP to env's "tsp" peer)
+	TSPToken         string  // the wallet's token requestor secret at the TSP (for StartWith's HTTPTSP)
+	Roots            *Roots  // trusted SE vendor roots; nil trusts none
+	Transit          Transit // hotlists a lost device's transit cards; nil: none
+	TokenRequestorID string  // Mi Pay's token requestor id (11 digits)
 
 	MaxCardsPerDevice   int
 	SessionTTL          time.Duration
