@@ -137,15 +137,3 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
-
-// issuerOf returns a mutable issuer of ref.
-func issuerOf(tb testing.TB, ref *config.Reference, id string) *config.Issuer {
-	tb.Helper()
-	for i := range ref.Issuers {
-		if ref.Issuers[i].ID == id {
-			return &ref.Issuers[i]
-		}
-	}
-	tb.Fatalf("no issuer %s", id)
-	return nil
-}
