@@ -49,6 +49,9 @@ type Issuer struct {
 	// Timeout is how long the switch waits for this issuer's answer.
 	Timeout     Duration     `json:"timeout"`
 	Cardholders []Cardholder `json:"cardholders"`
+	// CrossBorder is the bank's rules for cards used abroad (none: every
+	// card may pay in every accepting country, without a fee).
+	CrossBorder CrossBorder `json:"crossBorder,omitzero"`
 }
 
 // Product is a card product with its art.

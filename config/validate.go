@@ -181,6 +181,9 @@ func (is *Issuer) validate() error {
 	if is.Timeout <= 0 {
 		return fmt.Errorf("timeout must be positive (e.g. \"2s\")")
 	}
+	if err := is.CrossBorder.validate(codes); err != nil {
+		return fmt.Errorf("crossBorder: %w", err)
+	}
 	if len(is.Cardholders) > MaxCardholders {
 		return fmt.Errorf("cardholders: %d is more than the maximum %d", len(is.Cardholders), MaxCardholders)
 	}
