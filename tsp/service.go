@@ -386,6 +386,7 @@ func (s *Service) change(t *Token, from, to State, by CausedBy, reason string, a
 // Bounds of announcing a change.
 const (
 	DefaultPublishAttempts = 3
+	DefaultPublishTimeout  = 5 * time.Second // the whole announcement
 	publishBackoff         = 50 * time.Millisecond
 )
 
@@ -393,13 +394,18 @@ const (
 // issuer a token notice. The change is already durable; a failure here is
 // logged, and switch caches fall back on their TTL.
 func (s *Service) announce(ctx context.Context, c StateChange, event, decisionID string) {
+	// The change is committed: announce it even if the client went away.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultPublishTimeout)
+	defer cancel()
 	if s.bus != nil {
 		var err error
 		for i := 0; i < DefaultPublishAttempts; i++ {
+			if i > 0 {
+				time.Sleep(publishBackoff << (i - 1))
+			}
 			if err = s.bus.Publish(ctx, SubjectStateChanged, c); err == nil {
 				break
 			}
-			time.Sleep(publishBackoff << i)
 		}
 		if err != nil {
 			s.log.ErrorContext(ctx, "publish token state change failed", "token", c.TokenRef, "state", c.State, "err", err)
