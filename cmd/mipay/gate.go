@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/nfc"
@@ -116,6 +117,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	defer r.Close()
 	fmt.Fprintf(stderr, "%s gate at %s (%s): tap with `mipay phone transit-tap --phone NAME --reader %s`\n", c.Name, *station, m, r.Addr())
+	go gateHousekeeping(ctx, g, stderr)
 	return g.Serve(ctx, r, func(res gate.Result, err error) {
 		if err != nil {
 			out(map[string]string{"error": err.Error()}, "tap failed: "+err.Error())
@@ -132,4 +134,33 @@ func provisioned(ctx context.Context, cfg gate.Config) bool {
 	}
 	g.Close()
 	return true
+}
+
+// Gate housekeeping while serving: the hotlist is refreshed and records are
+// uploaded periodically; when the agency is unreachable the gate keeps
+// working offline with what it has.
+const (
+	gateHotlistEvery = time.Minute
+	gateUploadEvery  = 5 * time.Minute
+)
+
+func gateHousekeeping(ctx context.Context, g *gate.Gate, stderr io.Writer) {
+	hot := time.NewTicker(gateHotlistEvery)
+	up := time.NewTicker(gateUploadEvery)
+	defer hot.Stop()
+	defer up.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hot.C:
+			if _, err := g.RefreshHotlist(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(stderr, "hotlist refresh failed (offline): %s\n", mipay.ErrorMessage(err))
+			}
+		case <-up.C:
+			if _, err := g.Upload(ctx); err != nil && ctx.Err() == nil {
+				fmt.Fprintf(stderr, "upload failed (will retry): %s\n", mipay.ErrorMessage(err))
+			}
+		}
+	}
 }
