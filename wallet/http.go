@@ -35,7 +35,7 @@ type API struct {
 func NewAPI(s *Service) *API { return &API{s: s} }
 
 func (a *API) routes() []route {
-	return []route{
+	return append([]route{
 		{"GET", "/openapi.json", false, a.openAPI},
 		{"POST", "/v1/accounts", false, a.register},
 		{"POST", "/v1/sessions", false, a.signIn},
@@ -68,7 +68,7 @@ func (a *API) routes() []route {
 		{"POST", "/v1/devices/{id}/switch-off", true, a.switchOff},
 		{"POST", "/v1/devices/{id}/found", true, a.found},
 		{"DELETE", "/v1/devices/{id}/cards", true, a.removeDeviceCards},
-	}
+	}, a.lostRoutes()...)
 }
 
 // Handler returns the API's routes (without httpx's /healthz and /metrics,
