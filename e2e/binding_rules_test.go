@@ -155,34 +155,39 @@ func TestBindingRules(t *testing.T) {
 		}
 	})
 
-	t.Run("no plaintext PAN in any file or log line", func(t *testing.T) {
-		var pans []string
-		for _, is := range s.ref.Issuers {
-			for _, c := range is.Cardholders {
-				pans = append(pans, c.PAN)
+	t.Run("no plaintext PAN in any file or log line", func(t *testing.T) { assertNoPAN(t, s) })
+}
+
+// assertNoPAN scans every file of the data directory (SQLite files and their
+// WALs, NATS streams, keystores, phones) and the log lines for any demo PAN.
+func assertNoPAN(t *testing.T, s *system) {
+	t.Helper()
+	var pans []string
+	for _, is := range s.ref.Issuers {
+		for _, c := range is.Cardholders {
+			pans = append(pans, c.PAN)
+		}
+	}
+	scan := func(where string, b []byte) {
+		for _, pan := range pans {
+			if bytes.Contains(b, []byte(pan)) {
+				t.Errorf("PAN %s…%s in %s", pan[:6], pan[len(pan)-4:], where)
 			}
 		}
-		scan := func(where string, b []byte) {
-			for _, pan := range pans {
-				if bytes.Contains(b, []byte(pan)) {
-					t.Errorf("PAN %s…%s in %s", pan[:6], pan[len(pan)-4:], where)
-				}
-			}
+	}
+	err := filepath.WalkDir(s.dataDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
-		err := filepath.WalkDir(s.dataDir, func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return fmt.Errorf("%s: %w", path, err)
-			}
-			scan(path, b)
-			return nil
-		})
+		b, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatal(err)
+			return fmt.Errorf("%s: %w", path, err)
 		}
-		scan("the logs", []byte(s.logBuf.String()))
+		scan(path, b)
+		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scan("the logs", []byte(s.logBuf.String()))
 }

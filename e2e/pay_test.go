@@ -305,6 +305,8 @@ func TestPay(t *testing.T) {
 		})
 		s.ledgerOK(t)
 	})
+
+	t.Run("no plaintext PAN in any file or log line after paying", func(t *testing.T) { assertNoPAN(t, s) })
 }
 
 func TestDeclines(t *testing.T) {
