@@ -8,10 +8,14 @@
 // the TSP's key (which it cannot read) and the TSP's SE profile encrypted to the
 // device's SE key (which it cannot read either).
 //
-// Layout: this file holds the domain types and limits; service*.go the
-// business rules; store.go the SQL (migrations/ embedded); http*.go the HTTP
-// transport with its OpenAPI document (openapi.json); tsp.go the TSP client;
-// attest.go the SE certificate chain check; subscribe.go the event handlers;
+// Layout: this file holds the domain types and limits; the business rules
+// are in service.go (devices, binding, cards), account.go (accounts,
+// sessions, lockout), lifecycle.go (suspend/resume/switch-off), notify.go
+// (events, transactions, notifications), cloud.go (locations, commands);
+// store.go holds the SQL (migrations/ embedded); http*.go the HTTP transport
+// with its OpenAPI document (openapi.json, mapped in API.md); tsp.go and
+// transit.go the clients of those parties; attest.go the SE certificate
+// chain check; limiter.go and metrics.go the per-client limit and counters;
 // party.go Start.
 package wallet
 
