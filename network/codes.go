@@ -8,31 +8,34 @@ import (
 // Response codes (DE39) the network gives or passes on. This is the one table
 // of DE39 in mipay: every decision the switch makes maps here.
 const (
-	RCApproved           = "00"
-	RCDoNotHonor         = "05" // cryptogram failed, ATC replayed
-	RCInvalidTxn         = "12"
-	RCInvalidCard        = "14" // unknown token or no issuer for the BIN
-	RCOriginalNotFound   = "25" // reversal of an authorization the switch never saw
-	RCFormatError        = "30"
-	RCInsufficientFunds  = "51"
-	RCExpiredCard        = "54"
-	RCIncorrectPIN       = "55"
-	RCNotPermitted       = "57" // outside the token's domain
-	RCExceedsAmountLimit = "61"
-	RCRestrictedCard     = "62" // token not active: suspended, deleted, not yet activated
-	RCCVMRequired        = "65" // above the no-CVM limit without CDCVM or PIN (soft decline)
-	RCIssuerUnavailable  = "91"
-	RCDuplicate          = "94"
-	RCSystemError        = "96"
+	RCApproved             = "00"
+	RCDoNotHonor           = "05" // cryptogram failed, ATC replayed
+	RCInvalidTxn           = "12"
+	RCInvalidAmount        = "13" // the billing amount does not fit DE6
+	RCInvalidCard          = "14" // unknown token or no issuer for the BIN
+	RCOriginalNotFound     = "25" // reversal of an authorization the switch never saw
+	RCFormatError          = "30"
+	RCInsufficientFunds    = "51"
+	RCExpiredCard          = "54"
+	RCIncorrectPIN         = "55"
+	RCNotPermitted         = "57" // outside the token's domain; card not for this country (issuer)
+	RCNotPermittedTerminal = "58" // no UnionPay acceptance in the terminal's country (DE19)
+	RCExceedsAmountLimit   = "61"
+	RCRestrictedCard       = "62" // token not active: suspended, deleted, not yet activated
+	RCCVMRequired          = "65" // above the no-CVM limit without CDCVM or PIN (soft decline)
+	RCIssuerUnavailable    = "91"
+	RCDuplicate            = "94"
+	RCSystemError          = "96"
 )
 
 // ResponseText is each code's meaning, for logs, receipts and `mipay pos`.
 var ResponseText = map[string]string{
 	RCApproved: "approved", RCDoNotHonor: "do not honour", RCInvalidTxn: "invalid transaction",
-	RCInvalidCard: "invalid card number", RCOriginalNotFound: "unable to locate original transaction",
+	RCInvalidAmount: "invalid amount", RCInvalidCard: "invalid card number", RCOriginalNotFound: "unable to locate original transaction",
 	RCFormatError: "format error", RCInsufficientFunds: "insufficient funds", RCExpiredCard: "expired card",
 	RCIncorrectPIN: "incorrect PIN", RCNotPermitted: "transaction not permitted to cardholder",
-	RCExceedsAmountLimit: "exceeds amount limit", RCRestrictedCard: "restricted card",
+	RCNotPermittedTerminal: "transaction not permitted to terminal",
+	RCExceedsAmountLimit:   "exceeds amount limit", RCRestrictedCard: "restricted card",
 	RCCVMRequired: "exceeds limit without cardholder verification", RCIssuerUnavailable: "issuer unavailable",
 	RCDuplicate: "duplicate transmission", RCSystemError: "system malfunction",
 }

@@ -165,11 +165,23 @@ func (s *Switch) forwardReversals() (bool, error) {
 // sendReversal builds the issuer's reversal of an original and sends it.
 func (s *Switch) sendReversal(ctx context.Context, o owedReversal) error {
 	var r authRecord
+	var billMinor int64
+	var rate string
 	err := s.db.DB.QueryRowContext(ctx, `SELECT mti, token_ref, issuer_id, processing, amount_minor, currency, stan, rrn,
-		tx_time, acquirer, terminal, merchant FROM auths WHERE dup_key = $1`, o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID,
-		&r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN, &r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant)
+		tx_time, acquirer, terminal, merchant, country, billing_minor, billing_rate FROM auths WHERE dup_key = $1`, o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID,
+		&r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN, &r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant,
+		&r.Country, &billMinor, &rate)
 	if err != nil {
 		return fmt.Errorf("original: %w", err)
+	}
+	if rate != "" {
+		// The original's billing amount and rate, not today's: the issuer
+		// releases exactly what it held.
+		rt, err := ParseDE10(rate)
+		if err != nil {
+			return fmt.Errorf("original's rate: %w", err)
+		}
+		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
@@ -204,6 +216,14 @@ func (s *Switch) sendReversal(ctx context.Context, o owedReversal) error {
 	m.SetString(39, map[bool]string{true: "68", false: "17"}[o.mti == iso8583.MTIReversalAdvice])
 	m.SetString(41, r.Terminal)
 	m.SetString(49, r.Currency)
+	if r.Country != "" {
+		m.SetString(19, r.Country)
+	}
+	if r.Bill.converted() {
+		if err := setBilling(m, r.Bill); err != nil {
+			return err
+		}
+	}
 	m.SetString(90, de90)
 	answer, err := link.Send(ctx, m)
 	if err != nil {

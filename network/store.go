@@ -25,11 +25,18 @@ func Migrations() fs.FS {
 }
 
 func insertAuth(ctx context.Context, tx *sql.Tx, r *authRecord, now time.Time) error {
+	var billMinor, rateVersion int64
+	var rate string
+	if r.Bill.converted() {
+		billMinor, rate, rateVersion = r.Bill.AmountMinor, r.Bill.Rate.DE10(), r.Bill.Version
+	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO auths (dup_key, mti, token_ref, token_last4, issuer_id, processing,
 		amount_minor, currency, stan, rrn, tx_time, acquirer, terminal, merchant, rc, auth_code, stand_in, reversed,
-		answer, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,0,$18,$19)`,
+		answer, created_at, country, billing_minor, billing_rate, rate_version)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,0,$18,$19,$20,$21,$22,$23)`,
 		r.Key, r.MTI, r.TokenRef, r.TokenLast4, r.IssuerID, r.Processing, r.AmountMinor, r.Currency, r.STAN, r.RRN,
-		r.TxTime, r.Acquirer, r.Terminal, r.Merchant, r.RC, r.AuthCode, boolInt(r.StandIn), r.Answer, now.UnixMilli())
+		r.TxTime, r.Acquirer, r.Terminal, r.Merchant, r.RC, r.AuthCode, boolInt(r.StandIn), r.Answer, now.UnixMilli(),
+		r.Country, billMinor, rate, rateVersion)
 	if err != nil {
 		return fmt.Errorf("network: insert authorization: %w", err)
 	}

@@ -81,6 +81,9 @@ type Config struct {
 	// ReversalRetry is the first delay before retrying an unacknowledged
 	// issuer reversal (doubling up to a minute).
 	ReversalRetry time.Duration
+	// RateMaxAge is how old the exchange-rate table in effect may be
+	// (DefaultRateMaxAge when 0); older, the switch declines conversions.
+	RateMaxAge time.Duration
 }
 
 // Switch is one switch node.
@@ -91,6 +94,7 @@ type Switch struct {
 	log    *slog.Logger
 	now    func() time.Time
 	recent *recentIndex
+	rates  *RateTable
 
 	flightMu sync.Mutex
 	flight   map[string]*flightCall
@@ -136,10 +140,15 @@ func New(ctx context.Context, cfg Config) (*Switch, error) {
 		stop: make(chan struct{}),
 	}
 	s.recent = newRecentIndex(cfg.MaxRecent)
+	s.rates = NewRateTable(cfg.RateMaxAge)
 	if err := s.loadRecent(ctx); err != nil {
 		return nil, err
 	}
 	s.w = store.NewWriter(cfg.DB, cfg.Writer)
+	if err := s.loadRates(ctx); err != nil {
+		s.w.Close()
+		return nil, err
+	}
 	s.wg.Add(2)
 	go s.reversalLoop()
 	go s.outboxLoop()
@@ -277,7 +286,9 @@ type authRecord struct {
 	Merchant, RC, AuthCode                               string
 	StandIn                                              bool
 	Answer                                               []byte
-	arqc                                                 []byte // the request's 9F26, for the ARPC
+	Country                                              string   // DE19 ("" for reversals)
+	Bill                                                 *billing // set when DE4 was converted
+	arqc                                                 []byte   // the request's 9F26, for the ARPC
 }
 
 // authorize handles a 0100/0200.
@@ -295,6 +306,22 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 		return s.finish(ctx, bad, rec, nil)
 	}
 	rec.AmountMinor, _ = iso8583.ParseAmount(req.String(4))
+	bill, dec := s.crossBorder(req, s.now())
+	if dec != nil {
+		s.log.InfoContext(ctx, "authorization declined by the network", "rc", dec.rc, "reason", dec.reason)
+		resp.SetString(39, dec.rc)
+		return s.finish(ctx, resp, rec, nil)
+	}
+	rec.Country = bill.Country
+	if bill.converted() {
+		rec.Bill = bill
+		req = req.Clone() // the issuer's copy carries DE6/DE10/DE51
+		if err := setBilling(req, bill); err != nil {
+			resp.SetString(39, RCInvalidAmount)
+			return s.finish(ctx, resp, rec, nil)
+		}
+		_ = setBilling(resp, bill) // the same fields cannot fail twice
+	}
 	token := req.String(2)
 	rec.TokenLast4 = token[len(token)-4:]
 	iss, isToken := s.cfg.Ref.IssuerByToken(token)
@@ -445,7 +472,7 @@ func (s *Switch) forward(ctx context.Context, out, resp *iso8583.Message, rec *a
 // one is reversed (0420) through the store-and-forward queue.
 func (s *Switch) noAnswer(ctx context.Context, resp *iso8583.Message, rec *authRecord, res *tsp.AuthResult, iss *config.Issuer, cause error) (*iso8583.Message, error) {
 	s.log.WarnContext(ctx, "issuer did not answer", "issuer", iss.ID, "err", cause)
-	if iss.StandIn.Enabled && rec.AmountMinor <= iss.StandIn.MaxMinor {
+	if iss.StandIn.Enabled && rec.billedMinor() <= iss.StandIn.MaxMinor {
 		resp.SetString(39, RCApproved)
 		resp.SetString(38, standInAuthCode())
 		rec.StandIn = true
@@ -560,6 +587,12 @@ type TransactionEvent struct {
 	STAN          string    `json:"stan"`
 	RRN           string    `json:"rrn"`
 	Time          time.Time `json:"time"`
+	// Paying abroad: the terminal's country, and what the cardholder is
+	// billed (CNY fen) at which rate (CNY per major unit, as in DE10).
+	Country            string `json:"country,omitempty"`
+	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
+	BillingCurrency    string `json:"billingCurrency,omitempty"`
+	ConversionRate     string `json:"conversionRate,omitempty"`
 }
 
 func transactionID(key string) string {
@@ -572,7 +605,10 @@ func transactionEvent(rec *authRecord, now time.Time) (*outboxEvent, error) {
 		TransactionID: transactionID(rec.Key), TokenRef: rec.TokenRef, TokenLast4: rec.TokenLast4, IssuerID: rec.IssuerID,
 		AmountMinor: rec.AmountMinor, Currency: rec.Currency, MerchantName: trimMerchant(rec.Merchant),
 		Approved: rec.RC == RCApproved, ResponseCode: rec.RC, AuthCode: rec.AuthCode, StandIn: rec.StandIn,
-		STAN: rec.STAN, RRN: rec.RRN, Time: now.UTC(),
+		STAN: rec.STAN, RRN: rec.RRN, Time: now.UTC(), Country: rec.Country,
+	}
+	if rec.Bill.converted() {
+		e.BillingAmountMinor, e.BillingCurrency, e.ConversionRate = rec.Bill.AmountMinor, config.BillingCurrency, rec.Bill.Rate.String()
 	}
 	b, err := json.Marshal(e)
 	if err != nil {
@@ -591,4 +627,12 @@ func trimMerchant(de43 string) string {
 		name = name[:len(name)-1]
 	}
 	return name
+}
+
+// billedMinor is what the cardholder is billed in CNY fen.
+func (r *authRecord) billedMinor() int64 {
+	if r.Bill.converted() {
+		return r.Bill.AmountMinor
+	}
+	return r.AmountMinor
 }
