@@ -55,13 +55,13 @@ type AuthorizeResult struct {
 }
 
 const loadColumns = `id, request_id, city, card_number, kind, amount_minor, state, payment_id, online_serial, balance_before,
-	terminal, tx_date, tx_time, created, updated`
+	terminal, tx_date, tx_time, card_random, created, updated`
 
 func scanLoad(r scanner) (*Load, error) {
 	var l Load
 	var c, u int64
 	if err := r.Scan(&l.ID, &l.RequestID, &l.City, &l.CardNumber, &l.Kind, &l.AmountMinor, &l.State, &l.PaymentID, &l.OnlineSerial,
-		&l.BalanceBefore, &l.Terminal, &l.Date, &l.Time, &c, &u); err != nil {
+		&l.BalanceBefore, &l.Terminal, &l.Date, &l.Time, &l.random, &c, &u); err != nil {
 		return nil, err
 	}
 	l.Created, l.Updated = time.UnixMilli(c), time.UnixMilli(u)
@@ -255,6 +255,12 @@ func (s *Service) AuthorizeLoad(ctx context.Context, bearer, id string, init []b
 	}
 	now := s.now().UTC()
 	date, tm := now.Format("20060102"), now.Format("150405")
+	random := hex.EncodeToString(in.random[:])
+	if l.State == LoadMAC2Sent && int64(in.serial) == l.OnlineSerial && random == l.random {
+		// The same card session asks again (its answer was lost): the same
+		// MAC2, so whichever copy the card uses, the TAC matches.
+		date, tm = l.Date, l.Time
+	}
 	tx, err := s.loadTx(l, date, tm)
 	if err != nil {
 		return nil, err
@@ -278,9 +284,9 @@ func (s *Service) AuthorizeLoad(ctx context.Context, bearer, id string, init []b
 		return nil, err
 	}
 	err = s.db.Tx(ctx, func(dtx *sql.Tx) error {
-		res, err := dtx.ExecContext(ctx, `UPDATE transit_loads SET state = $2, online_serial = $3, balance_before = $4, tx_date = $5, tx_time = $6, updated = $7
-			WHERE id = $1 AND state IN ($8, $9) AND (online_serial = -1 OR online_serial = $3)`,
-			l.ID, LoadMAC2Sent, int64(in.serial), int64(in.balance), date, tm, s.nowMS(), LoadPaid, LoadMAC2Sent)
+		res, err := dtx.ExecContext(ctx, `UPDATE transit_loads SET state = $2, online_serial = $3, balance_before = $4, tx_date = $5, tx_time = $6, updated = $7,
+			card_random = $10 WHERE id = $1 AND state IN ($8, $9) AND (online_serial = -1 OR online_serial = $3)`,
+			l.ID, LoadMAC2Sent, int64(in.serial), int64(in.balance), date, tm, s.nowMS(), LoadPaid, LoadMAC2Sent, random)
 		if err != nil {
 			return err
 		}

@@ -2,12 +2,14 @@ package transit_test
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/transit"
 	"github.com/mipay-oss/mipay/transit/transittest"
 )
@@ -166,4 +168,55 @@ func TestTopUpRules(t *testing.T) {
 	if got, bal := a.Acq.Charged(), ph.Balance(t, card); got != bal {
 		t.Fatalf("charged %d, card holds %d", got, bal)
 	}
+}
+
+// TestAuthorizeRetriedSameSession: the load host's answer is lost and the
+// app asks again for the same card session; whichever MAC2 the card then
+// uses, its TAC confirms the load.
+func TestAuthorizeRetriedSameSession(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	ph := a.NewPhone(t, "retry")
+	card := ph.Issue(t, "wh")
+	l, err := ph.TopUp(ctx, card, 700, "r", transittest.CutAfterPayment)
+	if !errors.Is(err, transittest.ErrCut) {
+		t.Fatal(err)
+	}
+	c := httpx.Client{Base: a.URL, Token: ph.Bearer}
+	aid := a.City(t, "wh").AIDBytes()
+	transmit := func(apdu []byte) []byte {
+		r := ph.SE.Transmit(apdu)
+		if len(r) < 2 || r[len(r)-2] != 0x90 {
+			t.Fatalf("APDU %X → %X", apdu, r)
+		}
+		return r[:len(r)-2]
+	}
+	transmit(append(append([]byte{0x00, 0xA4, 0x04, 0x00, byte(len(aid))}, aid...), 0))
+	term, _ := hex.DecodeString(l.Terminal)
+	init := transmit(append(append([]byte{0x80, 0x50, 0x00, 0x02, 0x0B, 0x01, 0, 0, 0x02, 0xBC}, term...), 0x10))
+	var first, second transit.AuthorizeResult
+	if err := c.Do(ctx, "POST", "/v1/loads/"+l.ID+"/authorize", map[string]string{"init": hex.EncodeToString(init)}, &first); err != nil {
+		t.Fatal(err)
+	}
+	a.Advance(3 * time.Second)
+	if err := c.Do(ctx, "POST", "/v1/loads/"+l.ID+"/authorize", map[string]string{"init": hex.EncodeToString(init)}, &second); err != nil {
+		t.Fatal(err)
+	}
+	if first.MAC2 != second.MAC2 || first.Time != second.Time {
+		t.Fatalf("same session got MAC2 %s at %s, then %s at %s", first.MAC2, first.Time, second.MAC2, second.Time)
+	}
+	credit := append([]byte{0x80, 0x52, 0x00, 0x00, 0x0B}, mustHexT(t, first.Date+first.Time+first.MAC2)...)
+	tac := transmit(append(credit, 0x04))
+	var done transit.Load
+	if err := c.Do(ctx, "POST", "/v1/loads/"+l.ID+"/confirm", map[string]string{"tac": hex.EncodeToString(tac)}, &done); err != nil || done.State != transit.LoadLoaded {
+		t.Fatalf("confirm: %+v %v", done, err)
+	}
+}
+
+func mustHexT(t *testing.T, s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

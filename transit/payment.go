@@ -286,7 +286,7 @@ func (s *Service) purchaseOf(ctx context.Context, id string) (Purchase, error) {
 // PaymentTotals sums a city's payments by state (tests and operators:
 // money charged = approved; refunded = reversed).
 func (s *Service) PaymentTotals(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.db.DB.QueryContext(ctx, `SELECT state, SUM(amount_minor) FROM transit_payments GROUP BY state`)
+	rows, err := s.db.DB.QueryContext(ctx, `SELECT state, CAST(SUM(amount_minor) AS BIGINT) FROM transit_payments GROUP BY state`)
 	if err != nil {
 		return nil, err
 	}

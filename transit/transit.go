@@ -117,6 +117,7 @@ type Load struct {
 	Terminal      string    `json:"terminal"` // 6 bytes hex: the load terminal
 	Date          string    `json:"date,omitempty"`
 	Time          string    `json:"time,omitempty"`
+	random        string    // the card's random of the session MAC2 was made for
 	Created       time.Time `json:"createdAt"`
 	Updated       time.Time `json:"updatedAt"`
 }

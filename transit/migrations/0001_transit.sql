@@ -60,6 +60,7 @@ CREATE TABLE transit_loads (
     terminal       TEXT NOT NULL,
     tx_date        TEXT NOT NULL DEFAULT '',
     tx_time        TEXT NOT NULL DEFAULT '',
+    card_random    TEXT NOT NULL DEFAULT '',
     tac            TEXT NOT NULL DEFAULT '',
     created        BIGINT NOT NULL,
     updated        BIGINT NOT NULL
