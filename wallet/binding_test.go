@@ -3,6 +3,7 @@ package wallet
 import (
 	"encoding/base64"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -41,6 +42,9 @@ func TestBindingGreen(t *testing.T) {
 	}
 
 	id := a.str("cardId")
+	if got := e.call("GET", "/v1/cards/"+id, u.token, nil).want(t, 200); !reflect.DeepEqual(got.body, a.body["card"]) {
+		t.Errorf("the binding's card %v differs from the stored one %v", a.body["card"], got.body)
+	}
 	t.Run("provisioning", func(t *testing.T) {
 		p := e.call("GET", "/v1/cards/"+id+"/provisioning", u.token, nil).want(t, 200)
 		if p.str("sealedKey") == "" {

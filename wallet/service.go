@@ -308,7 +308,7 @@ func (s *Service) StartBinding(ctx context.Context, accountID, deviceID, encrypt
 	if err != nil {
 		return nil, err
 	}
-	now := s.now()
+	now := fromMS(ms(s.now())) // as the store keeps it, so answers match later reads
 	c := &Card{ID: newID("card"), DeviceID: d.ID, AccountID: accountID, Created: now}
 	if err := s.repo.reserveCard(ctx, c, s.cfg.MaxCardsPerDevice, s.cfg.PendingBindingTTL); err != nil {
 		return nil, err
@@ -358,7 +358,7 @@ func (s *Service) StartBinding(ctx context.Context, accountID, deviceID, encrypt
 			c.State = StateActive
 		}
 	}
-	c.Updated = s.now()
+	c.Updated = fromMS(ms(s.now()))
 	if err := s.repo.completeCard(ctx, c); err != nil {
 		// The TSP holds a token the wallet could not record: delete it so it
 		// cannot be used, and report the failure.
@@ -368,11 +368,7 @@ func (s *Service) StartBinding(ctx context.Context, accountID, deviceID, encrypt
 		s.dropReservation(ctx, c.ID)
 		return nil, err
 	}
-	card, err := s.repo.card(ctx, accountID, c.ID)
-	if err != nil {
-		return nil, err
-	}
-	return &Binding{Decision: resp.Decision, CardID: c.ID, Card: card, Methods: resp.Methods,
+	return &Binding{Decision: resp.Decision, CardID: c.ID, Card: c, Methods: resp.Methods,
 		Reason: resp.Reason, Message: resp.Message}, nil
 }
 

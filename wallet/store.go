@@ -469,7 +469,7 @@ func (r *repo) dropPendingCard(ctx context.Context, id string) error {
 }
 
 // completeCard stores the token the TSP created for a reserved card and makes
-// it the device's default when the device has none.
+// it the device's default when the device has none (reported in c.Default).
 func (r *repo) completeCard(ctx context.Context, c *Card) error {
 	return r.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
@@ -480,11 +480,14 @@ func (r *repo) completeCard(ctx context.Context, c *Card) error {
 			c.CardType, c.State, ms(c.Updated)); err != nil {
 			return fmt.Errorf("wallet: complete card: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx,
-			`UPDATE devices SET default_card_id = $2 WHERE id = $1 AND default_card_id = ''`, c.DeviceID, c.ID); err != nil {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE devices SET default_card_id = $2 WHERE id = $1 AND default_card_id = ''`, c.DeviceID, c.ID)
+		if err != nil {
 			return fmt.Errorf("wallet: set default card: %w", err)
 		}
-		return nil
+		n, err := res.RowsAffected()
+		c.Default = n == 1
+		return err
 	})
 }
 
