@@ -91,6 +91,7 @@ type AuthRequest struct {
 	Terminal           string // DE41
 	Acquirer           string // DE32
 	Expiry             string // DE14 YYMM, optional
+	Country            string // DE19, the terminal's country ("" domestic)
 	// Token data from the network's private field (DE123), when the card was
 	// used through a token. The full token is not kept.
 	TokenRef         string // the TSP's token reference, when the network sends one
@@ -416,6 +417,12 @@ func (h *Host) check(req AuthRequest, a *account, now time.Time) (int64, Respons
 	if req.ProcessingCode[:2] != procPurchase || currency != currencyCNY {
 		return amount, RCNotPermitted
 	}
+	if rc := countryRule(a.bank, a.card, req.Country); rc != RCApproved {
+		return amount, rc
+	}
+	// The cross-border fee is held with the billing amount (and released
+	// with it by a reversal).
+	amount += crossBorderFee(a.bank, amount, req.Country)
 	if l := a.bank.Limits.PerTransactionMinor; l > 0 && amount > l {
 		return amount, RCExceedsAmount
 	}

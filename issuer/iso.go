@@ -67,6 +67,7 @@ func authRequestOf(m *iso8583.Message) (AuthRequest, bool) {
 		Terminal:        m.String(iso8583.FieldTerminalID),
 		Acquirer:        m.String(iso8583.FieldAcquirerID),
 		Expiry:          m.String(iso8583.FieldExpiry),
+		Country:         m.String(iso8583.FieldAcquirerCountry),
 	}
 	var err error
 	if req.AmountMinor, err = iso8583.ParseAmount(m.String(iso8583.FieldAmount)); err != nil {
