@@ -3,6 +3,10 @@ package network
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -410,5 +414,51 @@ func BenchmarkConversion(b *testing.B) {
 		if err := setBilling(out, bill); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestRatesAdminAPI(t *testing.T) {
+	h, _, _ := mustFXSwitch(t)
+	srv := httptest.NewServer(h.sw.AdminHandler("s3cret"))
+	defer srv.Close()
+	do := func(method, auth, body string) (int, string) {
+		req, _ := http.NewRequest(method, srv.URL+"/v1/admin/rates", strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", "Bearer "+auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := do("GET", "", ""); code != http.StatusUnauthorized {
+		t.Fatalf("no secret: %d", code)
+	}
+	if code, _ := do("GET", "wrong", ""); code != http.StatusUnauthorized {
+		t.Fatalf("wrong secret: %d", code)
+	}
+	code, body := do("GET", "s3cret", "")
+	if code != http.StatusOK || !strings.Contains(body, `"current":1`) || !strings.Contains(body, `"JPY":"0.04712000"`) {
+		t.Fatalf("GET %d %s", code, body)
+	}
+	if code, body := do("POST", "s3cret", `{"version":2,"rates":{"JPY":"0.05"}}`); code != http.StatusCreated {
+		t.Fatalf("POST %d %s", code, body)
+	}
+	for name, bad := range map[string]string{
+		"old version":      `{"version":2,"rates":{"JPY":"0.05"}}`,
+		"unknown currency": `{"version":3,"rates":{"XXX":"0.05"}}`,
+		"bad rate":         `{"version":3,"rates":{"JPY":"-1"}}`,
+		"backdated":        `{"version":3,"effectiveFrom":"2020-01-01T00:00:00Z","rates":{"JPY":"0.05"}}`,
+		"unknown field":    `{"version":3,"rate":{}}`,
+	} {
+		if code, body := do("POST", "s3cret", bad); code < 400 || code >= 500 {
+			t.Errorf("%s: %d %s", name, code, body)
+		}
+	}
+	if _, body := do("GET", "s3cret", ""); !strings.Contains(body, `"current":2`) {
+		t.Fatalf("GET after POST %s", body)
 	}
 }

@@ -86,7 +86,11 @@ func StartParty(ctx context.Context, env *node.Env) (p *Party, err error) {
 			return nil, fmt.Errorf("network: listen on %s: %w", a, err)
 		}
 		p.addrs["http"] = "http://" + p.httpLn.Addr().String()
-		p.srv = httpx.NewServer(node.RoleNetwork, http.NotFoundHandler(), env.Log, env.Metrics)
+		secret, err := LoadAdminToken(env.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		p.srv = httpx.NewServer(node.RoleNetwork, p.Switch.AdminHandler(secret), env.Log, env.Metrics)
 		go func() { p.served <- p.srv.Serve(p.httpLn) }()
 	}
 	return p, nil
