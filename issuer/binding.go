@@ -374,7 +374,7 @@ func (h *Host) SendOTP(ctx context.Context, issuerID, decisionID, methodID strin
 	}
 	maxSends := 1 + bank.OTP.MaxResends
 	var row *decisionRow
-	err = h.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = h.w.Write(ctx, func(tx *sql.Tx) error {
 		r, err := loadDecision(ctx, tx, bank.ID, decisionID)
 		if err != nil {
 			return err
@@ -404,7 +404,7 @@ func (h *Host) SendOTP(ctx context.Context, issuerID, decisionID, methodID strin
 		bank.BankCode, code, int(ttl.Minutes()))
 	if err := h.sms.Send(ctx, acct.card.Phone, text, bank.BankCode); err != nil {
 		// The user never got this code: give the send back.
-		if uerr := h.db.Tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		if uerr := h.w.Write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
 			_, err := tx.ExecContext(ctx, `UPDATE decisions SET otp_sends = otp_sends - 1 WHERE id = $1 AND otp_sends > 0`, row.id)
 			return err
 		}); uerr != nil {
@@ -491,7 +491,7 @@ func (h *Host) VerifyOTP(ctx context.Context, issuerID, decisionID, code string)
 	}
 	now := h.now()
 	var v OTPVerdict
-	err = h.db.Tx(ctx, func(tx *sql.Tx) error {
+	err = h.w.Write(ctx, func(tx *sql.Tx) error {
 		r, err := loadDecision(ctx, tx, bank.ID, decisionID)
 		if err != nil {
 			return err
@@ -580,7 +580,7 @@ func (h *Host) RecordNotice(ctx context.Context, issuerID string, n TokenNotice)
 	case n.Event == "TOKEN_CREATED" && n.DecisionID == "":
 		return mipay.Errorf(mipay.EINVALID, "decisionId is required for TOKEN_CREATED")
 	}
-	return h.db.Tx(ctx, func(tx *sql.Tx) error {
+	return h.w.Write(ctx, func(tx *sql.Tx) error {
 		if n.DecisionID != "" {
 			r, err := loadDecision(ctx, tx, bank.ID, n.DecisionID)
 			if err != nil {
