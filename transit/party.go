@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/node"
@@ -51,6 +52,7 @@ type Party struct {
 	stop    context.CancelFunc
 	swept   chan struct{}
 	link    *lazyLink
+	subs    []events.Subscription
 	Service *Service
 }
 
@@ -86,8 +88,18 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 		db.Close()
 		return nil, err
 	}
+	var subs []events.Subscription
+	if env.Bus != nil {
+		if subs, err = svc.subscribeDevices(ctx, env.Bus); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		for _, sub := range subs {
+			sub.Close()
+		}
 		db.Close()
 		return nil, fmt.Errorf("transit: listen on %s: %w", addr, err)
 	}
@@ -95,7 +107,7 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	p := &Party{
 		db: db, srv: httpx.NewServer("transit", Handler(svc, token), env.Log, env.Metrics),
 		url: "http://" + ln.Addr().String(), served: make(chan error, 1), stop: stop, swept: make(chan struct{}),
-		link: link, Service: svc,
+		link: link, subs: subs, Service: svc,
 	}
 	go func() { p.served <- p.srv.Serve(ln) }()
 	go p.sweep(sctx, env)
@@ -126,7 +138,11 @@ func (p *Party) Addrs() map[string]string { return map[string]string{"http": p.u
 func (p *Party) Close(ctx context.Context) error {
 	p.stop()
 	<-p.swept
-	err := httpx.Shutdown(ctx, p.srv)
+	var err error
+	for _, sub := range p.subs {
+		err = errors.Join(err, sub.Close())
+	}
+	err = errors.Join(err, httpx.Shutdown(ctx, p.srv))
 	if serr := <-p.served; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		err = errors.Join(err, serr)
 	}

@@ -318,3 +318,30 @@ func TestGateConfig(t *testing.T) {
 func clientOf(a *transittest.Agency, ph *transittest.Phone) *httpx.Client {
 	return &httpx.Client{Base: a.URL, Token: ph.Bearer}
 }
+
+// TestSwitchOffEventHotlists: the wallet's device.switched_off hotlists the
+// device's cards; device.found lifts it.
+func TestSwitchOffEventHotlists(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	ph := a.NewPhone(t, "e")
+	card := ph.Issue(t, "cq")
+	status := func() string {
+		c, err := a.Svc.Card(ctx, card)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Status
+	}
+	for i := range 2 { // at least once: twice changes nothing more
+		if err := a.Svc.HandleDeviceEvent(ctx, transit.SubjectDeviceSwitchedOff, transit.DeviceEvent{DeviceID: ph.DeviceID}); err != nil || status() != transit.CardHotlisted {
+			t.Fatalf("switched off (%d): %s %v", i, status(), err)
+		}
+	}
+	if hl, err := a.Svc.HotlistOf(ctx, "cq"); err != nil || len(hl) != 1 || hl[0] != card {
+		t.Fatalf("hotlist %v %v", hl, err)
+	}
+	if err := a.Svc.HandleDeviceEvent(ctx, transit.SubjectDeviceFound, transit.DeviceEvent{DeviceID: ph.DeviceID}); err != nil || status() != transit.CardActive {
+		t.Fatalf("found: %s %v", status(), err)
+	}
+}
