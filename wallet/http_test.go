@@ -31,6 +31,8 @@ func (e *env) mustFixture() *fixture {
 func (f *fixture) path(pattern string) string {
 	p := strings.ReplaceAll(pattern, "{commandId}", f.commandID)
 	switch {
+	case strings.HasPrefix(p, "/v1/portal/challenges/{id}"):
+		p = strings.Replace(p, "{id}", "chl_unknown", 1)
 	case strings.HasPrefix(p, "/v1/devices/{id}"):
 		p = strings.Replace(p, "{id}", f.u.deviceID, 1)
 	case strings.HasPrefix(p, "/v1/cards/{id}/otp"):
@@ -66,10 +68,14 @@ func (f *fixture) bodies() map[string]bodySpec {
 		"POST /v1/cards/{id}/otp":                           {valid: map[string]any{"methodId": "sms-1"}, required: []string{"methodId"}},
 		"POST /v1/cards/{id}/otp/verify":                    {valid: map[string]any{"code": fakeOTP}, required: []string{"code"}},
 		"POST /v1/cards/{id}/provisioned":                   {valid: map[string]any{}, optional: true},
-		"POST /v1/cards/{id}/suspend":                       {valid: map[string]any{"reason": "LOST_WALLET"}, optional: true},
-		"POST /v1/cards/{id}/resume":                        {valid: map[string]any{"reason": "FOUND_WALLET"}, optional: true},
-		"POST /v1/devices/{id}/switch-off":                  {valid: map[string]any{"reason": "DEVICE_LOST"}, optional: true},
-		"POST /v1/devices/{id}/found":                       {valid: map[string]any{"reason": "FOUND"}, optional: true},
+		"POST /v1/portal/challenges": {valid: map[string]any{"login": "13500135998", "password": "correct horse"},
+			required: []string{"login", "password"}},
+		// Either code will do, so neither is required on its own.
+		"POST /v1/portal/challenges/{id}/verify": {valid: map[string]any{"emailCode": "123456"}},
+		"POST /v1/cards/{id}/suspend":            {valid: map[string]any{"reason": "LOST_WALLET"}, optional: true},
+		"POST /v1/cards/{id}/resume":             {valid: map[string]any{"reason": "FOUND_WALLET"}, optional: true},
+		"POST /v1/devices/{id}/switch-off":       {valid: map[string]any{"reason": "DEVICE_LOST"}, optional: true},
+		"POST /v1/devices/{id}/found":            {valid: map[string]any{"reason": "FOUND"}, optional: true},
 	}
 }
 
