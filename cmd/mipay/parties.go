@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/node/local"
+	"github.com/mipay-oss/mipay/portal"
 )
 
 // Endpoint names a party listens on (node.Env.Listen keys).
@@ -19,6 +20,7 @@ const (
 //	issuer  http     8430   iso8583 8431 (the switch connects here)
 //	sms     http     8440
 //	transit http     8450
+//	portal  http     8460   (the lost-phone pages at /portal/)
 //	network http     8490   iso8583 8500 (acquirers and POS connect here)
 const DefaultPortBase = 8410
 
@@ -56,6 +58,7 @@ func roleEndpoints() map[string][]endpointSpec {
 		node.RoleIssuer:  {{endpointHTTP, 20}, {endpointISO8583, 21}},
 		node.RoleSMS:     {{endpointHTTP, 30}},
 		node.RoleTransit: {{endpointHTTP, 40}},
+		portal.Role:      {{endpointHTTP, 50}},
 		node.RoleNetwork: {{endpointHTTP, 80}, {endpointISO8583, 90}},
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mipay-oss/mipay/issuer"
 	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/portal"
 	"github.com/mipay-oss/mipay/sms"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/transit"
@@ -45,6 +46,7 @@ func Parties() []Party {
 		{node.RoleNetwork, []string{"http", "iso8583"}, network.Start},
 		{node.RoleWallet, []string{"http"}, wallet.Start},
 		{node.RoleTransit, []string{"http"}, transit.Start},
+		{portal.Role, []string{"http"}, portal.Start},
 	}
 }
 
