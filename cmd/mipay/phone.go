@@ -243,7 +243,7 @@ func phoneCommands() []phoneCommand {
 						if !t.Approved {
 							status = "declined (" + t.ResponseCode + ")"
 						}
-						fmt.Fprintf(w, "%s  %d.%02d %s  %s  token •••• %s  %s\n", t.Time, t.AmountMinor/100, t.AmountMinor%100, t.Currency, t.MerchantName, t.TokenLast4, status)
+						fmt.Fprintf(w, "%s  %s  %s  token •••• %s  %s\n", t.Time, formatMinor(t.AmountMinor, t.Currency), t.MerchantName, t.TokenLast4, status)
 					}
 				})
 			}
@@ -293,6 +293,7 @@ func printBind(w io.Writer, r *phone.BindResult) {
 // runPhone is `mipay phone SUBCOMMAND`.
 func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmds := phoneCommands()
+	cmds = append(cmds, transitPhoneCommands()...)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
 		fmt.Fprintln(stderr, "Usage: mipay phone SUBCOMMAND --phone NAME [flags]\n\nSubcommands:")
 		tw := tabwriter.NewWriter(stderr, 0, 0, 2, ' ', 0)
