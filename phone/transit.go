@@ -125,6 +125,33 @@ func (p *Phone) TransitIssue(ctx context.Context, o TransitIssueOptions) (*Trans
 	if !found {
 		return nil, mipay.Errorf(mipay.ENOTFOUND, "no transit city %q", o.City)
 	}
+	// A card issued to this phone but never installed (the answer was
+	// lost): install it again instead of paying twice.
+	var mine struct {
+		Cards []agencyCard `json:"cards"`
+	}
+	if err := c.Do(ctx, "GET", "/v1/cards", nil, &mine); err != nil {
+		return nil, err
+	}
+	inSE := map[string]bool{}
+	for _, tc := range p.se.TransitCards() {
+		inSE[tc.CardNumber] = true
+	}
+	for _, ac := range mine.Cards {
+		if ac.City == o.City && ac.DeviceID == p.app.DeviceID && ac.Status == "ACTIVE" && !inSE[ac.CardNumber] {
+			var res struct {
+				Profile json.RawMessage `json:"profile"`
+			}
+			if err := c.Do(ctx, "POST", "/v1/cards/"+url.PathEscape(ac.CardNumber)+"/profile", map[string]any{"sePublicKey": p.se.PublicKey()}, &res); err != nil {
+				return nil, err
+			}
+			tc, err := p.se.InstallTransit(res.Profile)
+			if err != nil {
+				return nil, err
+			}
+			return &TransitCard{City: tc.City, CardNumber: tc.CardNumber, Label: tc.Label, BalanceMinor: int64(tc.BalanceMinor), Status: ac.Status, InSE: true}, nil
+		}
+	}
 	req := map[string]any{"deviceId": p.app.DeviceID, "seId": p.se.ID(), "sePublicKey": p.se.PublicKey()}
 	if fee > 0 {
 		pay, err := p.inAppPay(ctx, o.CardID, o.Finger, fee)

@@ -81,6 +81,15 @@ func TestTransitEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("issue (fee paid in-app): %v", err)
 	}
+	t.Run("an issued card whose install was lost is installed again without a second fee", func(t *testing.T) {
+		if err := p.SE().RemoveTransit(tc.CardNumber); err != nil {
+			t.Fatal(err)
+		}
+		again, err := p.TransitIssue(ctx, phone.TransitIssueOptions{Agency: agency, City: "sz", Finger: phone.FingerNone})
+		if err != nil || again.CardNumber != tc.CardNumber {
+			t.Fatalf("reinstall: %+v %v", again, err)
+		}
+	})
 	tc, err = p.TransitTopUp(ctx, phone.TransitTopUpOptions{Agency: agency, AmountMinor: 5000, Finger: phone.FingerOK})
 	if err != nil {
 		t.Fatalf("top-up: %v", err)

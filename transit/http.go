@@ -22,6 +22,7 @@ import (
 //	POST /v1/cards/{number}/hotlist          {"reason"}
 //	POST /v1/cards/{number}/move             MoveRequest → IssueResult (+ the transfer load)
 //	GET  /v1/cards/{number}/pending-load     the open load, if any
+//	POST /v1/cards/{number}/profile          {"sePublicKey"} → IssueResult (install again, no fee)
 //	POST /v1/devices/{id}/hotlist            every card of a lost device
 //	POST /v1/loads                           LoadRequest → Load (paid)
 //	GET  /v1/loads/{id}
@@ -46,6 +47,7 @@ func Handler(s *Service, operatorToken string) http.Handler {
 	mux.HandleFunc("POST /v1/cards/{number}/hotlist", h.hotlistCard)
 	mux.HandleFunc("POST /v1/cards/{number}/move", h.move)
 	mux.HandleFunc("GET /v1/cards/{number}/pending-load", h.pendingLoad)
+	mux.HandleFunc("POST /v1/cards/{number}/profile", h.reinstall)
 	mux.HandleFunc("POST /v1/devices/{id}/hotlist", h.hotlistDevice)
 	mux.HandleFunc("POST /v1/loads", h.startLoad)
 	mux.HandleFunc("GET /v1/loads/{id}", h.getLoad)
@@ -187,6 +189,22 @@ func (h *handler) move(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, http.StatusCreated, res)
+}
+
+func (h *handler) reinstall(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		SEPublicKey []byte `json:"sePublicKey"`
+	}
+	if err := httpx.DecodeJSON(w, r, &in); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	res, err := h.s.Reinstall(r.Context(), bearer(r), r.PathValue("number"), in.SEPublicKey)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, res)
 }
 
 func (h *handler) pendingLoad(w http.ResponseWriter, r *http.Request) {

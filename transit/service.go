@@ -539,3 +539,33 @@ func (s *Service) ProvisionPSAM(ctx context.Context, city, station, psamID strin
 	})
 	return blob, err
 }
+
+// Reinstall makes a card's profile again for its own SE: the phone paid and
+// the agency issued, but the install did not happen (a crash, a lost
+// answer). The keys are the same (derived from the card number), sealed to
+// the same SE; no new fee is taken.
+func (s *Service) Reinstall(ctx context.Context, bearer, number string, sePub []byte) (*IssueResult, error) {
+	c, ds, err := s.ownedCard(ctx, bearer, number)
+	if err != nil {
+		return nil, err
+	}
+	if c.Status != CardActive {
+		return nil, mipay.Errorf(mipay.ECONFLICT, "card %s is %s", number, c.Status)
+	}
+	if ds[c.DeviceID] != c.SEID {
+		return nil, mipay.Errorf(mipay.EFORBIDDEN, "card %s belongs to another secure element", number)
+	}
+	pub, err := ecdh.P256().NewPublicKey(sePub)
+	if err != nil {
+		return nil, mipay.Errorf(mipay.EINVALID, "sePublicKey must be an uncompressed P-256 point")
+	}
+	city, err := s.City(c.City)
+	if err != nil {
+		return nil, err
+	}
+	prof, err := s.profile(ctx, city, number, c.SEID, pub)
+	if err != nil {
+		return nil, err
+	}
+	return &IssueResult{Card: *c, Profile: *prof}, nil
+}
