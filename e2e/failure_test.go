@@ -60,6 +60,7 @@ type issuerProxy struct {
 	up        *iso8583.Client
 	delay     atomic.Int64 // nanoseconds an authorization answer is held back
 	reversals atomic.Int64
+	lateRC    atomic.Value // string: the bank's answer to the last held-back authorization
 }
 
 func startIssuerProxy(tb testing.TB, addr, upstream string) *issuerProxy {
@@ -91,6 +92,9 @@ func (p *issuerProxy) handle(ctx context.Context, req *iso8583.Message) (*iso858
 	}
 	resp, err := p.up.Send(ctx, req)
 	if d := time.Duration(p.delay.Load()); d > 0 && (mti == iso8583.MTIFinancialRequest || mti == iso8583.MTIAuthRequest) {
+		if err == nil {
+			p.lateRC.Store(resp.String(39))
+		}
 		time.Sleep(d)
 	}
 	return resp, err
@@ -203,8 +207,14 @@ func TestIssuerDown(t *testing.T) {
 		}
 		eventually(t, "the switch's reversal advice reaches the bank", func() bool { return proxy.reversals.Load() > before })
 		// The bank approved (it answered, late) and the advice reversed
-		// that approval: one more approved-and-reversed authorization.
-		eventually(t, "the late approval is reversed", func() bool { return s.ledgerReport(t).Reversals > reversed })
+		// that approval: one more approved-and-reversed authorization. On a
+		// very loaded machine the advice may reach the bank before it has
+		// decided the original, which it then declines: nothing to reverse.
+		if rc, _ := proxy.lateRC.Load().(string); rc == "00" {
+			eventually(t, "the late approval is reversed", func() bool { return s.ledgerReport(t).Reversals > reversed })
+		} else {
+			t.Logf("the bank answered the late authorization %q (the advice overtook it)", rc)
+		}
 	})
 	t.Run("the bank holds only what it approved and the acquirer was told", func(t *testing.T) {
 		// Stand-in approvals stay with the switch; 91s hold nothing once
