@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/nfc"
 	"github.com/mipay-oss/mipay/store"
@@ -159,6 +160,11 @@ type Receipt struct {
 	ARPCPresent  bool      `json:"arpcPresent"`
 	Reversed     bool      `json:"reversed,omitempty"`
 	Taps         int       `json:"taps"`
+	// Paying abroad: what the cardholder is billed (DE6, DE51) and at
+	// which rate (DE10, as a decimal: CNY per major unit).
+	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
+	BillingCurrency    string `json:"billingCurrency,omitempty"`
+	ConversionRate     string `json:"conversionRate,omitempty"`
 }
 
 // ChargeOnReader waits for phones at the reader and charges: a phone that
@@ -169,6 +175,9 @@ func (t *Terminal) ChargeOnReader(ctx context.Context, r *nfc.Reader, c Charge) 
 		status = func(string) {}
 	}
 	rec := &Receipt{AmountMinor: c.AmountMinor, Currency: c.Currency, Terminal: t.cfg.ID, Merchant: t.cfg.MerchantName}
+	if _, ok := config.CurrencyByNumeric(c.Currency); !ok {
+		return rec, mipay.Errorf(mipay.EINVALID, "unknown currency %s: not an ISO 4217 numeric code the network knows", c.Currency)
+	}
 	for rec.Taps < DefaultMaxTaps {
 		status(fmt.Sprintf("Present phone: %s", formatAmount(c.AmountMinor, c.Currency)))
 		wctx, cancel := context.WithTimeout(ctx, DefaultTapTimeout)
@@ -304,6 +313,11 @@ func (t *Terminal) authorize(ctx context.Context, read *Read, c Charge, rec *Rec
 		rec.Outcome = OutcomeApproved
 	}
 	rec.Response = responseText(rec.ResponseCode)
+	if resp.Has(6) {
+		rec.BillingAmountMinor, _ = iso8583.ParseAmount(resp.String(6))
+		rec.BillingCurrency = resp.String(51)
+		rec.ConversionRate = rateDecimal(resp.String(10))
+	}
 	return rec, t.record(ctx, rec, rec.Outcome, "")
 }
 
@@ -402,16 +416,42 @@ var responseTexts = map[string]string{
 	"94": "Duplicate", "96": "System error",
 }
 
-// formatAmount renders minor units for the display (CNY/2 decimals unless told).
+// formatAmount renders minor units for the display with the currency's
+// ISO 4217 exponent (JPY 1200, USD 12.34, KWD 12.345).
 func formatAmount(minor int64, currency string) string {
-	return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, currencyName(currency))
+	return FormatAmount(minor, currency)
 }
 
-func currencyName(code string) string {
-	switch code {
-	case "156":
-		return "CNY"
-	default:
-		return code
+// FormatAmount renders minor units of an ISO 4217 numeric currency with
+// its exponent and alphabetic code ("1200 JPY", "12.345 KWD"); an unknown
+// currency shows two decimals and the numeric code.
+func FormatAmount(minor int64, currency string) string {
+	exp, name := 2, currency
+	if c, ok := config.CurrencyByNumeric(currency); ok {
+		exp, name = c.MinorUnits, c.Code
 	}
+	if exp == 0 {
+		return fmt.Sprintf("%d %s", minor, name)
+	}
+	div := int64(1)
+	for range exp {
+		div *= 10
+	}
+	return fmt.Sprintf("%d.%0*d %s", minor/div, exp, minor%div, name)
+}
+
+// rateDecimal shows a DE10 rate (first digit the decimals) as a decimal.
+func rateDecimal(de10 string) string {
+	if len(de10) != 8 || strings.Trim(de10, "0123456789") != "" {
+		return ""
+	}
+	d := int(de10[0] - '0')
+	digits := strings.TrimLeft(de10[1:], "0")
+	if len(digits) <= d {
+		digits = strings.Repeat("0", d-len(digits)+1) + digits
+	}
+	if d == 0 {
+		return digits
+	}
+	return digits[:len(digits)-d] + "." + digits[len(digits)-d:]
 }
