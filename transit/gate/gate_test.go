@@ -2,6 +2,7 @@ package gate_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -343,5 +344,57 @@ func TestSwitchOffEventHotlists(t *testing.T) {
 	}
 	if err := a.Svc.HandleDeviceEvent(ctx, transit.SubjectDeviceFound, transit.DeviceEvent{DeviceID: ph.DeviceID}); err != nil || status() != transit.CardActive {
 		t.Fatalf("found: %s %v", status(), err)
+	}
+}
+
+// lossyCard delivers the DEBIT to the SE but loses its answer, as when the
+// phone leaves the field at that instant.
+type lossyCard struct{ transittest.SECard }
+
+func (c lossyCard) Transmit(ctx context.Context, apdu []byte) ([]byte, error) {
+	r, _ := c.SECard.Transmit(ctx, apdu)
+	if len(apdu) > 2 && apdu[0] == 0x80 && apdu[1] == 0x54 {
+		return nil, errors.New("phone left the field")
+	}
+	return r, nil
+}
+
+// TestTapCutAtDebit: the card debited but the gate never heard; when the
+// phone taps again the gate takes the card's proof, records the tap once and
+// opens without charging again.
+func TestTapCutAtDebit(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	bus := mustGate(t, a, data, "sh", "bus-9", gate.ModeBus)
+	exit := mustGate(t, a, data, "sh", "sh05", gate.ModeExit)
+	ph := a.NewPhone(t, "cut")
+	card := ph.Issue(t, "sh")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	city := a.City(t, "sh")
+	if _, err := bus.Process(ctx, lossyCard{transittest.SECard{S: ph.SE}}); err == nil {
+		t.Fatal("the lost answer was not noticed")
+	}
+	if got := ph.Balance(t, card); got != 1000-city.BusFareMinor {
+		t.Fatalf("the card holds %d", got)
+	}
+	r := tap(t, bus, ph)
+	if !r.Open || !r.Recovered || r.BalanceMinor != 1000-city.BusFareMinor {
+		t.Fatalf("second tap: %+v", r)
+	}
+	if got := ph.Balance(t, card); got != 1000-city.BusFareMinor {
+		t.Fatalf("charged twice: the card holds %d", got)
+	}
+	// Exit without an entry: the highest fare.
+	r = tap(t, exit, ph)
+	if !r.Open || r.ChargedMinor != city.MaxMetroFare() || r.EntryStation != "" {
+		t.Fatalf("exit without entry: %+v", r)
+	}
+	upload(t, bus, exit)
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ShadowBalance != ph.Balance(t, card) || c.ClearedRecords != 2 {
+		t.Fatalf("cleared %+v, card %d", c, ph.Balance(t, card))
 	}
 }
