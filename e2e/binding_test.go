@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/phone"
 )
 
@@ -130,19 +131,4 @@ func wrongCVN2(c string) string {
 	return "999"
 }
 
-func luhn(body string) string {
-	sum := 0
-	double := true
-	for i := len(body) - 1; i >= 0; i-- {
-		d := int(body[i] - '0')
-		if double {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
-		double = !double
-	}
-	return body + string(rune('0'+(10-sum%10)%10))
-}
+func luhn(body string) string { return body + config.LuhnDigit(body) }
