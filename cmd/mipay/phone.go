@@ -294,6 +294,7 @@ func printBind(w io.Writer, r *phone.BindResult) {
 func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmds := phoneCommands()
 	cmds = append(cmds, transitPhoneCommands()...)
+	cmds = append(cmds, syncPhoneCommands()...)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "help" || args[0] == "--help" {
 		fmt.Fprintln(stderr, "Usage: mipay phone SUBCOMMAND --phone NAME [flags]\n\nSubcommands:")
 		tw := tabwriter.NewWriter(stderr, 0, 0, 2, ' ', 0)
