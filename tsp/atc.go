@@ -93,6 +93,8 @@ type atcBatcher struct {
 	closed   atomic.Bool
 	mu       sync.RWMutex // held shared while enqueuing, exclusively by close
 	maxBatch int
+	groups   atomic.Int64 // Writer writes made
+	reqs     atomic.Int64 // authorizations in them
 }
 
 func newATCBatcher(w *store.Writer) *atcBatcher {
@@ -159,6 +161,8 @@ func (b *atcBatcher) run() {
 }
 
 func (b *atcBatcher) commit(batch []*atcReq) {
+	b.groups.Add(1)
+	b.reqs.Add(int64(len(batch)))
 	ctx, cancel := context.WithTimeout(context.Background(), atcWriteTimeout)
 	defer cancel()
 	err := b.w.Write(ctx, func(tx *sql.Tx) error {
