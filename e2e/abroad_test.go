@@ -142,6 +142,27 @@ func TestPayAbroad(t *testing.T) {
 		})
 	}
 
+	t.Run("the phone is notified of both amounts and the rate", func(t *testing.T) {
+		var seen map[string]any
+		waitFor(t, func() bool {
+			ns, err := p.Notifications(ctx, 0, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range ns {
+				if n.Payload["currency"] == "414" {
+					seen = n.Payload
+					return true
+				}
+			}
+			return false
+		})
+		if seen["amountMinor"] != float64(12345) || seen["billingAmountMinor"] != float64(28548) ||
+			seen["billingCurrency"] != "156" || seen["conversionRate"] != "23.12500" || seen["country"] != "414" {
+			t.Fatalf("notification %v", seen)
+		}
+	})
+
 	t.Run("a rate change between authorization and reversal: the reversal releases what was held", func(t *testing.T) {
 		term := s.newTerminalIn(t, "TERMJP02", "392")
 		before := s.account(t, "icbc-debit", card.PAN)

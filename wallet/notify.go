@@ -130,6 +130,11 @@ type TransactionEvent struct {
 	Time          time.Time `json:"time"`
 	STAN          string    `json:"stan"`
 	RRN           string    `json:"rrn"`
+	// Set by the switch for a payment abroad.
+	Country            string `json:"country"`
+	BillingAmountMinor int64  `json:"billingAmountMinor"`
+	BillingCurrency    string `json:"billingCurrency"`
+	ConversionRate     string `json:"conversionRate"`
 }
 
 // Subjects the wallet subscribes to, and its durable consumer names.
@@ -191,6 +196,8 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		ID: clip(id), CardID: c.ID, DeviceID: c.DeviceID, AmountMinor: e.AmountMinor, Currency: clip(e.Currency),
 		MerchantName: clip(e.MerchantName), Approved: e.Approved, ResponseCode: clip(e.ResponseCode),
 		AuthCode: clip(e.AuthCode), STAN: clip(e.STAN), RRN: clip(e.RRN), TokenLast4: c.TokenLast4, Time: at.UTC(),
+		Country: clip(e.Country), BillingAmountMinor: e.BillingAmountMinor, BillingCurrency: clip(e.BillingCurrency),
+		ConversionRate: clip(e.ConversionRate),
 	}
 	inserted, err := s.repo.insertTransaction(ctx, t, s.now(), s.cfg.NotificationsKept)
 	if err != nil {

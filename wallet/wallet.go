@@ -223,6 +223,13 @@ type Transaction struct {
 	RRN          string    `json:"rrn,omitempty"`
 	TokenLast4   string    `json:"tokenLast4,omitempty"`
 	Time         time.Time `json:"time"`
+	// Paying abroad: the terminal's country (ISO 3166 numeric), and what
+	// the cardholder is billed (CNY fen) at which rate (CNY per major unit
+	// of Currency, the DE10 rate as a decimal).
+	Country            string `json:"country,omitempty"`
+	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
+	BillingCurrency    string `json:"billingCurrency,omitempty"`
+	ConversionRate     string `json:"conversionRate,omitempty"`
 }
 
 // Notification is one message for a device, numbered per device (Seq grows
