@@ -3,7 +3,6 @@ package phone_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -11,10 +10,8 @@ import (
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/node/local"
 	"github.com/mipay-oss/mipay/phone"
-	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/transit"
 	"github.com/mipay-oss/mipay/transit/gate"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestTransitEndToEnd: every party runs in-process; a phone binds a debit
@@ -37,12 +34,11 @@ func TestTransitEndToEnd(t *testing.T) {
 		defer cancel()
 		sys.Close(c)
 	})
-	tp, err := transit.StartParty(ctx, &node.Env{Role: node.RoleTransit, DataDir: data, Store: store.Config{Dir: data}, Bus: sys.Bus, HSM: sys.HSM,
-		Log: slog.New(slog.DiscardHandler), Ref: sys.Ref, Metrics: prometheus.NewRegistry(), Listen: map[string]string{"http": "127.0.0.1:0"}, Peers: sys.Peers})
-	if err != nil {
-		t.Fatal(err)
+	party, ok := sys.Party(node.RoleTransit)
+	if !ok {
+		t.Fatal("node/local started no transit party")
 	}
-	t.Cleanup(func() { tp.Close(context.Background()) })
+	tp := party.(*transit.Party)
 	agency := tp.Addrs()["http"]
 
 	is, _ := sys.Ref.Issuer("icbc-debit")
