@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -510,5 +511,41 @@ func TestAuthorizerNodesDiffer(t *testing.T) {
 			t.Fatalf("node %d given twice", a.logIDs.node)
 		}
 		seen[a.logIDs.node] = true
+	}
+}
+
+func TestDetokenize(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	res, ch := f.mustActiveToken(t, config.Credit, "dev-1")
+	if _, err := f.svc.Lifecycle(ctx, res.TokenRef, ActionSuspend, CausedByCardholder, "DEVICE_LOST"); err != nil {
+		t.Fatal(err)
+	}
+	pan, exp, err := f.a.Detokenize(ctx, res.TokenRef, "network-1", "reversal")
+	if err != nil || pan != ch.PAN || exp != ch.Expiry {
+		t.Fatalf("%s %s %v", MaskPAN(pan), exp, err)
+	}
+	if n, _ := f.vault.DetokenizationCount(ctx, res.TokenRef); n != 1 {
+		t.Fatalf("%d log entries", n)
+	}
+	if _, _, err := f.a.Detokenize(ctx, "DTSP"+strings.Repeat("0", 32), "", "reversal"); err == nil {
+		t.Fatal("unknown token de-tokenized")
+	}
+}
+
+func TestTokenCacheBound(t *testing.T) {
+	c := newTokenCache(3, time.Minute)
+	now := time.Now()
+	for i := 0; i < 10; i++ {
+		c.put(newCacheEntry(&Token{Ref: fmt.Sprintf("r%d", i), DPAN: fmt.Sprintf("d%d", i), Expiry: "3012"}, now), c.generation())
+	}
+	if c.len() != 3 || len(c.refs) != 3 {
+		t.Fatalf("cache holds %d/%d, bound 3", c.len(), len(c.refs))
+	}
+	gen := c.generation()
+	c.drop("r9")
+	c.put(newCacheEntry(&Token{Ref: "r9", DPAN: "d9", Expiry: "3012"}, now), gen)
+	if _, ok := c.get("d9", now); ok {
+		t.Fatal("a record read before a drop was cached after it")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -276,3 +277,5 @@ func (f *fixture) mustActiveToken(tb testing.TB, cardType, device string) (Token
 	}
 	return res, ch
 }
+
+func discardLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
