@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mipay-oss/mipay"
@@ -103,6 +104,9 @@ type Terminal struct {
 	link   Link
 	kernel Kernel
 	now    func() time.Time
+
+	mu       sync.Mutex
+	counters map[string]*counter
 }
 
 // Link is the terminal's connection to the network (an iso8583.Client).
@@ -128,7 +132,7 @@ func OpenTerminal(ctx context.Context, cfg TerminalConfig, sc store.Config, link
 	k := Kernel{Profile: DefaultTerminalProfile()}
 	k.Profile.Country = country
 	copy(k.Profile.IFDSerial[:], cfg.ID)
-	return &Terminal{cfg: cfg, db: db, link: link, kernel: k, now: time.Now}, nil
+	return &Terminal{cfg: cfg, db: db, link: link, kernel: k, now: time.Now, counters: map[string]*counter{}}, nil
 }
 
 // Close closes the terminal's store.
@@ -224,27 +228,60 @@ func (t *Terminal) readCard(ctx context.Context, sess CardSession, c Charge) (*R
 	return t.kernel.ReadCard(ctx, sess, Txn{AmountMinor: c.AmountMinor, Currency: cur, Time: t.now(), TTC: uint32(ttc)})
 }
 
-// next advances a counter durably and returns its new value (1..max, then 1).
+// counterBlock is how many values of a counter the terminal reserves with
+// one durable write. Counters only need to move forward: after a crash the
+// unused rest of a block is skipped, never reused. One fsync per block
+// instead of three per sale keeps a tap short.
+const counterBlock = 64
+
+// counter is a reserved block of one counter: next is handed out, limit is
+// what the store says (the first value not reserved).
+type counter struct {
+	next, limit int64
+}
+
+// next returns a counter's next value (1..max, then 1 again), reserving a
+// new block durably when the current one is used up.
 func (t *Terminal) next(ctx context.Context, name string, min, max int64) (int64, error) {
-	var v int64
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.counters[name]
+	if c == nil || c.next >= c.limit {
+		nc, err := t.reserve(ctx, name)
+		if err != nil {
+			return 0, err
+		}
+		c = nc
+		t.counters[name] = c
+	}
+	v := c.next%max + 1 // stored values grow without bound; the wire value wraps
+	c.next++
+	if v < min {
+		v = min
+	}
+	return v, nil
+}
+
+// reserve durably moves a counter's stored limit one block ahead.
+func (t *Terminal) reserve(ctx context.Context, name string) (*counter, error) {
+	var from int64
 	err := t.db.Tx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = $1`, name).Scan(&v)
+		err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = $1`, name).Scan(&from)
 		if errors.Is(err, sql.ErrNoRows) {
-			v = 0
-			if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ($1, 0)`, name); err != nil {
-				return err
-			}
-		} else if err != nil {
+			from = 0
+			_, err = tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ($1, $2)`, name, counterBlock)
 			return err
 		}
-		v++
-		if v > max {
-			v = min
+		if err != nil {
+			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE counters SET value = $1 WHERE name = $2`, v, name)
+		_, err = tx.ExecContext(ctx, `UPDATE counters SET value = $1 WHERE name = $2`, from+counterBlock, name)
 		return err
 	})
-	return v, err
+	if err != nil {
+		return nil, err
+	}
+	return &counter{next: from, limit: from + counterBlock}, nil
 }
 
 // authorize sends the 0200, checks the answer and its ARPC, and reverses
