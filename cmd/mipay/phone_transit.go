@@ -103,8 +103,11 @@ func transitPhoneCommands() []phoneCommand {
 				return o.result(map[string]any{"history": h}, func(w io.Writer) {
 					for _, e := range h {
 						sign := "-"
-						if e.Kind == "load" {
+						switch {
+						case e.Kind == "load":
 							sign = "+"
+						case e.AmountMinor == 0:
+							sign = " " // a metro entry records the station, it charges nothing
 						}
 						fmt.Fprintf(w, "%s  %-8s %s%s CNY  terminal %s  #%d\n", e.Time, e.Kind, sign, money(e.AmountMinor), e.Terminal, e.Serial)
 					}
