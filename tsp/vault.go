@@ -192,17 +192,6 @@ func (v *Vault) PANKnown(ctx context.Context, panHMAC []byte) (bool, error) {
 	return n > 0, nil
 }
 
-// DPANIsKnownPAN reports whether any token's DPAN has this HMAC, i.e. a
-// card being tokenized is itself a token of this vault.
-func (v *Vault) DPANKnown(ctx context.Context, dpanHMAC []byte) (bool, error) {
-	var n int
-	err := v.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE dpan_hmac = $1`, dpanHMAC).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("tsp: DPAN lookup: %w", err)
-	}
-	return n > 0, nil
-}
-
 // ChangeState moves a token from one state to another if it is still in
 // from, and records the change. It returns ECONFLICT when another request
 // changed the token first.
