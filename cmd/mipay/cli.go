@@ -95,15 +95,6 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return usagef("unknown command %q: run `mipay help` for the list", name)
 }
 
-func hasCommand(name string) bool {
-	for _, c := range commands() {
-		if c.name == name {
-			return true
-		}
-	}
-	return false
-}
-
 func printUsage(w io.Writer) {
 	fmt.Fprint(w, "mipay — a phone contactless-payment system (Mi Pay with UnionPay style), every party in one binary\n\n")
 	fmt.Fprint(w, "Usage: mipay COMMAND [flags]   (mipay COMMAND -h for a command's flags)\n\nCommands:\n")

@@ -51,6 +51,9 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	printParties(stdout, p, h)
 	printDemoCards(stdout, p.ref)
+	fmt.Fprintln(stdout, "Next, in another terminal: `go run ./cmd/mipay phone help` (register, log in, enroll a finger, add a card),")
+	fmt.Fprintln(stdout, "or `go run ./cmd/mipay demo` for the whole story on its own data.")
+	fmt.Fprintln(stdout, "\nCtrl-C stops every party; running `mipay up` again continues from the same data.")
 	return h.serveUntilDone(ctx)
 }
 
@@ -115,10 +118,7 @@ func printDemoCards(w io.Writer, ref *config.Reference) {
 		fmt.Fprintf(tw, "%s %s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.is.BankCode, c.is.CardType, c.c.PAN, c.c.Expiry, cvn2, c.c.Phone, c.c.Name, c.c.Note)
 	}
 	tw.Flush()
-	if hasCommand("phone") {
-		fmt.Fprintln(w, "\nNext, in another terminal: `go run ./cmd/mipay phone help` (register, log in, enroll a finger, add a card).")
-	}
-	fmt.Fprintln(w, "\nCtrl-C stops every party; running `mipay up` again continues from the same data.")
+	fmt.Fprintln(w)
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -208,12 +208,6 @@ func (h *hostFlags) plan(ctx context.Context, specs []partySpec) (*hostPlan, err
 	if p.natsURL, err = natsURL(h.nats); err != nil {
 		return nil, err
 	}
-	if err := checkDatabase(ctx, p.store.URL); err != nil {
-		return nil, err
-	}
-	if err := checkNATS(ctx, p.natsURL); err != nil {
-		return nil, err
-	}
 	if h.natsListen != "" {
 		if p.natsURL != "" {
 			return nil, usagef("--nats-listen is for the embedded NATS server; with an external one (--nats or %s) leave it out", envNATSURL)
@@ -234,6 +228,14 @@ func (h *hostFlags) plan(ctx context.Context, specs []partySpec) (*hostPlan, err
 		return nil, err
 	}
 	if p.peers, err = h.planPeers(p.parties); err != nil {
+		return nil, err
+	}
+	// Last, as they take a network round trip (and up to
+	// DefaultCheckTimeout when a server does not answer).
+	if err := checkDatabase(ctx, p.store.URL); err != nil {
+		return nil, err
+	}
+	if err := checkNATS(ctx, p.natsURL); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -317,7 +319,7 @@ func loadReference(path string) (*config.Reference, error) {
 }
 
 // storeConfig resolves --db or MIPAY_DATABASE_URL and checks the URL's syntax
-// (connecting is left to the parties' store.Open).
+// (checkDatabase then connects once).
 func storeConfig(dataDir, flagURL string) (store.Config, error) {
 	u, src := flagURL, "--db"
 	if u == "" {
