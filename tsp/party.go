@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/logmask"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/store"
 )
@@ -130,12 +132,21 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	if env.Bus != nil {
 		bus = env.Bus
 	}
+	// Defence in depth: the TSP's own lines never carry a full PAN, and the
+	// masking handler makes sure of it for anything that slips through.
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if _, masked := log.Handler().(*logmask.Handler); !masked {
+		log = slog.New(logmask.NewHandler(log.Handler()))
+	}
 	vault := NewVault(db)
 	w := store.NewWriter(db, store.WriterConfig{Registerer: env.Metrics, Name: "vault"})
 	vault.UseWriter(w)
 	svc, err := NewService(ServiceConfig{
 		Vault: vault, Keys: NewHSMKeys(env.HSM), Issuers: NewHTTPIssuer(issuerURL, nil),
-		Ref: env.Ref, Bus: bus, Log: env.Log, NoticeWorkers: DefaultNoticeWorkers,
+		Ref: env.Ref, Bus: bus, Log: log, NoticeWorkers: DefaultNoticeWorkers,
 	})
 	if err != nil {
 		w.Close()
@@ -152,16 +163,14 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	p := &Party{
 		db:      db,
 		w:       w,
-		srv:     httpx.NewServer(PartyName, NewAPI(svc, cred).Handler(), env.Log, env.Metrics),
+		srv:     httpx.NewServer(PartyName, NewAPI(svc, cred).Handler(), log, env.Metrics),
 		url:     "http://" + ln.Addr().String(),
 		served:  make(chan error, 1),
 		Service: svc,
 		Vault:   vault,
 	}
 	go func() { p.served <- p.srv.Serve(ln) }()
-	if env.Log != nil {
-		env.Log.Info("token service provider listening", "party", PartyName, "http", p.url)
-	}
+	log.Info("token service provider listening", "party", PartyName, "http", p.url)
 	return p, nil
 }
 
