@@ -36,7 +36,7 @@ const (
 	// DefaultMaxSessions bounds the sessions kept in memory; past it the
 	// least recently used one is dropped.
 	DefaultMaxSessions = 10_000
-	// DefaultMaxAttemptsPerClient sign-in and code submissions per
+	// DefaultMaxAttemptsPerClient failed sign-ins and code submissions per
 	// DefaultAttemptWindow are allowed from one client address.
 	DefaultMaxAttemptsPerClient = 10
 	DefaultAttemptWindow        = time.Minute

@@ -283,13 +283,22 @@ func (s *Server) signInPage(w http.ResponseWriter, r *http.Request, rq *request)
 	return nil
 }
 
-// attempt counts a sign-in attempt of the client against the portal's limit.
+// attempt refuses a client that failed too often lately (on top of the
+// wallet's per-account lockout); failed counts a failure.
 func (s *Server) attempt(r *http.Request) error {
-	if ok, retry := s.limit.allow(clientAddr(r), s.cfg.Now()); !ok {
-		return mipay.Errorf(mipay.ELIMIT, "Too many sign-in attempts from your address. Try again after %s.",
+	if ok, retry := s.limit.check(clientAddr(r), s.cfg.Now()); !ok {
+		return mipay.Errorf(mipay.ELIMIT, "Too many failed sign-in attempts from your address. Try again after %s.",
 			retry.UTC().Format(time.TimeOnly)+" UTC")
 	}
 	return nil
+}
+
+func (s *Server) failed(r *http.Request, err error) error {
+	switch mipay.ErrorCode(err) {
+	case mipay.EUNAUTHORIZED, mipay.ELOCKED, mipay.EINVALID, mipay.ELIMIT:
+		s.limit.fail(clientAddr(r), s.cfg.Now())
+	}
+	return err
 }
 
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request, rq *request) error {
@@ -302,7 +311,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request, rq *request) err
 	}
 	ch, err := s.wallet.startChallenge(r.Context(), login, password)
 	if err != nil {
-		return err
+		return s.failed(r, err)
 	}
 	s.sessions.update(rq.sess.key, func(ss *session) {
 		ss.challengeID, ss.challengeEmail, ss.challengeLogin = ch.ID, ch.Email, login
@@ -342,7 +351,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, rq *request) err
 		if c := mipay.ErrorCode(err); c == mipay.ELOCKED {
 			s.sessions.update(rq.sess.key, func(ss *session) { ss.challengeID = "" })
 		}
-		return err
+		return s.failed(r, err)
 	}
 	old := rq.sess
 	var pending *pendingAction

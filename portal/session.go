@@ -181,9 +181,24 @@ func newLimiter(max int, per time.Duration) *limiter {
 	return &limiter{max: max, window: per, clients: map[string]*window{}}
 }
 
-// allow counts one attempt and reports whether it is within the limit (and
-// if not, when the client may try again).
-func (l *limiter) allow(client string, now time.Time) (bool, time.Time) {
+// check reports whether the client may try again (and if not, when).
+func (l *limiter) check(client string, now time.Time) (bool, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	w, ok := l.clients[client]
+	if !ok {
+		if w, ok = l.clients["*"]; !ok || len(l.clients) < maxTrackedClients {
+			return true, time.Time{}
+		}
+	}
+	if now.Sub(w.start) >= l.window || w.n < l.max {
+		return true, time.Time{}
+	}
+	return false, w.start.Add(l.window)
+}
+
+// fail counts one failed attempt of the client.
+func (l *limiter) fail(client string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	w, ok := l.clients[client]
@@ -207,10 +222,6 @@ func (l *limiter) allow(client string, now time.Time) (bool, time.Time) {
 		w.start, w.n = now, 0
 	}
 	w.n++
-	if w.n > l.max {
-		return false, w.start.Add(l.window)
-	}
-	return true, time.Time{}
 }
 
 func (l *limiter) String() string { return fmt.Sprintf("%d per %s", l.max, l.window) }
