@@ -33,6 +33,7 @@ type demo struct {
 	phone  *phone.Phone
 	term   *pos.Terminal
 	link   *capturingLink
+	tokyo  *pos.Terminal // a QuickPass terminal in Japan
 	debit  string // card ids
 	credit string
 	low    string
@@ -98,6 +99,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"bind debit card with SMS code", d.bindDebit},
 		{"bind credit card", d.bindCredit},
 		{"pay 12.50 CNY with a good finger", d.payGood},
+		{"pay 1200 JPY in Tokyo, billed in CNY", d.payTokyo},
 		{"wrong finger: See phone, nothing sent", d.payWrongFinger},
 		{"replay a captured authorization", d.replay},
 		{"pay above the balance", d.payAboveBalance},
@@ -234,6 +236,11 @@ func (d *demo) tap(ctx context.Context, cardID string, amount int64, finger phon
 	if err := d.terminal(ctx); err != nil {
 		return nil, err
 	}
+	return d.tapOn(ctx, d.term, cardID, amount, "156", finger)
+}
+
+// tapOn runs one sale at a terminal in a currency (ISO 4217 numeric).
+func (d *demo) tapOn(ctx context.Context, term *pos.Terminal, cardID string, amount int64, currency string, finger phone.Finger) (*pos.Receipt, error) {
 	r, err := nfc.Listen("127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -247,7 +254,7 @@ func (d *demo) tap(ctx context.Context, cardID string, amount int64, finger phon
 	}
 	done := make(chan result, 1)
 	go func() {
-		rec, err := d.term.ChargeOnReader(cctx, r, pos.Charge{AmountMinor: amount, Currency: "156"})
+		rec, err := term.ChargeOnReader(cctx, r, pos.Charge{AmountMinor: amount, Currency: currency})
 		done <- result{rec, err}
 	}()
 	if _, err := d.phone.Pay(ctx, phone.PayOptions{CardID: cardID, Finger: finger, Reader: r.Addr()}); err != nil {
@@ -273,6 +280,33 @@ func (d *demo) payGood(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("terminal shows %s %s", rec.Outcome, rec.Response)
 	}
 	return fmt.Sprintf("approved, auth code %s, receipt shows token •••• %s only", rec.AuthCode, rec.TokenLast4), nil
+}
+
+// payTokyo pays in yen at a terminal in Japan: the switch converts to the
+// CNY billing amount at the rate in effect, and the bank holds that.
+func (d *demo) payTokyo(ctx context.Context) (string, error) {
+	if d.tokyo == nil {
+		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: d.sys.Addr(node.RoleNetwork, "iso8583")})
+		if err != nil {
+			return "", err
+		}
+		t, err := pos.OpenTerminal(ctx, pos.TerminalConfig{ID: "TOKYO001", MerchantName: "Lawson Shibuya", City: "Tokyo",
+			Country: "392", AcquirerID: "39200001"}, store.Config{Dir: d.sys.DataDir, Prefix: "pos_tokyo"}, &capturingLink{c: c})
+		if err != nil {
+			c.Close()
+			return "", err
+		}
+		d.tokyo = t
+	}
+	rec, err := d.tapOn(ctx, d.tokyo, d.debit, 1200, "392", phone.FingerOK)
+	if err != nil {
+		return "", err
+	}
+	if rec.Outcome != pos.OutcomeApproved || rec.BillingCurrency != "156" || rec.BillingAmountMinor <= 0 {
+		return "", fmt.Errorf("terminal shows %s %s (billed %d in %q)", rec.Outcome, rec.Response, rec.BillingAmountMinor, rec.BillingCurrency)
+	}
+	return fmt.Sprintf("%s approved; billed %s at %s CNY per JPY", pos.FormatAmount(rec.AmountMinor, rec.Currency),
+		pos.FormatAmount(rec.BillingAmountMinor, rec.BillingCurrency), rec.ConversionRate), nil
 }
 
 func (d *demo) payWrongFinger(ctx context.Context) (string, error) {

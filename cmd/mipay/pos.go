@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/mipay-oss/mipay/config"
 	"io"
 	"path/filepath"
 	"strconv"
@@ -70,8 +71,8 @@ func runPOSCharge(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlagSet("pos charge", "--amount 12.50 [flags]", stderr)
 	var pf posFlags
 	pf.register(fs)
-	amount := fs.String("amount", "", "amount in major units, e.g. 12.50")
-	currency := fs.String("currency", "156", "transaction currency, ISO 4217 numeric")
+	amount := fs.String("amount", "", "amount in major units with the currency's decimals, e.g. 12.50 (CNY), 1200 (JPY), 12.345 (KWD)")
+	currency := fs.String("currency", "156", "transaction currency, ISO 4217 numeric (392 JPY, 840 USD, 978 EUR, 344 HKD, 414 KWD)")
 	listen := fs.String("listen", nfc.DefaultReaderAddr, "NFC reader address (phones tap by connecting; vpcd's default port)")
 	network := fs.String("network", envOr("MIPAY_NETWORK_ADDR", defaultNetworkAddr), "the network switch's acquirer address (ISO 8583)")
 	if err := parseFlags(fs, args); err != nil {
@@ -80,12 +81,13 @@ func runPOSCharge(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	minor, err := parseAmount(*amount, 2)
-	if err != nil {
-		return usagef("pos charge: --amount: %v", err)
+	cur, ok := config.CurrencyByNumeric(*currency)
+	if !ok {
+		return usagef("pos charge: --currency %q is not an ISO 4217 numeric code the network knows (e.g. 156 CNY, 392 JPY, 840 USD)", *currency)
 	}
-	if _, err := pos.CurrencyBCD(*currency); err != nil {
-		return usagef("pos charge: --currency %q is not a 3-digit ISO 4217 code", *currency)
+	minor, err := parseAmount(*amount, cur.MinorUnits)
+	if err != nil {
+		return usagef("pos charge: --amount: %v (%s has %d decimals)", err, cur.Code, cur.MinorUnits)
 	}
 	link, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: *network})
 	if err != nil {
@@ -123,6 +125,9 @@ func printReceipt(w io.Writer, r *pos.Receipt) {
 	fmt.Fprintln(w, "------------- receipt -------------")
 	fmt.Fprintf(w, "%s   terminal %s\n", r.Merchant, r.Terminal)
 	fmt.Fprintf(w, "amount    %s\n", formatMinor(r.AmountMinor, r.Currency))
+	if r.BillingAmountMinor > 0 {
+		fmt.Fprintf(w, "billed    %s at %s\n", formatMinor(r.BillingAmountMinor, r.BillingCurrency), r.ConversionRate)
+	}
 	if r.TokenLast4 != "" {
 		fmt.Fprintf(w, "card      Mi Pay UnionPay •••• %s\n", r.TokenLast4)
 	}
@@ -207,10 +212,5 @@ func parseAmount(s string, decimals int) (int64, error) {
 	return v, nil
 }
 
-func formatMinor(minor int64, currency string) string {
-	cur := currency
-	if currency == "156" {
-		cur = "CNY"
-	}
-	return fmt.Sprintf("%d.%02d %s", minor/100, minor%100, cur)
-}
+// formatMinor shows minor units with the currency's ISO 4217 decimals.
+func formatMinor(minor int64, currency string) string { return pos.FormatAmount(minor, currency) }
