@@ -34,7 +34,7 @@ type demo struct {
 	term   *pos.Terminal
 	link   *capturingLink
 	tokyo  *pos.Terminal // a QuickPass terminal in Japan
-	debit  string // card ids
+	debit  string        // card ids
 	credit string
 	low    string
 	out    io.Writer
