@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"io"
-	"slices"
 	"strings"
 )
 
@@ -63,8 +62,5 @@ func wiredRoles() []string {
 	for _, s := range partySpecs() {
 		roles = append(roles, s.role)
 	}
-	if len(roles) == 0 {
-		return []string{"(none in this build)"}
-	}
-	return slices.Clip(roles)
+	return roles
 }
