@@ -20,6 +20,7 @@ const (
 //	issuer  http     8430   iso8583 8431 (the switch connects here)
 //	sms     http     8440
 //	transit http     8450
+//	portal  http     8460   (lost-phone web pages at /portal)
 //	portal  http     8460   (the lost-phone pages at /portal/)
 //	network http     8490   iso8583 8500 (acquirers and POS connect here)
 const DefaultPortBase = 8410
