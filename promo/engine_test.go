@@ -539,3 +539,48 @@ func TestSeedDefaultsOnce(t *testing.T) {
 		t.Fatalf("an ICBC Mi Pay payment of 60 CNY gets no default offer: %v %v", ok, err)
 	}
 }
+
+// Two nodes, each with its own connections to one store (PostgreSQL when
+// MIPAY_TEST_POSTGRES is set, else one SQLite file opened twice), share a
+// budget: exactly N granted in all.
+func TestBudgetSharedByTwoNodes(t *testing.T) {
+	const n, attempts = 25, 1000
+	cfg := storetest.Config(t)
+	ctx := context.Background()
+	open := func() *Engine {
+		db, err := store.Open(ctx, cfg, Party, Migrations())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return MustOpenEngineOn(t, db, newClock(testNow).Now)
+	}
+	a, b := open(), open()
+	mustCreate(t, a, fixedCampaign("shared", 700, n*700))
+	if err := b.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var granted atomic.Int64
+	var wg sync.WaitGroup
+	for i := range attempts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := a
+			if i%2 == 1 {
+				node = b
+			}
+			_, ok, err := node.Reserve(ctx, payment(fmt.Sprintf("n%d", i), 6000))
+			if err != nil {
+				t.Errorf("reserve: %v", err)
+			}
+			if ok {
+				granted.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if granted.Load() != n {
+		t.Fatalf("two nodes granted %d, the budget covers %d", granted.Load(), n)
+	}
+}
