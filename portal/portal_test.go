@@ -18,6 +18,7 @@ import (
 type fakeWallet struct {
 	srv       *httptest.Server
 	switchOff atomic.Int32
+	found     atomic.Int32
 }
 
 func newFakeWallet(tb testing.TB) *fakeWallet {
@@ -80,6 +81,10 @@ func newFakeWallet(tb testing.TB) *fakeWallet {
 		writeJSON(w, 200, map[string]any{"cards": []map[string]any{{"cardId": "card_1", "state": "SUSPENDED", "changed": true}},
 			"command": map[string]any{"id": "cmd_1", "kind": "WIPE", "state": "PENDING"}})
 	}))
+	mux.HandleFunc("POST /v1/devices/{id}/found", authed(func(w http.ResponseWriter, r *http.Request) {
+		f.found.Add(1)
+		writeJSON(w, 200, map[string]any{"cards": []map[string]any{{"cardId": "card_1", "state": "ACTIVE", "changed": true}}})
+	}))
 	f.srv = httptest.NewServer(mux)
 	tb.Cleanup(f.srv.Close)
 	return f
@@ -131,9 +136,13 @@ func (c *testClient) csrf() string {
 	return m[1]
 }
 
-func mustPortal(tb testing.TB) (*Server, *fakeWallet) {
+func mustPortal(tb testing.TB, now ...func() time.Time) (*Server, *fakeWallet) {
 	f := newFakeWallet(tb)
-	s, err := New(Config{WalletURL: func() string { return f.srv.URL }})
+	cfg := Config{WalletURL: func() string { return f.srv.URL }}
+	if len(now) > 0 {
+		cfg.Now = now[0]
+	}
+	s, err := New(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -317,6 +326,44 @@ func FuzzPlot(f *testing.F) {
 		}
 		if len(p.GridX) > 100 || len(p.GridY) > 100 {
 			t.Fatalf("%d×%d grid lines", len(p.GridX), len(p.GridY))
+		}
+	})
+}
+
+// signIn runs the password and e-mail code steps.
+func (c *testClient) signIn() *http.Response {
+	c.tb.Helper()
+	c.do("GET", "/portal/signin", nil)
+	c.do("POST", "/portal/signin", url.Values{"csrf": {c.csrf()}, "login": {"a@example.com"}, "password": {"right"}})
+	c.do("GET", "/portal/verify", nil)
+	return c.do("POST", "/portal/verify", url.Values{"csrf": {c.csrf()}, "emailCode": {"123456"}})
+}
+
+func TestFoundNeedsFreshSignIn(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, f := mustPortal(t, func() time.Time { return now })
+	c := &testClient{tb: t, h: s.Handler()}
+	c.signIn()
+	found := func() {
+		c.do("GET", "/portal/devices/dev_a/found", nil)
+		if r := c.do("POST", "/portal/devices/dev_a/found", url.Values{"csrf": {c.csrf()}}); r.Header.Get("Location") != "/portal/signin" {
+			t.Fatalf("found without a fresh sign-in: %d %s", r.StatusCode, c.body)
+		}
+	}
+	t.Run("runs after signing in again", func(t *testing.T) {
+		found()
+		if f.found.Load() != 0 {
+			t.Fatal("found ran before signing in again")
+		}
+		if r := c.signIn(); r.StatusCode != 200 || !strings.Contains(c.body, "1 card was turned back on") || f.found.Load() != 1 {
+			t.Fatalf("%d %s", r.StatusCode, c.body)
+		}
+	})
+	t.Run("a stale request is dropped", func(t *testing.T) {
+		found()
+		now = now.Add(pendingTTL + time.Minute)
+		if r := c.signIn(); r.StatusCode != http.StatusSeeOther || f.found.Load() != 1 {
+			t.Fatalf("%d, found called %d times", r.StatusCode, f.found.Load())
 		}
 	})
 }

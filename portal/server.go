@@ -179,7 +179,7 @@ func (s *Server) page(h handler, auth bool) http.HandlerFunc {
 			return
 		}
 		if err := h(w, r, rq); err != nil {
-			s.renderError(w, r, err)
+			s.renderErrorFor(w, r, rq, err)
 		}
 	}
 }
@@ -204,7 +204,7 @@ func (s *Server) form(h handler, auth bool) http.HandlerFunc {
 			return
 		}
 		if err := h(w, r, rq); err != nil {
-			s.renderError(w, r, err)
+			s.renderErrorFor(w, r, rq, err)
 		}
 	}
 }
@@ -247,6 +247,12 @@ func (s *Server) write(w http.ResponseWriter, r *http.Request, status int, name 
 // renderError shows err's user-safe message with its status. Another
 // account's device is "not found", the same as one that does not exist.
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	s.renderErrorFor(w, r, nil, err)
+}
+
+// renderErrorFor is renderError on a page of rq's session (its header and
+// sign-out form).
+func (s *Server) renderErrorFor(w http.ResponseWriter, r *http.Request, rq *request, err error) {
 	code := mipay.ErrorCode(err)
 	status := httpx.StatusOf(code)
 	msg := mipay.ErrorMessage(err)
@@ -259,7 +265,14 @@ func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) 
 	if title == "" {
 		title = "Something went wrong"
 	}
-	s.write(w, r, status, "error", view{Title: title, Error: msg})
+	v := view{Title: title, Error: msg}
+	if rq != nil {
+		// The session may be gone (signed out by a wallet refusal): reread it.
+		if sess, ok := s.sessions.get(rq.cookie); ok {
+			v.CSRF, v.SignedIn, v.Login = sess.csrf, sess.signedIn(), sess.login
+		}
+	}
+	s.write(w, r, status, "error", v)
 }
 
 // clientAddr is the browser's address (the rate limit's key).
@@ -355,7 +368,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, rq *request) err
 	}
 	old := rq.sess
 	var pending *pendingAction
-	if old.pending != nil && old.signedIn() && old.accountID == ws.AccountID {
+	if old.pending != nil && old.signedIn() && old.accountID == ws.AccountID && s.cfg.Now().Sub(old.pending.at) <= pendingTTL {
 		pending = old.pending
 	}
 	cookie, ok := s.sessions.rotate(old.key, func(ss *session) {
@@ -562,7 +575,7 @@ func (s *Server) deviceAction(w http.ResponseWriter, r *http.Request, rq *reques
 	}
 	if action == actionFound {
 		s.sessions.update(rq.sess.key, func(ss *session) {
-			ss.pending = &pendingAction{kind: actionFound, deviceID: id}
+			ss.pending = &pendingAction{kind: actionFound, deviceID: id, at: s.cfg.Now()}
 			ss.notice = "To turn Mi Pay back on, sign in again."
 		})
 		http.Redirect(w, r, "/portal/signin", http.StatusSeeOther)

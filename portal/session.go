@@ -39,7 +39,11 @@ type session struct {
 type pendingAction struct {
 	kind     string
 	deviceID string
+	at       time.Time // a pending action older than pendingTTL is dropped
 }
+
+// pendingTTL bounds how long an action waits for its fresh sign-in.
+const pendingTTL = 10 * time.Minute
 
 func (s *session) signedIn() bool { return s.walletToken != "" }
 
