@@ -67,6 +67,7 @@ func (s *Switch) reverse(ctx context.Context, req *iso8583.Message, key string) 
 		resp.SetString(39, RCApproved)
 	}
 	if reversedNow {
+		s.releasePromotion(ctx, transactionID(origKey))
 		s.kick(s.wake)
 	}
 	return s.finish(ctx, resp, rec, nil)

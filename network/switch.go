@@ -26,6 +26,7 @@ import (
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
 	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/tsp"
 )
@@ -84,6 +85,8 @@ type Config struct {
 	// RateMaxAge is how old the exchange-rate table in effect may be
 	// (DefaultRateMaxAge when 0); older, the switch declines conversions.
 	RateMaxAge time.Duration
+	// Promotions, when set, is consulted after de-tokenization (promo.go).
+	Promotions Promotions
 }
 
 // Switch is one switch node.
@@ -289,6 +292,8 @@ type authRecord struct {
 	Country                                              string   // DE19 ("" for reversals)
 	Bill                                                 *billing // set when DE4 was converted
 	arqc                                                 []byte   // the request's 9F26, for the ARPC
+	promo                                                *promo.Reservation
+	promoField                                           string // DE124
 }
 
 // authorize handles a 0100/0200.
@@ -329,7 +334,7 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 		// A plain card: route by PAN BIN as is.
 		if iss, ok := s.cfg.Ref.IssuerByPAN(token); ok {
 			rec.IssuerID = iss.ID
-			return s.forward(ctx, req, resp, rec, nil, iss)
+			return s.forward(ctx, s.applyPromotion(ctx, req, rec, nil, iss), resp, rec, nil, iss)
 		}
 		resp.SetString(39, RCInvalidCard)
 		return s.finish(ctx, resp, rec, nil)
@@ -367,7 +372,7 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 		return s.finish(ctx, resp, rec, &res)
 	}
 	out.SetString(123, td)
-	return s.forward(ctx, out, resp, rec, &res, iss)
+	return s.forward(ctx, s.applyPromotion(ctx, out, rec, &res, iss), resp, rec, &res, iss)
 }
 
 func validateAuth(req *iso8583.Message) error {
@@ -499,6 +504,7 @@ func (s *Switch) finish(ctx context.Context, resp *iso8583.Message, rec *authRec
 // finishWith adds the ARPC for a verified cryptogram, records the decision
 // (with its event and any reversal owed) durably, and only then answers.
 func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *authRecord, res *tsp.AuthResult, rev *reversalDue) (*iso8583.Message, error) {
+	s.settlePromotion(ctx, resp, rec)
 	rec.RC = resp.String(39)
 	rec.AuthCode = resp.String(38)
 	if res != nil && res.CryptogramValid {

@@ -1,0 +1,135 @@
+package network
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+	"strings"
+
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/promo"
+	"github.com/mipay-oss/mipay/tsp"
+)
+
+// Promotions is the promotions engine the switch consults after
+// de-tokenization (issue 8). *promo.Engine implements it.
+type Promotions interface {
+	Reserve(ctx context.Context, p promo.PaymentContext) (promo.Reservation, bool, error)
+	Confirm(ctx context.Context, id string) (bool, error)
+	Release(ctx context.Context, id string) (bool, error)
+}
+
+var _ Promotions = (*promo.Engine)(nil)
+
+// applyPromotion asks the engine for the best campaign of a payment about to
+// go to the issuer and, when one applies, returns the issuer's copy with
+// DE124 (original amount, discount, campaign, points multiplier). DE4 stays
+// the full amount: the merchant is paid in full; the issuer debits the
+// cardholder DE4 minus the discount and funds the discount itself.
+//
+// Payments converted from another currency get no promotion (campaigns are
+// in CNY on the domestic amount). An engine failure never declines a
+// payment: it goes on without a promotion.
+func (s *Switch) applyPromotion(ctx context.Context, out *iso8583.Message, rec *authRecord, res *tsp.AuthResult, iss *config.Issuer) *iso8583.Message {
+	if s.cfg.Promotions == nil || rec.Bill.converted() || out.String(49) != config.BillingCurrency {
+		return out
+	}
+	pan := out.String(2)
+	p := promo.PaymentContext{
+		TxID: transactionID(rec.Key), IssuerID: iss.ID, CardType: iss.CardType, BIN: pan[:min(len(pan), promo.MaxBINDigits)],
+		Token: res != nil, CardKey: promoCardKey(pan, res), MCC: out.String(iso8583.FieldMCC),
+		MerchantID: strings.TrimSpace(out.String(iso8583.FieldMerchantID)), Country: rec.Country,
+		City: merchantCity(rec.Merchant), AmountMinor: rec.AmountMinor, Time: s.now(),
+	}
+	r, ok, err := s.cfg.Promotions.Reserve(ctx, p)
+	if err != nil {
+		s.log.WarnContext(ctx, "promotion engine failed; paying without an offer", "err", err)
+		return out
+	}
+	if !ok {
+		return out
+	}
+	de124, err := promotionField(r)
+	if err != nil {
+		s.log.ErrorContext(ctx, "promotion field", "campaign", r.CampaignID, "err", err)
+		s.releasePromotion(ctx, r.ID)
+		return out
+	}
+	rec.promo = &r
+	rec.promoField = de124
+	out = out.Clone()
+	out.SetString(iso8583.FieldPromotion, de124)
+	return out
+}
+
+func promotionField(r promo.Reservation) (string, error) {
+	orig, err := iso8583.FormatAmount(r.OriginalMinor)
+	if err != nil {
+		return "", err
+	}
+	disc, err := iso8583.FormatAmount(r.DiscountMinor)
+	if err != nil {
+		return "", err
+	}
+	return iso8583.Promotion{OriginalAmount: orig, DiscountAmount: disc, CampaignID: r.CampaignID,
+		Points: strconv.FormatInt(r.PointsMultiplier, 10)}.Encode()
+}
+
+// settlePromotion ends a payment's reservation with its decision, before the
+// decision is recorded and answered: an issuer approval confirms it and the
+// acquirer's answer gets DE124 (for the receipt's saving); a decline or a
+// timeout releases it. A stand-in approval keeps it reserved (the issuer may
+// have booked the discount before its answer was lost; never overspend).
+func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec *authRecord) {
+	if rec.promo == nil {
+		return
+	}
+	id := rec.promo.ID
+	switch {
+	case resp.String(39) == RCApproved && !rec.StandIn:
+		if _, err := s.cfg.Promotions.Confirm(ctx, id); err != nil {
+			s.log.WarnContext(ctx, "promotion confirm failed (stays reserved)", "reservation", id, "err", err)
+		}
+		resp.SetString(iso8583.FieldPromotion, rec.promoField)
+	case resp.String(39) == RCApproved:
+		// stand-in: keep the reservation, show nothing the issuer did not approve.
+	default:
+		s.releasePromotion(ctx, id)
+	}
+}
+
+// releasePromotion gives a reservation back; the engine does it exactly
+// once however often it is asked. A failure leaves the budget held (never
+// overspent) and is logged.
+func (s *Switch) releasePromotion(ctx context.Context, id string) {
+	if s.cfg.Promotions == nil {
+		return
+	}
+	if _, err := s.cfg.Promotions.Release(ctx, id); err != nil {
+		s.log.ErrorContext(ctx, "promotion release failed (budget stays held)", "reservation", id, "err", err)
+	}
+}
+
+// promoCardKey identifies a card to the engine's per-card limits without
+// its PAN: the PAR for a token (the same for every token of the card), a
+// SHA-256 digest of the PAN for a plain card.
+func promoCardKey(pan string, res *tsp.AuthResult) string {
+	if res != nil && res.PAR != "" {
+		return "par:" + res.PAR
+	}
+	if res != nil && res.TokenRef != "" {
+		return "ref:" + res.TokenRef
+	}
+	sum := sha256.Sum256([]byte("mipay-promo-card|" + pan))
+	return "pan:" + hex.EncodeToString(sum[:16])
+}
+
+// merchantCity is the city part of DE43 (name 25, city 13, country 2).
+func merchantCity(de43 string) string {
+	if len(de43) < 38 {
+		return ""
+	}
+	return strings.TrimSpace(de43[25:38])
+}

@@ -1,0 +1,175 @@
+package network
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/promo"
+	"github.com/mipay-oss/mipay/store/storetest"
+)
+
+// recordingLink keeps what the switch sent the issuer.
+type recordingLink struct {
+	IssuerLink
+	mu   sync.Mutex
+	sent []*iso8583.Message
+}
+
+func (l *recordingLink) Send(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error) {
+	l.mu.Lock()
+	l.sent = append(l.sent, m.Clone())
+	l.mu.Unlock()
+	return l.IssuerLink.Send(ctx, m)
+}
+
+func (l *recordingLink) last(t *testing.T, mti string) *iso8583.Message {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.sent) - 1; i >= 0; i-- {
+		if l.sent[i].MTI() == mti {
+			return l.sent[i]
+		}
+	}
+	t.Fatalf("nothing %s sent to the issuer", mti)
+	return nil
+}
+
+// mustPromoSwitch is a switch with a promotions engine holding one ICBC
+// campaign: 10 CNY off from 50 CNY, budget for budgetOffers discounts.
+func mustPromoSwitch(t *testing.T, budgetOffers int64, mutate func(*config.Reference)) (*harness, *promo.Engine, *recordingLink) {
+	t.Helper()
+	h := mustSwitch(t, mutate)
+	eng, err := promo.Open(context.Background(), promo.Config{DB: storetest.Open(t, promo.Party, promo.Migrations())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	now := time.Now()
+	_, err = eng.Create(context.Background(), promo.Campaign{
+		ID: "icbc-test", BankName: "ICBC", IssuerID: "icbc-debit", Currency: promo.Currency,
+		Eligibility: promo.Eligibility{Channel: promo.ChannelMiPay, MinAmountMinor: 5000},
+		Benefit:     promo.Benefit{Kind: promo.BenefitFixed, AmountMinor: 1000},
+		Limits:      promo.Limits{BudgetMinor: budgetOffers * 1000},
+		Window:      promo.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := h.sw.cfg.Issuers
+	link0, _ := orig("icbc-debit")
+	link := &recordingLink{IssuerLink: link0}
+	// Set before any request: the switch reads its config per request.
+	h.sw.cfg.Promotions = eng
+	h.sw.cfg.Issuers = func(string) (IssuerLink, bool) { return link, true }
+	return h, eng, link
+}
+
+func stats(t *testing.T, eng *promo.Engine) promo.Stats {
+	t.Helper()
+	st, err := eng.Stats(context.Background(), "", "icbc-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestPromotionApplied(t *testing.T) {
+	h, eng, link := mustPromoSwitch(t, 10, nil)
+	resp := h.send(t, h.request(6000))
+	if resp.String(39) != "00" {
+		t.Fatalf("rc %s", resp.String(39))
+	}
+	sent := link.last(t, "0200")
+	if sent.String(4) != "000000006000" {
+		t.Fatalf("issuer DE4 %s: the merchant is paid in full", sent.String(4))
+	}
+	p, err := iso8583.ParsePromotion(sent.String(iso8583.FieldPromotion))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.OriginalAmount != "000000006000" || p.DiscountAmount != "000000001000" || p.CampaignID != "icbc-test" || p.Points != "1" {
+		t.Fatalf("issuer DE124 %+v", p)
+	}
+	if resp.String(4) != "000000006000" || resp.String(iso8583.FieldPromotion) != sent.String(iso8583.FieldPromotion) {
+		t.Fatalf("POS answer DE4 %s DE124 %q", resp.String(4), resp.String(iso8583.FieldPromotion))
+	}
+	if st := stats(t, eng); st.Confirmed != 1 || st.BudgetUsedMinor != 1000 {
+		t.Fatalf("stats %+v", st)
+	}
+	t.Run("below the minimum amount: no DE124", func(t *testing.T) {
+		resp := h.send(t, h.request(4999))
+		if resp.String(39) != "00" || resp.Has(iso8583.FieldPromotion) || link.last(t, "0200").Has(iso8583.FieldPromotion) {
+			t.Fatal("a promotion was applied below its minimum amount")
+		}
+	})
+	t.Run("duplicate reserves once", func(t *testing.T) {
+		m := h.request(6000)
+		a, b := h.send(t, m), h.send(t, m)
+		if a.String(iso8583.FieldPromotion) != b.String(iso8583.FieldPromotion) {
+			t.Fatal("duplicate answered differently")
+		}
+		if st := stats(t, eng); st.Redemptions != 2 {
+			t.Fatalf("redemptions %d, want 2", st.Redemptions)
+		}
+	})
+}
+
+func TestPromotionReleasedOnDecline(t *testing.T) {
+	h, eng, _ := mustPromoSwitch(t, 10, nil)
+	h.iss.rc.Store("51")
+	resp := h.send(t, h.request(6000))
+	if resp.String(39) != "51" || resp.Has(iso8583.FieldPromotion) {
+		t.Fatalf("rc %s, DE124 %q", resp.String(39), resp.String(iso8583.FieldPromotion))
+	}
+	if st := stats(t, eng); st.Redemptions != 0 || st.BudgetUsedMinor != 0 || st.Released != 1 {
+		t.Fatalf("stats after a decline %+v", st)
+	}
+}
+
+func TestPromotionReleasedOnTimeout(t *testing.T) {
+	h, eng, _ := mustPromoSwitch(t, 10, func(r *config.Reference) {
+		is, _ := r.Issuer("icbc-debit")
+		is.Timeout = config.Duration(50 * time.Millisecond)
+		is.StandIn.Enabled = false
+	})
+	h.iss.delay.Store(int64(200 * time.Millisecond))
+	if r := h.send(t, h.request(6000)); r.String(39) != "91" {
+		t.Fatalf("rc %s", r.String(39))
+	}
+	if st := stats(t, eng); st.Redemptions != 0 || st.Released != 1 {
+		t.Fatalf("stats after a timeout %+v", st)
+	}
+}
+
+func TestPromotionReleasedOnceOnReversal(t *testing.T) {
+	h, eng, _ := mustPromoSwitch(t, 1, nil)
+	orig := h.request(6000)
+	if r := h.send(t, orig); r.String(39) != "00" || !r.Has(iso8583.FieldPromotion) {
+		t.Fatalf("rc %s", r.String(39))
+	}
+	if r := h.send(t, h.request(6000)); r.Has(iso8583.FieldPromotion) {
+		t.Fatal("a second discount past a budget of one")
+	}
+	de90, _ := iso8583.OriginalData{MTI: "0200", STAN: orig.String(11), TransmissionTime: orig.String(7), AcquirerID: orig.String(32)}.Format()
+	for i, stan := range []uint32{900001, 900002, 900002} {
+		m := orig.Clone()
+		m.SetMTI("0400")
+		m.Unset(55)
+		m.SetString(11, iso8583.FormatSTAN(stan))
+		m.SetString(90, de90)
+		if r := h.send(t, m); r.String(39) != "00" {
+			t.Fatalf("reversal %d: rc %s", i, r.String(39))
+		}
+	}
+	if st := stats(t, eng); st.Redemptions != 0 || st.Released != 1 || st.BudgetUsedMinor != 0 {
+		t.Fatalf("stats after reversals %+v", st)
+	}
+	if r := h.send(t, h.request(6000)); !r.Has(iso8583.FieldPromotion) {
+		t.Fatal("the released budget was not granted again")
+	}
+}
