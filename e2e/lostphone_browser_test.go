@@ -43,7 +43,7 @@ func TestPortalInBrowser(t *testing.T) {
 	if err := o.p.ReportPosition(context.Background(), phone.Position{Latitude: 31.2304, Longitude: 121.4737, AccuracyMeters: 40}); err != nil {
 		t.Fatal(err)
 	}
-	payer := &cardPayer{src: newCardSource(t, o.p.SE()), term: term}
+	payer := &cardPayer{src: newCardSource(t, o.p.SE()), c: term.link.c}
 	if rc := payer.pay(t); rc != "00" {
 		t.Fatalf("before: %s", rc)
 	}

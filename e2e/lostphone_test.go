@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/phone"
 	"github.com/mipay-oss/mipay/portal"
@@ -187,7 +188,7 @@ func (b *browser) signIn(s *system, o *owner) {
 // it) still makes them, so only the network can refuse.
 type cardPayer struct {
 	src  *cardSource
-	term *terminal
+	c    *iso8583.Client
 	stan atomic.Uint32
 }
 
@@ -199,7 +200,7 @@ func (c *cardPayer) pay(tb testing.TB) string {
 	}
 	n := c.stan.Add(1)
 	stamp(m, "LOST0002", n, fmt.Sprintf("77%010d", n))
-	resp, err := c.term.link.c.Send(context.Background(), m)
+	resp, err := c.c.Send(context.Background(), m)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestLostPhonePortal(t *testing.T) {
 	if rec := tap(t, term, alice.p, 1200, phone.FingerOK); rec.ResponseCode != "00" {
 		t.Fatalf("first tap: %+v", rec)
 	}
-	payer := &cardPayer{src: newCardSource(t, alice.p.SE()), term: term}
+	payer := &cardPayer{src: newCardSource(t, alice.p.SE()), c: term.link.c}
 	if rc := payer.pay(t); rc != "00" {
 		t.Fatalf("before the switch-off: %s", rc)
 	}
