@@ -47,6 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rate := fs.Int("rate", 0, "authorizations per second to offer (0: as fast as the system answers)")
 	data := fs.String("data", "", "data directory for the parties (default: a fresh temporary one)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	country := fs.String("country", "", "also drive cross-border authorizations from a terminal in this country (ISO 3166 numeric, e.g. 392) and report both")
+	currency := fs.String("currency", "", "the cross-border transaction currency (ISO 4217 numeric, e.g. 392); needs --country")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -60,8 +62,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("bench auth: --concurrency must be 1..%d", maxBenchConcurrency)
 	case *rate < 0:
 		return usagef("bench auth: --rate must not be negative")
+	case (*country == "") != (*currency == ""):
+		return usagef("bench auth: --country and --currency go together")
 	}
-	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr}
+	if *country != "" {
+		if _, ok := config.AcceptanceCountry(*country); !ok {
+			return usagef("bench auth: --country %q is not a country with UnionPay acceptance (ISO 3166 numeric)", *country)
+		}
+		if _, ok := config.CurrencyByNumeric(*currency); !ok {
+			return usagef("bench auth: --currency %q is not an ISO 4217 numeric code the network knows", *currency)
+		}
+	}
+	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr, country: *country, currency: *currency}
 	if *asJSON {
 		b.progress = io.Discard
 	}
@@ -83,6 +95,9 @@ type authBench struct {
 	concurrency int
 	rate        int
 	progress    io.Writer
+	// country and currency, when set, add a cross-border load after the
+	// domestic one (same tokens, same system).
+	country, currency string
 }
 
 // BenchResult is what `mipay bench auth` reports.
@@ -94,6 +109,14 @@ type BenchResult struct {
 	Echo          LoadStats      `json:"echo"`
 	RatioToEcho   float64        `json:"ratioToEcho"`
 	ResponseCodes map[string]int `json:"responseCodes"`
+	// CrossBorder is the part of the load from a terminal abroad
+	// (--country/--currency; Auth is then the domestic part), and
+	// CrossBorderCost how much longer a cross-border authorization took on
+	// average than a domestic one (0.03 = 3% more).
+	CrossBorder         *LoadStats `json:"crossBorder,omitempty"`
+	CrossBorderCountry  string     `json:"crossBorderCountry,omitempty"`
+	CrossBorderCurrency string     `json:"crossBorderCurrency,omitempty"`
+	CrossBorderCost     float64    `json:"crossBorderCost,omitempty"`
 }
 
 // LoadStats is one measured load.
@@ -105,6 +128,7 @@ type LoadStats struct {
 	P50Millis  float64 `json:"p50Ms"`
 	P99Millis  float64 `json:"p99Ms"`
 	P999Millis float64 `json:"p999Ms"`
+	MeanMillis float64 `json:"meanMs"`
 }
 
 func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, error) {
@@ -138,7 +162,14 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	}
 	perToken := b.messagesPerToken()
 	fmt.Fprintf(b.progress, "making %d cryptograms per token…\n", perToken)
-	queues, err := makeBenchMessages(cards, perToken)
+	kinds := [][2]string{{"156", "156"}}
+	if b.country != "" {
+		// Domestic and cross-border messages alternate in every token's
+		// queue: both kinds run at the same time under the same load, so
+		// their latencies compare on a shared machine.
+		kinds = append(kinds, [2]string{b.country, b.currency})
+	}
+	queues, err := makeBenchMessagesIn(cards, perToken, kinds)
 	if err != nil {
 		return nil, err
 	}
@@ -148,10 +179,17 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	if err != nil {
 		return nil, err
 	}
-	res.Auth, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
+	var xb LoadStats
+	res.Auth, xb, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
 	stopProfile()
 	if err != nil {
 		return nil, err
+	}
+	if b.country != "" {
+		res.CrossBorder, res.CrossBorderCountry, res.CrossBorderCurrency = &xb, b.country, b.currency
+		if res.Auth.MeanMillis > 0 {
+			res.CrossBorderCost = xb.MeanMillis/res.Auth.MeanMillis - 1
+		}
 	}
 	echoAddr, stopEcho, err := startEcho()
 	if err != nil {
@@ -163,12 +201,16 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 		return nil, err
 	}
 	fmt.Fprintln(b.progress, "driving the echo server (the ceiling of the link on this machine)…")
-	res.Echo, err = b.drive(ctx, echoAddr, echoQueues, map[string]int{})
+	res.Echo, _, err = b.drive(ctx, echoAddr, echoQueues, map[string]int{})
 	if err != nil {
 		return nil, err
 	}
 	if res.Echo.PerSecond > 0 {
-		res.RatioToEcho = res.Auth.PerSecond / res.Echo.PerSecond
+		total := res.Auth.PerSecond
+		if res.CrossBorder != nil {
+			total += res.CrossBorder.PerSecond // both kinds shared the run
+		}
+		res.RatioToEcho = total / res.Echo.PerSecond
 	}
 	return res, nil
 }
@@ -273,6 +315,12 @@ func (c seSession) Transmit(_ context.Context, apdu []byte) ([]byte, error) {
 // makeBenchMessages has each token's SE make n cryptograms through the POS
 // kernel and builds the 0200 of each (STAN and terminal fixed at send time).
 func makeBenchMessages(cards []benchCard, n int) ([][]*iso8583.Message, error) {
+	return makeBenchMessagesIn(cards, n, [][2]string{{"156", "156"}})
+}
+
+// makeBenchMessagesIn makes them at terminals of each kind in turn
+// (country, currency).
+func makeBenchMessagesIn(cards []benchCard, n int, kinds [][2]string) ([][]*iso8583.Message, error) {
 	out := make([][]*iso8583.Message, len(cards))
 	errs := make([]error, len(cards))
 	var wg sync.WaitGroup
@@ -283,7 +331,7 @@ func makeBenchMessages(cards []benchCard, n int) ([][]*iso8583.Message, error) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i], errs[i] = tokenMessages(c, n)
+			out[i], errs[i] = tokenMessages(c, n, kinds)
 		}()
 	}
 	wg.Wait()
@@ -295,12 +343,19 @@ func makeBenchMessages(cards []benchCard, n int) ([][]*iso8583.Message, error) {
 	return out, nil
 }
 
-func tokenMessages(c benchCard, n int) ([]*iso8583.Message, error) {
+func tokenMessages(c benchCard, n int, kinds [][2]string) ([]*iso8583.Message, error) {
 	k := pos.Kernel{Profile: pos.DefaultTerminalProfile()}
-	cur, _ := pos.CurrencyBCD("156")
 	msgs := make([]*iso8583.Message, 0, n)
 	amount, _ := iso8583.FormatAmount(benchAmountMinor)
 	for i := 0; i < n; i++ {
+		country, currency := kinds[i%len(kinds)][0], kinds[i%len(kinds)][1]
+		cur, err := pos.CurrencyBCD(currency)
+		if err != nil {
+			return nil, err
+		}
+		if k.Profile.Country, err = pos.CurrencyBCD(country); err != nil {
+			return nil, err
+		}
 		if err := c.se.Arm(c.tokenRef); err != nil {
 			return nil, err
 		}
@@ -318,7 +373,7 @@ func tokenMessages(c benchCard, n int) ([]*iso8583.Message, error) {
 		m.SetString(4, amount)
 		m.SetString(14, read.Expiry)
 		m.SetString(18, "5411")
-		m.SetString(19, "156")
+		m.SetString(19, country)
 		m.SetString(22, "072")
 		m.SetString(23, "0"+read.PSN)
 		m.SetString(25, "00")
@@ -326,7 +381,7 @@ func tokenMessages(c benchCard, n int) ([]*iso8583.Message, error) {
 		m.SetString(35, read.Track2)
 		m.SetString(42, "898110153990001")
 		m.SetString(43, fmt.Sprintf("%-25s%-13s%s", "MIPAY BENCH", "BEIJING", "CN"))
-		m.SetString(49, "156")
+		m.SetString(49, currency)
 		m.Set(55, read.ICC)
 		msgs = append(msgs, m)
 	}
@@ -335,13 +390,15 @@ func tokenMessages(c benchCard, n int) ([]*iso8583.Message, error) {
 
 // drive sends each token's messages in order from its own worker, over a
 // few pipelined connections, until the duration ends or messages run out.
-func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.Message, codes map[string]int) (LoadStats, error) {
+// The second LoadStats is the cross-border part (DE19 not China's); the
+// first the rest.
+func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.Message, codes map[string]int) (LoadStats, LoadStats, error) {
 	const conns = 4
 	clients := make([]*iso8583.Client, conns)
 	for i := range clients {
 		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: addr, MaxInFlight: maxBenchConcurrency, RequestTimeout: 10 * time.Second})
 		if err != nil {
-			return LoadStats{}, err
+			return LoadStats{}, LoadStats{}, err
 		}
 		defer c.Close()
 		clients[i] = c
@@ -351,6 +408,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 		errs   atomic.Int64
 		mu     sync.Mutex
 		lat    = make([]time.Duration, 0, 1<<16)
+		latX   []time.Duration
 		codeMu sync.Mutex
 	)
 	deadline := time.Now().Add(b.duration)
@@ -383,6 +441,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 			c := clients[w%conns]
 			terminal := fmt.Sprintf("BN%06d", w)
 			local := make([]time.Duration, 0, len(queues[w]))
+			var localX []time.Duration
 			localCodes := map[string]int{}
 			for i, m := range queues[w] {
 				if pace != nil {
@@ -402,7 +461,11 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 				m.SetString(37, fmt.Sprintf("%04d%08d", w, stan))
 				m.SetString(41, terminal)
 				resp, err := c.Send(ctx, m)
-				local = append(local, time.Since(now))
+				if c := m.String(19); c != "" && c != "156" {
+					localX = append(localX, time.Since(now))
+				} else {
+					local = append(local, time.Since(now))
+				}
 				done.Add(1)
 				if err != nil {
 					errs.Add(1)
@@ -412,6 +475,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 			}
 			mu.Lock()
 			lat = append(lat, local...)
+			latX = append(latX, localX...)
 			mu.Unlock()
 			codeMu.Lock()
 			for k, v := range localCodes {
@@ -423,7 +487,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 	wg.Wait()
 	elapsed := time.Since(start)
 	stopProgress()
-	return stats(lat, int(errs.Load()), elapsed), nil
+	return stats(lat, int(errs.Load()), elapsed), stats(latX, 0, elapsed), nil
 }
 
 func stats(lat []time.Duration, errs int, elapsed time.Duration) LoadStats {
@@ -435,8 +499,17 @@ func stats(lat []time.Duration, errs int, elapsed time.Duration) LoadStats {
 		i := int(math.Ceil(p*float64(len(lat)))) - 1
 		return float64(lat[max(i, 0)]) / float64(time.Millisecond)
 	}
+	var sum time.Duration
+	for _, d := range lat {
+		sum += d
+	}
+	mean := 0.0
+	if len(lat) > 0 {
+		mean = float64(sum) / float64(len(lat)) / float64(time.Millisecond)
+	}
 	return LoadStats{Requests: len(lat), Errors: errs, Seconds: elapsed.Seconds(),
-		PerSecond: float64(len(lat)) / elapsed.Seconds(), P50Millis: q(0.50), P99Millis: q(0.99), P999Millis: q(0.999)}
+		PerSecond: float64(len(lat)) / elapsed.Seconds(), P50Millis: q(0.50), P99Millis: q(0.99), P999Millis: q(0.999),
+		MeanMillis: mean}
 }
 
 // progressBar draws a bar on w until stopped.
@@ -508,9 +581,16 @@ func printBench(w io.Writer, r *BenchResult) {
 	for _, l := range []struct {
 		name string
 		s    LoadStats
-	}{{"authorizations", r.Auth}, {"echo ceiling", r.Echo}} {
+	}{{map[bool]string{false: "authorizations", true: "domestic"}[r.CrossBorder != nil], r.Auth}, {"echo ceiling", r.Echo}} {
 		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs)\n",
 			l.name, l.s.PerSecond, l.s.P50Millis, l.s.P99Millis, l.s.P999Millis, l.s.Requests, l.s.Errors, l.s.Seconds)
+	}
+	if x := r.CrossBorder; x != nil {
+		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs; country %s, currency %s)\n",
+			"cross-border", x.PerSecond, x.P50Millis, x.P99Millis, x.P999Millis, x.Requests, x.Errors, x.Seconds,
+			r.CrossBorderCountry, r.CrossBorderCurrency)
+		fmt.Fprintf(w, "cross-border cost  %+.1f%% per authorization (mean latency %.2f ms vs %.2f ms domestic, same run, interleaved)\n",
+			r.CrossBorderCost*100, x.MeanMillis, r.Auth.MeanMillis)
 	}
 	fmt.Fprintf(w, "ratio to echo  %.1f%%\n", r.RatioToEcho*100)
 	keys := make([]string, 0, len(r.ResponseCodes))
