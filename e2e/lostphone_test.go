@@ -430,3 +430,21 @@ func TestPortalBruteForce(t *testing.T) {
 	}
 	b.want(429, status, "Too many failed sign-in attempts")
 }
+
+// TestPortalTransitHotlist: the portal lists a device's transit cards and
+// switching Mi Pay off hotlists them at the agency.
+func TestPortalTransitHotlist(t *testing.T) {
+	s := mustStart(t, "", nil)
+	o := s.newOwner(t, "lost-transit", "icbc-debit", 0)
+	tc, err := o.p.TransitIssue(context.Background(), phone.TransitIssueOptions{Agency: s.url(node.RoleTransit), City: "sz", Finger: phone.FingerOK})
+	if err != nil {
+		t.Fatalf("transit card: %v", err)
+	}
+	dev := o.p.DeviceID()
+	b := s.newBrowser(t)
+	b.signIn(s, o)
+	b.want(200, b.get("/portal/devices/"+dev), "Transit (sz)", tc.CardNumber)
+	b.want(200, b.get("/portal/devices/"+dev+"/switch-off"))
+	b.want(200, b.post("/portal/devices/"+dev+"/switch-off", b.csrf()), "1 card was suspended", "1 transit card(s) blocked")
+	b.want(200, b.get("/portal/devices/"+dev), "HOTLISTED")
+}
