@@ -103,6 +103,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"wrong finger: See phone, nothing sent", d.payWrongFinger},
 		{"replay a captured authorization", d.replay},
 		{"pay above the balance", d.payAboveBalance},
+		{"issue a Shenzhen transit card", d.transitIssue},
+		{"top up the transit card 50 CNY", d.transitTopUp},
+		{"metro in and out, then a bus ride", d.transitRide},
+		{"transit balance and history", d.transitBalance},
 		{"notifications", d.notifications},
 	}
 	for _, s := range steps {
