@@ -584,3 +584,27 @@ func TestBudgetSharedByTwoNodes(t *testing.T) {
 		t.Fatalf("two nodes granted %d, the budget covers %d", granted.Load(), n)
 	}
 }
+
+func TestServiceSeedsOnceAcrossRestarts(t *testing.T) {
+	cfg := storetest.Config(t)
+	ctx := context.Background()
+	s, err := Start(ctx, cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetStatus(ctx, "", "icbc-mipay-10off50", StatusPaused); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Start(ctx, cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	cs, err := s.List(ctx, "icbc-debit")
+	if err != nil || len(cs) != 1 || cs[0].Status != StatusPaused {
+		t.Fatalf("after restart: %+v %v", cs, err)
+	}
+}
