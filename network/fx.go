@@ -283,43 +283,10 @@ func rateSetOf(v RateVersion) config.RateSet {
 // embedded default, effective from now (a bootstrap table: operators post
 // current rates through the admin API).
 func (s *Switch) loadRates(ctx context.Context) error {
-	rows, err := s.db.DB.QueryContext(ctx, `SELECT version, effective_from, rates, created_at FROM fx_rates
+	n, err := s.readRates(ctx, `SELECT version, effective_from, rates, created_at FROM fx_rates
 		ORDER BY effective_from DESC, version DESC LIMIT `+fmt.Sprint(maxRateVersions))
-	if err != nil {
-		return fmt.Errorf("network: load rates: %w", err)
-	}
-	n := 0
-	for rows.Next() {
-		var rs config.RateSet
-		var eff, created int64
-		var raw []byte
-		if err := rows.Scan(&rs.Version, &eff, &raw, &created); err != nil {
-			rows.Close()
-			return err
-		}
-		if err := json.Unmarshal(raw, &rs.Rates); err != nil {
-			rows.Close()
-			return fmt.Errorf("network: stored rates v%d: %w", rs.Version, err)
-		}
-		rs.EffectiveFrom = time.UnixMilli(eff).UTC()
-		v, err := RateVersionOf(rs)
-		if err != nil {
-			rows.Close()
-			return fmt.Errorf("network: stored rates v%d: %w", rs.Version, err)
-		}
-		v.Created = time.UnixMilli(created).UTC()
-		if err := s.rates.add(v); err != nil {
-			rows.Close()
-			return err
-		}
-		n++
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil || n > 0 {
 		return err
-	}
-	if n > 0 {
-		return nil
 	}
 	def, err := config.DefaultRates()
 	if err != nil {
@@ -329,7 +296,74 @@ func (s *Switch) loadRates(ctx context.Context) error {
 		def.EffectiveFrom = s.now().UTC().Truncate(time.Millisecond)
 	}
 	_, err = s.PublishRates(ctx, def)
+	if mipay.ErrorCode(err) == mipay.ECONFLICT {
+		// Another switch node over the same store published it first.
+		_, err = s.readRates(ctx, `SELECT version, effective_from, rates, created_at FROM fx_rates ORDER BY version`)
+	}
 	return err
+}
+
+// DefaultRateRefresh is how often a switch node reads versions other nodes
+// published into the shared store.
+const DefaultRateRefresh = 10 * time.Second
+
+// refreshRates adds the versions stored since this node last looked.
+func (s *Switch) refreshRates(ctx context.Context) error {
+	_, err := s.readRates(ctx, `SELECT version, effective_from, rates, created_at FROM fx_rates WHERE version > $1
+		ORDER BY version LIMIT `+fmt.Sprint(maxRateVersions), s.rates.latestVersion())
+	return err
+}
+
+func (s *Switch) rateRefreshLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(DefaultRateRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := s.refreshRates(ctx); err != nil {
+			s.log.Warn("reading published exchange rates failed; will retry", "err", err)
+		}
+		cancel()
+	}
+}
+
+// readRates adds the versions a query returns that the table lacks.
+func (s *Switch) readRates(ctx context.Context, query string, args ...any) (int, error) {
+	rows, err := s.db.DB.QueryContext(ctx, query, args...)
+	if err != nil {
+		return 0, fmt.Errorf("network: load rates: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var rs config.RateSet
+		var eff, created int64
+		var raw []byte
+		if err := rows.Scan(&rs.Version, &eff, &raw, &created); err != nil {
+			return n, err
+		}
+		if err := json.Unmarshal(raw, &rs.Rates); err != nil {
+			return n, fmt.Errorf("network: stored rates v%d: %w", rs.Version, err)
+		}
+		rs.EffectiveFrom = time.UnixMilli(eff).UTC()
+		v, err := RateVersionOf(rs)
+		if err != nil {
+			return n, fmt.Errorf("network: stored rates v%d: %w", rs.Version, err)
+		}
+		v.Created = time.UnixMilli(created).UTC()
+		if err := s.rates.add(v); mipay.ErrorCode(err) == mipay.ECONFLICT {
+			continue // already held
+		} else if err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, rows.Err()
 }
 
 // PublishRates adds a version of the rate table, durably first. Its
@@ -344,6 +378,9 @@ func (s *Switch) PublishRates(ctx context.Context, rs config.RateSet) (RateVersi
 	v, err := RateVersionOf(rs)
 	if err != nil {
 		return v, err
+	}
+	if err := s.refreshRates(ctx); err != nil {
+		return v, err // versions other nodes published must be known first
 	}
 	if latest := s.rates.latestVersion(); v.Version <= latest {
 		return v, mipay.Errorf(mipay.ECONFLICT, "version %d is not above the latest version %d", v.Version, latest)

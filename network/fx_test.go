@@ -462,3 +462,23 @@ func TestRatesAdminAPI(t *testing.T) {
 		t.Fatalf("GET after POST %s", body)
 	}
 }
+
+// TestRatesFromAnotherNode: a version another switch node stored is read
+// by this one.
+func TestRatesFromAnotherNode(t *testing.T) {
+	h, _, clk := mustFXSwitch(t)
+	_, err := h.sw.db.DB.Exec(`INSERT INTO fx_rates (version, effective_from, rates, created_at) VALUES ($1, $2, $3, $4)`,
+		7, clk.now().UnixMilli(), []byte(`{"JPY":"0.05"}`), clk.now().UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sw.refreshRates(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if r, v, err := h.sw.Rates().Lookup("392", clk.now()); err != nil || v != 7 || r.String() != "0.05000000" {
+		t.Fatalf("Lookup = %s v%d %v", r, v, err)
+	}
+	if _, err := h.sw.PublishRates(context.Background(), config.RateSet{Version: 7, Rates: map[string]string{"JPY": "0.06"}}); err == nil {
+		t.Fatal("a version another node published was published again")
+	}
+}

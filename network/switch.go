@@ -152,9 +152,10 @@ func New(ctx context.Context, cfg Config) (*Switch, error) {
 		s.w.Close()
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.reversalLoop()
 	go s.outboxLoop()
+	go s.rateRefreshLoop()
 	s.kick(s.wake)
 	s.kick(s.outboxCh)
 	return s, nil
