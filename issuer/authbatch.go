@@ -169,7 +169,7 @@ func (q *authSQL) writeAuthRows(tx *sql.Tx, group []*authJob) error {
 		}
 		rest = rest[n:]
 	}
-	return nil
+	return writePromotions(ctx, tx, holds)
 }
 
 func chunkFor(n int) int {

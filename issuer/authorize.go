@@ -100,6 +100,8 @@ type AuthRequest struct {
 	// CryptogramResult is the network's ARQC check (DE123 tag 04): "V"
 	// valid, "I" invalid, "R" replayed ATC, "N" none.
 	CryptogramResult string
+	// Promotion is DE124, when the network applied a bank campaign (promo.go).
+	Promotion *Promotion
 }
 
 // AuthResult is the issuer's answer.
@@ -323,6 +325,9 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 	}
 
 	amount, code := h.check(req, acct, now)
+	if code == RCApproved {
+		amount, code = discounted(&req, amount)
+	}
 	rec.amount = amount
 	if code == RCApproved {
 		code = acct.reserve(amount, rec.day, now.UnixMilli())
@@ -579,6 +584,9 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		if err := postPair(ctx, tx, "release/"+orig.id, orig.issuerID, kindRelease, orig.id,
 			availableAccount(orig.cardID), heldAccount(orig.cardID), orig.amount, now); err != nil {
 			return fmt.Errorf("release hold: %w", err)
+		}
+		if err := reversePromotion(ctx, tx, orig.id, now); err != nil {
+			return fmt.Errorf("reverse promotion: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, sqlInsertRev, newID("rev_"), orig.issuerID, req.MTI, orig.ident, orig.alt, orig.id, 1, now)
 		return err

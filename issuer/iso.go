@@ -88,6 +88,11 @@ func authRequestOf(m *iso8583.Message) (AuthRequest, bool) {
 		}
 		req.TokenRequestorID, req.CryptogramResult = td.RequestorID, td.CryptogramResult
 	}
+	promo, ok := parsePromotion(m)
+	if !ok {
+		return req, false
+	}
+	req.Promotion = promo
 	return req, true
 }
 

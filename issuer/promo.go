@@ -1,0 +1,195 @@
+package issuer
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/mipay-oss/mipay/iso8583"
+)
+
+// Bank promotions (issue 8). The switch applies a bank's campaign and sends
+// DE124: the original amount (= DE4), the discount and the points
+// multiplier. The issuer then
+//   - holds the discounted amount on the card (what the cardholder pays),
+//   - books the discount to the bank's marketing account against a promotion
+//     payable (the merchant is paid in full at settlement: held + payable),
+//   - credits the card's points account: whole CNY paid × PointsPerCNY ×
+//     multiplier, against the bank's points-issued account.
+//
+// Every approval earns points (multiplier 1 without a campaign). A reversal
+// takes the discount booking and the points back with the hold, in the same
+// transaction. All entries are double-entry: postings sum to zero.
+
+// DefaultPointsPerCNY is how many points one whole CNY paid earns.
+const DefaultPointsPerCNY = 1
+
+// Posting kinds of promotions and points.
+const (
+	kindPromo       = "PROMO"
+	kindPromoRev    = "PROMO_REVERSAL"
+	kindPoints      = "POINTS"
+	kindPointsRev   = "POINTS_REVERSAL"
+	promoEntryPfx   = "promo/"
+	pointsEntryPfx  = "points/"
+	maxMultiplier   = 100
+	promoChunkRows  = 16 // posting rows per multi-row INSERT
+	promoPostingCol = 8
+)
+
+func marketingAccount(issuerID string) string    { return "bank/" + issuerID + "/marketing" }
+func promoPayableAccount(issuerID string) string { return "bank/" + issuerID + "/promotion-payable" }
+func pointsIssuedAccount(issuerID string) string { return "bank/" + issuerID + "/points-issued" }
+func pointsAccount(cardID string) string         { return "points/" + cardID }
+
+// Promotion is DE124 as the issuer uses it.
+type Promotion struct {
+	OriginalMinor int64
+	DiscountMinor int64
+	CampaignID    string
+	Multiplier    int64
+}
+
+// parsePromotion reads DE124; ok is false when it is malformed.
+func parsePromotion(m *iso8583.Message) (p *Promotion, ok bool) {
+	if !m.Has(iso8583.FieldPromotion) {
+		return nil, true
+	}
+	f, err := iso8583.ParsePromotion(m.String(iso8583.FieldPromotion))
+	if err != nil {
+		return nil, false
+	}
+	p = &Promotion{CampaignID: f.CampaignID, Multiplier: 1}
+	if p.OriginalMinor, err = iso8583.ParseAmount(f.OriginalAmount); err != nil {
+		return nil, false
+	}
+	if p.DiscountMinor, err = iso8583.ParseAmount(f.DiscountAmount); err != nil {
+		return nil, false
+	}
+	if f.Points != "" {
+		if p.Multiplier, err = strconv.ParseInt(f.Points, 10, 64); err != nil || p.Multiplier < 1 || p.Multiplier > maxMultiplier {
+			return nil, false
+		}
+	}
+	return p, true
+}
+
+// discounted returns what the cardholder is held for: amount less the
+// promotion's discount. A promotion that does not fit the message (another
+// original amount, a converted payment, a discount not below the amount) is
+// a format error: the network never sends one.
+func discounted(req *AuthRequest, amount int64) (int64, ResponseCode) {
+	p := req.Promotion
+	if p == nil {
+		return amount, RCApproved
+	}
+	if p.OriginalMinor != req.AmountMinor || req.BillingCurrency != "" || p.DiscountMinor < 0 || p.DiscountMinor >= amount {
+		return amount, RCFormatError
+	}
+	return amount - p.DiscountMinor, RCApproved
+}
+
+// pointsFor is what a payment of paidMinor fen earns.
+func pointsFor(paidMinor, multiplier int64) int64 {
+	if multiplier < 1 {
+		multiplier = 1
+	}
+	return paidMinor / 100 * DefaultPointsPerCNY * multiplier
+}
+
+// writePromotions posts, for approved jobs, the discount booking and the
+// points, in the group's transaction (so with the hold, or not at all).
+func writePromotions(ctx context.Context, tx *sql.Tx, jobs []*authJob) error {
+	rows := make([][promoPostingCol]any, 0, 4*len(jobs))
+	for _, j := range jobs {
+		rec := j.rec
+		mult := int64(1)
+		if p := j.req.Promotion; p != nil {
+			mult = p.Multiplier
+			if p.DiscountMinor > 0 {
+				e := promoEntryPfx + rec.id
+				rows = append(rows,
+					[promoPostingCol]any{e, 1, rec.issuerID, promoPayableAccount(rec.issuerID), p.DiscountMinor, rec.id, j.ms, kindPromo},
+					[promoPostingCol]any{e, 2, rec.issuerID, marketingAccount(rec.issuerID), -p.DiscountMinor, rec.id, j.ms, kindPromo})
+			}
+		}
+		if pts := pointsFor(rec.amount, mult); pts > 0 {
+			e := pointsEntryPfx + rec.id
+			rows = append(rows,
+				[promoPostingCol]any{e, 1, rec.issuerID, pointsAccount(rec.cardID), pts, rec.id, j.ms, kindPoints},
+				[promoPostingCol]any{e, 2, rec.issuerID, pointsIssuedAccount(rec.issuerID), -pts, rec.id, j.ms, kindPoints})
+		}
+	}
+	return insertPostingRows(ctx, tx, rows)
+}
+
+func insertPostingRows(ctx context.Context, tx *sql.Tx, rows [][promoPostingCol]any) error {
+	for len(rows) > 0 {
+		n := min(len(rows), promoChunkRows)
+		args := make([]any, 0, n*promoPostingCol)
+		for _, r := range rows[:n] {
+			args = append(args, r[:]...)
+		}
+		q := `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, auth_id, created_ms, kind) VALUES ` +
+			placeholders(n, promoPostingCol, "", false)
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("insert promotion postings: %w", err)
+		}
+		rows = rows[n:]
+	}
+	return nil
+}
+
+// reversePromotion takes an authorization's discount booking and points
+// back: each of its PROMO/POINTS legs is posted again with the opposite
+// sign. Looked up by entry id (the primary key), so no scan.
+func reversePromotion(ctx context.Context, tx *sql.Tx, authID string, ms int64) error {
+	r, err := tx.QueryContext(ctx, `SELECT entry_id, leg, issuer_id, account, amount_minor, kind FROM postings
+		WHERE entry_id IN ($1, $2) ORDER BY entry_id, leg`, promoEntryPfx+authID, pointsEntryPfx+authID)
+	if err != nil {
+		return fmt.Errorf("promotion of %s: %w", authID, err)
+	}
+	var rows [][promoPostingCol]any
+	for r.Next() {
+		var entry, issuerID, account, kind string
+		var leg int
+		var amount int64
+		if err := r.Scan(&entry, &leg, &issuerID, &account, &amount, &kind); err != nil {
+			r.Close()
+			return err
+		}
+		rk := kindPromoRev
+		if kind == kindPoints {
+			rk = kindPointsRev
+		}
+		rows = append(rows, [promoPostingCol]any{"rev-" + entry, leg, issuerID, account, -amount, authID, ms, rk})
+	}
+	r.Close()
+	if err := r.Err(); err != nil {
+		return err
+	}
+	return insertPostingRows(ctx, tx, rows)
+}
+
+// PointsBalance is a card's points (0 for a card with none).
+func (h *Host) PointsBalance(ctx context.Context, cardID string) (int64, error) {
+	var n int64
+	err := h.db.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_minor), 0) FROM postings WHERE account = $1`, pointsAccount(cardID)).Scan(&n)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("issuer: points balance: %w", err)
+	}
+	return n, nil
+}
+
+// MarketingSpent is what the bank's promotions cost it so far, net of
+// reversals (fen).
+func (h *Host) MarketingSpent(ctx context.Context, issuerID string) (int64, error) {
+	var n int64
+	err := h.db.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_minor), 0) FROM postings WHERE account = $1`, marketingAccount(issuerID)).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("issuer: marketing spent: %w", err)
+	}
+	return -n, nil
+}

@@ -1,0 +1,120 @@
+package issuer
+
+import (
+	"context"
+	"testing"
+
+	"github.com/mipay-oss/mipay/iso8583"
+)
+
+func withPromotion(r AuthRequest, discount, multiplier int64) AuthRequest {
+	r.Promotion = &Promotion{OriginalMinor: r.AmountMinor, DiscountMinor: discount, CampaignID: "icbc-test", Multiplier: multiplier}
+	return r
+}
+
+func TestPromotionBooking(t *testing.T) {
+	ctx := context.Background()
+	th := MustOpenHost(t) // checks the ledger invariants at the end
+	before := th.account(t, "debit")
+	req := withPromotion(th.auth("debit", 6000), 1000, 3)
+	res := th.Authorize(ctx, req)
+	if res.Code != RCApproved {
+		t.Fatalf("rc %s", res.Code)
+	}
+	v := th.account(t, "debit")
+	if v.HeldMinor != 5000 || v.AvailableMinor != before.AvailableMinor-5000 {
+		t.Fatalf("held %d available %d: the cardholder pays the discounted 50.00", v.HeldMinor, v.AvailableMinor)
+	}
+	if spent, err := th.MarketingSpent(ctx, "icbc-debit"); err != nil || spent != 1000 {
+		t.Fatalf("marketing spent %d (%v), want 1000", spent, err)
+	}
+	if pts, err := th.PointsBalance(ctx, v.CardID); err != nil || pts != 50*3 {
+		t.Fatalf("points %d (%v), want 50 CNY × 3", pts, err)
+	}
+	rep, err := th.CheckLedger(ctx)
+	if err != nil || !rep.OK || rep.PostingsSum != 0 {
+		t.Fatalf("ledger %+v %v", rep, err)
+	}
+
+	t.Run("plain approval earns base points", func(t *testing.T) {
+		if res := th.Authorize(ctx, th.auth("debit", 1999)); res.Code != RCApproved {
+			t.Fatal(res.Code)
+		}
+		if pts, _ := th.PointsBalance(ctx, v.CardID); pts != 150+19 {
+			t.Fatalf("points %d, want 169", pts)
+		}
+	})
+
+	t.Run("reversal takes discount booking and points back, once", func(t *testing.T) {
+		rev := ReversalRequest{MTI: "0400", PAN: req.PAN, AmountMinor: req.AmountMinor, Transmission: "1126030000",
+			STAN: "999001", RRN: req.RRN, Terminal: req.Terminal, Acquirer: req.Acquirer,
+			Original: &OriginalData{MTI: "0200", STAN: req.STAN, Transmission: req.Transmission, Acquirer: "000" + req.Acquirer}}
+		for i := range 3 {
+			r := th.Reverse(ctx, rev)
+			if r.Code != RCApproved || r.Released != (i == 0) {
+				t.Fatalf("reversal %d: %+v", i, r)
+			}
+		}
+		if spent, _ := th.MarketingSpent(ctx, "icbc-debit"); spent != 0 {
+			t.Fatalf("marketing spent %d after the reversal", spent)
+		}
+		if pts, _ := th.PointsBalance(ctx, v.CardID); pts != 19 {
+			t.Fatalf("points %d after the reversal, want 19", pts)
+		}
+		rep, err := th.CheckLedger(ctx)
+		if err != nil || !rep.OK {
+			t.Fatalf("ledger %+v %v", rep, err)
+		}
+	})
+
+	t.Run("a promotion that does not fit is refused", func(t *testing.T) {
+		bad := withPromotion(th.auth("debit", 6000), 6000, 1)
+		if res := th.Authorize(ctx, bad); res.Code != RCFormatError {
+			t.Fatalf("discount = amount: rc %s", res.Code)
+		}
+		bad = withPromotion(th.auth("debit", 6000), 1000, 1)
+		bad.Promotion.OriginalMinor = 7000
+		if res := th.Authorize(ctx, bad); res.Code != RCFormatError {
+			t.Fatalf("original amount ≠ DE4: rc %s", res.Code)
+		}
+	})
+
+	t.Run("insufficient for the full amount but enough for the discounted one", func(t *testing.T) {
+		poor := th.account(t, "poor") // 50.00
+		req := withPromotion(th.auth("poor", 5500), 1000, 1)
+		if res := th.Authorize(ctx, req); res.Code != RCApproved {
+			t.Fatalf("rc %s", res.Code)
+		}
+		if v := th.account(t, "poor"); v.AvailableMinor != poor.AvailableMinor-4500 {
+			t.Fatalf("available %d", v.AvailableMinor)
+		}
+	})
+}
+
+func TestPromotionOverISO(t *testing.T) {
+	ctx := context.Background()
+	th := MustOpenHost(t)
+	cl := MustServeISO(t, th.Host)
+	req := th.auth("debit", 6000)
+	m := isoAuth(t, req, nil)
+	de124, err := iso8583.Promotion{OriginalAmount: "000000006000", DiscountAmount: "000000001000", CampaignID: "icbc-test", Points: "2"}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetString(iso8583.FieldPromotion, de124)
+	resp, err := cl.Send(ctx, m)
+	if err != nil || resp.String(iso8583.FieldResponseCode) != "00" {
+		t.Fatalf("answer %v %v", resp, err)
+	}
+	if v := th.account(t, "debit"); v.HeldMinor != 5000 {
+		t.Fatalf("held %d, want 5000", v.HeldMinor)
+	}
+	t.Run("malformed DE124 is a format error", func(t *testing.T) {
+		m := isoAuth(t, th.auth("debit", 6000), nil)
+		m.SetString(iso8583.FieldPromotion, "0101")
+		resp, err := cl.Send(ctx, m)
+		if err != nil || resp.String(iso8583.FieldResponseCode) != "30" {
+			t.Fatalf("answer %v %v", resp, err)
+		}
+	})
+}
