@@ -367,3 +367,26 @@ func TestFoundNeedsFreshSignIn(t *testing.T) {
 		}
 	})
 }
+
+func TestSecureCookie(t *testing.T) {
+	f := newFakeWallet(t)
+	s, err := New(Config{WalletURL: func() string { return f.srv.URL }, Secure: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/portal/signin", nil))
+	cs := rec.Result().Cookies()
+	if len(cs) != 1 || cs[0].Name != cookieSecure || !cs[0].Secure || !cs[0].HttpOnly || cs[0].Path != "/" ||
+		cs[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("cookies %+v", cs)
+	}
+	// A plain cookie carrying a live session id is not read under TLS.
+	req := httptest.NewRequest("GET", "/portal/signin", nil)
+	req.AddCookie(&http.Cookie{Name: cookiePlain, Value: cs[0].Value})
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	if len(rec.Result().Cookies()) != 1 {
+		t.Fatal("the plain cookie was taken for the session")
+	}
+}

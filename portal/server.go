@@ -145,11 +145,11 @@ type handler func(w http.ResponseWriter, r *http.Request, rq *request) error
 // load finds the request's session, or makes an anonymous one (with its
 // cookie) when there is none.
 func (s *Server) load(w http.ResponseWriter, r *http.Request) *request {
-	for _, name := range []string{cookieSecure, cookiePlain} {
-		if c, err := r.Cookie(name); err == nil {
-			if sess, ok := s.sessions.get(c.Value); ok {
-				return &request{sess: sess, cookie: c.Value}
-			}
+	// Only the cookie of the configured kind: under TLS a plain cookie
+	// (which any plain-HTTP page of the site could set) is not read.
+	if c, err := r.Cookie(s.cookieName()); err == nil {
+		if sess, ok := s.sessions.get(c.Value); ok {
+			return &request{sess: sess, cookie: c.Value}
 		}
 	}
 	cookie, sess := s.sessions.create()
@@ -157,12 +157,15 @@ func (s *Server) load(w http.ResponseWriter, r *http.Request) *request {
 	return &request{sess: *sess, cookie: cookie}
 }
 
-func (s *Server) setCookie(w http.ResponseWriter, value string) {
-	name := cookiePlain
+func (s *Server) cookieName() string {
 	if s.cfg.Secure {
-		name = cookieSecure
+		return cookieSecure
 	}
-	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, Secure: s.cfg.Secure,
+	return cookiePlain
+}
+
+func (s *Server) setCookie(w http.ResponseWriter, value string) {
+	c := &http.Cookie{Name: s.cookieName(), Value: value, Path: "/", HttpOnly: true, Secure: s.cfg.Secure,
 		SameSite: http.SameSiteStrictMode}
 	if value == "" {
 		c.MaxAge = -1
