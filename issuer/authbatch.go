@@ -169,6 +169,9 @@ func (q *authSQL) writeAuthRows(tx *sql.Tx, group []*authJob) error {
 		}
 		rest = rest[n:]
 	}
+	if err := writeFees(ctx, tx, holds); err != nil {
+		return err
+	}
 	return writePromotions(ctx, tx, holds)
 }
 

@@ -169,6 +169,7 @@ type authRecord struct {
 	authCode             string
 	approved             bool
 	amount               int64
+	fee                  int64 // cross-border fee, part of amount (country.go)
 	day                  int64
 	acct                 *account
 	reversed             bool
@@ -326,6 +327,10 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 
 	amount, code := h.check(req, acct, now)
 	if code == RCApproved {
+		// The cross-border fee is held with the billing amount and booked
+		// to the bank's fee account (both undone by a reversal).
+		rec.fee = crossBorderFee(acct.bank, amount, req.Country)
+		amount += rec.fee
 		amount, code = discounted(&req, amount)
 	}
 	rec.amount = amount
@@ -425,9 +430,6 @@ func (h *Host) check(req AuthRequest, a *account, now time.Time) (int64, Respons
 	if rc := countryRule(a.bank, a.card, req.Country); rc != RCApproved {
 		return amount, rc
 	}
-	// The cross-border fee is held with the billing amount (and released
-	// with it by a reversal).
-	amount += crossBorderFee(a.bank, amount, req.Country)
 	if l := a.bank.Limits.PerTransactionMinor; l > 0 && amount > l {
 		return amount, RCExceedsAmount
 	}
@@ -584,6 +586,9 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		if err := postPair(ctx, tx, "release/"+orig.id, orig.issuerID, kindRelease, orig.id,
 			availableAccount(orig.cardID), heldAccount(orig.cardID), orig.amount, now); err != nil {
 			return fmt.Errorf("release hold: %w", err)
+		}
+		if err := reverseFee(ctx, tx, orig.id, now); err != nil {
+			return fmt.Errorf("reverse fee: %w", err)
 		}
 		if err := reversePromotion(ctx, tx, orig.id, now); err != nil {
 			return fmt.Errorf("reverse promotion: %w", err)

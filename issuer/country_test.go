@@ -84,6 +84,18 @@ func TestCrossBorderFee(t *testing.T) {
 	if got := before.AvailableMinor - after.AvailableMinor; got != 5654+85 {
 		t.Fatalf("held %d, want %d", got, 5654+85)
 	}
+	feeBooked := func() int64 {
+		t.Helper()
+		var sum int64
+		if err := th.Host.DB().DB.QueryRow(`SELECT COALESCE(SUM(amount_minor), 0) FROM postings WHERE account = $1`,
+			feeAccount("icbc-credit")).Scan(&sum); err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	if got := feeBooked(); got != 85 {
+		t.Fatalf("fee account %d, want 85", got)
+	}
 	t.Run("no fee at home", func(t *testing.T) {
 		b := th.account(t, "credit2")
 		r := th.auth("credit2", 1000)
@@ -104,6 +116,26 @@ func TestCrossBorderFee(t *testing.T) {
 	if got := th.account(t, "credit2"); got.AvailableMinor != before.AvailableMinor || got.HeldMinor != before.HeldMinor {
 		t.Fatalf("after reversal %+v, before %+v: fee not released", got, before)
 	}
+	if got := feeBooked(); got != 0 {
+		t.Fatalf("fee account %d after the reversal, want 0", got)
+	}
+	t.Run("a reversal after a restart reverses the fee too", func(t *testing.T) {
+		r := th.abroadReq("credit2", "392", 1200, 5654)
+		if res := th.Authorize(ctx, r); res.Code != RCApproved {
+			t.Fatalf("code %s", res.Code)
+		}
+		th.reopen(t)
+		if rev := th.Reverse(ctx, ReversalRequest{MTI: "0400", PAN: r.PAN, Transmission: r.Transmission, STAN: r.STAN, RRN: r.RRN,
+			Terminal: r.Terminal, Acquirer: r.Acquirer}); !rev.Released {
+			t.Fatalf("reversal %+v", rev)
+		}
+		if got := feeBooked(); got != 0 {
+			t.Fatalf("fee account %d", got)
+		}
+		if got := th.account(t, "credit2"); got.AvailableMinor != before.AvailableMinor {
+			t.Fatalf("available %d, want %d", got.AvailableMinor, before.AvailableMinor)
+		}
+	})
 }
 
 func TestCrossBorderFeeRounding(t *testing.T) {
