@@ -13,6 +13,7 @@ import (
 	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/tsp"
 )
@@ -24,6 +25,7 @@ type Party struct {
 	Switch *Switch
 	db     *store.DB
 	auth   *tsp.Authorizer
+	promo  *promo.Service
 	links  *issuerLinks
 	iso    *iso8583.Server
 	isoLn  net.Listener
@@ -72,6 +74,12 @@ func StartParty(ctx context.Context, env *node.Env) (p *Party, err error) {
 	if env.Bus != nil {
 		cfg.Bus = env.Bus
 	}
+	// Bank promotions: the engine's own store (party "promo"), defaults
+	// seeded on first start.
+	if p.promo, err = promo.Start(ctx, env.Store, env.Log, env.Metrics); err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	cfg.Promotions = p.promo
 	if p.Switch, err = New(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -119,6 +127,9 @@ func (p *Party) closeAll(ctx context.Context) error {
 	}
 	if p.auth != nil {
 		errs = append(errs, p.auth.Close())
+	}
+	if p.promo != nil {
+		errs = append(errs, p.promo.Close())
 	}
 	if p.db != nil {
 		errs = append(errs, p.db.Close())

@@ -51,6 +51,7 @@ func insertCampaign(ctx context.Context, tx *sql.Tx, c Campaign, now int64) erro
 func (e *Engine) reload(c Campaign) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer e.buildIndex()
 	if c.Status == StatusEnded {
 		delete(e.campaigns, c.ID)
 		return nil

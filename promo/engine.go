@@ -105,7 +105,30 @@ type Engine struct {
 	max int
 
 	mu        sync.RWMutex
-	campaigns map[string]*compiled // every campaign not ended
+	campaigns map[string]*compiled   // every campaign not ended
+	index     map[string][]*compiled // by indexKey: evaluation looks at two buckets, not every campaign
+}
+
+// indexKey buckets campaigns by eligible issuer and MCC ("*": any MCC), so a
+// payment is checked against the campaigns of its issuer and merchant
+// category only, however many campaigns there are.
+func indexKey(issuerID, mcc string) string { return issuerID + "|" + mcc }
+
+// buildIndex is called with mu held for writing.
+func (e *Engine) buildIndex() {
+	idx := make(map[string][]*compiled, len(e.campaigns))
+	for _, cc := range e.campaigns {
+		for iss := range cc.issuers {
+			if cc.mccs == nil {
+				idx[indexKey(iss, "*")] = append(idx[indexKey(iss, "*")], cc)
+				continue
+			}
+			for m := range cc.mccs {
+				idx[indexKey(iss, m)] = append(idx[indexKey(iss, m)], cc)
+			}
+		}
+	}
+	e.index = idx
 }
 
 // compiled is a campaign ready for evaluation.
@@ -228,6 +251,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 	}
 	e.mu.Lock()
 	e.campaigns = m
+	e.buildIndex()
 	e.mu.Unlock()
 	return nil
 }
@@ -333,6 +357,9 @@ func (b Benefit) expected(amount int64) int64 {
 // Candidates lists the campaigns p qualifies for now, best first (limits
 // and budgets not checked): what Reserve tries, and the wallet's offers.
 func (e *Engine) Candidates(p PaymentContext) []Campaign {
+	if p.Time.IsZero() {
+		p.Time = e.now()
+	}
 	cs := e.candidates(&p)
 	out := make([]Campaign, len(cs))
 	for i, cc := range cs {
@@ -344,9 +371,11 @@ func (e *Engine) Candidates(p PaymentContext) []Campaign {
 func (e *Engine) candidates(p *PaymentContext) []*compiled {
 	e.mu.RLock()
 	var cs []*compiled
-	for _, cc := range e.campaigns {
-		if cc.eligible(p) {
-			cs = append(cs, cc)
+	for _, bucket := range [2][]*compiled{e.index[indexKey(p.IssuerID, "*")], e.index[indexKey(p.IssuerID, p.MCC)]} {
+		for _, cc := range bucket {
+			if cc.eligible(p) {
+				cs = append(cs, cc)
+			}
 		}
 	}
 	e.mu.RUnlock()

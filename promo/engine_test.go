@@ -534,6 +534,7 @@ func TestSeedDefaultsOnce(t *testing.T) {
 		t.Fatal("a second seed overwrote a bank's change")
 	}
 	p := payment("new", 6000)
+	p.MCC = "5812"
 	p.Time = time.Date(2026, 11, 25, 12, 0, 0, 0, shanghai(t))
 	if _, ok, err := e.Reserve(ctx, p); err != nil || !ok {
 		t.Fatalf("an ICBC Mi Pay payment of 60 CNY gets no default offer: %v %v", ok, err)

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/node"
+	"github.com/mipay-oss/mipay/phone"
+	"github.com/mipay-oss/mipay/pos"
+	"github.com/mipay-oss/mipay/store"
+)
+
+// answerLink is a terminal's link that keeps the network's answers.
+type answerLink struct {
+	c       *iso8583.Client
+	mu      sync.Mutex
+	answers []*iso8583.Message
+}
+
+func (l *answerLink) Send(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error) {
+	resp, err := l.c.Send(ctx, m)
+	if err == nil {
+		l.mu.Lock()
+		l.answers = append(l.answers, resp.Clone())
+		l.mu.Unlock()
+	}
+	return resp, err
+}
+
+func (l *answerLink) last(tb testing.TB) *iso8583.Message {
+	tb.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.answers) == 0 {
+		tb.Fatal("no answer from the network")
+	}
+	return l.answers[len(l.answers)-1]
+}
+
+// A Mi Pay payment of 60.00 CNY with an ICBC debit card at a restaurant
+// (MCC 5812) gets ICBC's seeded default offer, 10 CNY off from 50 CNY: the
+// terminal is approved for 60.00 with the saving in DE124, the card is held
+// 50.00, the ledger balances. At a grocery (MCC 5411) the offer does not apply.
+func TestBankOfferAtAuthorization(t *testing.T) {
+	s := mustStart(t, "", nil)
+	p, card := s.boundPhone(t, "diner", "icbc-debit", 0)
+	c, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: s.Addr(node.RoleNetwork, "iso8583")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	link := &answerLink{c: c}
+	pt, err := pos.OpenTerminal(context.Background(), pos.TerminalConfig{ID: "REST0001", MCC: "5812"}, store.Config{Dir: t.TempDir()}, link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pt.Close() })
+	term := &terminal{Terminal: pt}
+
+	before := s.account(t, "icbc-debit", card.PAN)
+	rec := tap(t, term, p, 6000, phone.FingerOK)
+	if rec.ResponseCode != "00" || rec.AmountMinor != 6000 {
+		t.Fatalf("receipt %+v", rec)
+	}
+	ans := link.last(t)
+	if ans.String(4) != "000000006000" {
+		t.Fatalf("answer DE4 %s: the merchant is paid in full", ans.String(4))
+	}
+	promo, err := iso8583.ParsePromotion(ans.String(iso8583.FieldPromotion))
+	if err != nil || promo.DiscountAmount != "000000001000" || promo.CampaignID != "icbc-mipay-10off50" {
+		t.Fatalf("answer DE124 %+v (%v)", promo, err)
+	}
+	after := s.account(t, "icbc-debit", card.PAN)
+	if before.AvailableMinor-after.AvailableMinor != 5000 || after.HeldMinor-before.HeldMinor != 5000 {
+		t.Fatalf("cardholder held %d, want the discounted 5000", after.HeldMinor-before.HeldMinor)
+	}
+	s.ledgerOK(t)
+
+	t.Run("grocery: no offer", func(t *testing.T) {
+		groc := s.newTerminal(t, "GROC0001")
+		before := s.account(t, "icbc-debit", card.PAN)
+		if rec := tap(t, groc, p, 6000, phone.FingerOK); rec.ResponseCode != "00" {
+			t.Fatalf("receipt %+v", rec)
+		}
+		if after := s.account(t, "icbc-debit", card.PAN); after.HeldMinor-before.HeldMinor != 6000 {
+			t.Fatalf("held %d, want 6000", after.HeldMinor-before.HeldMinor)
+		}
+	})
+	t.Run("per card per day: the second restaurant payment pays in full", func(t *testing.T) {
+		before := s.account(t, "icbc-debit", card.PAN)
+		if rec := tap(t, term, p, 6000, phone.FingerOK); rec.ResponseCode != "00" {
+			t.Fatalf("receipt %+v", rec)
+		}
+		if link.last(t).Has(iso8583.FieldPromotion) {
+			t.Fatal("a second discount on one card in one day")
+		}
+		if after := s.account(t, "icbc-debit", card.PAN); after.HeldMinor-before.HeldMinor != 6000 {
+			t.Fatalf("held %d, want 6000", after.HeldMinor-before.HeldMinor)
+		}
+		s.ledgerOK(t)
+	})
+}
