@@ -133,3 +133,15 @@ func merchantCity(de43 string) string {
 	}
 	return strings.TrimSpace(de43[25:38])
 }
+
+// addPromotion tells the wallet of an approved payment's saving (the
+// notification "Saved 10.00 CNY with <bank> offer", promo.SavingText).
+func addPromotion(e *TransactionEvent, rec *authRecord) {
+	if rec.promo == nil || rec.RC != RCApproved || rec.StandIn {
+		return
+	}
+	e.DiscountMinor, e.OfferBank, e.CampaignID = rec.promo.DiscountMinor, rec.promo.BankName, rec.promo.CampaignID
+	if rec.promo.PointsMultiplier > 1 {
+		e.PointsMultiplier = rec.promo.PointsMultiplier
+	}
+}

@@ -101,6 +101,18 @@ func TestPromotionApplied(t *testing.T) {
 	if st := stats(t, eng); st.Confirmed != 1 || st.BudgetUsedMinor != 1000 {
 		t.Fatalf("stats %+v", st)
 	}
+	t.Run("the event tells the wallet of the saving", func(t *testing.T) {
+		waitFor(t, func() bool { h.bus.mu.Lock(); defer h.bus.mu.Unlock(); return len(h.bus.events) >= 1 })
+		h.bus.mu.Lock()
+		e := h.bus.events[0]
+		h.bus.mu.Unlock()
+		if e.AmountMinor != 6000 || e.DiscountMinor != 1000 || e.OfferBank != "ICBC" || e.CampaignID != "icbc-test" {
+			t.Fatalf("event %+v", e)
+		}
+		if got := promo.SavingText(e.OfferBank, e.DiscountMinor); got != "Saved 10.00 CNY with ICBC offer" {
+			t.Fatalf("notification %q", got)
+		}
+	})
 	t.Run("below the minimum amount: no DE124", func(t *testing.T) {
 		resp := h.send(t, h.request(4999))
 		if resp.String(39) != "00" || resp.Has(iso8583.FieldPromotion) || link.last(t, "0200").Has(iso8583.FieldPromotion) {

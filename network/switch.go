@@ -600,6 +600,12 @@ type TransactionEvent struct {
 	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
 	BillingCurrency    string `json:"billingCurrency,omitempty"`
 	ConversionRate     string `json:"conversionRate,omitempty"`
+	// Bank promotion (issue 8), on approvals only: AmountMinor is what the
+	// merchant gets; the cardholder paid AmountMinor - DiscountMinor.
+	DiscountMinor    int64  `json:"discountMinor,omitempty"`
+	OfferBank        string `json:"offerBank,omitempty"`
+	CampaignID       string `json:"campaignId,omitempty"`
+	PointsMultiplier int64  `json:"pointsMultiplier,omitempty"`
 }
 
 func transactionID(key string) string {
@@ -617,6 +623,7 @@ func transactionEvent(rec *authRecord, now time.Time) (*outboxEvent, error) {
 	if rec.Bill.converted() {
 		e.BillingAmountMinor, e.BillingCurrency, e.ConversionRate = rec.Bill.AmountMinor, config.BillingCurrency, rec.Bill.Rate.String()
 	}
+	addPromotion(&e, rec)
 	b, err := json.Marshal(e)
 	if err != nil {
 		return nil, err

@@ -316,3 +316,15 @@ func (w *Window) open(t time.Time, loc *time.Location) bool {
 	}
 	return lt.Hour() >= w.FromHour && lt.Hour() < to
 }
+
+// SavingText is what the wallet shows for a payment with a discount:
+// "Saved 10.00 CNY with ICBC offer" ("" without a discount).
+func SavingText(bank string, discountMinor int64) string {
+	if discountMinor <= 0 {
+		return ""
+	}
+	if bank == "" {
+		bank = "bank"
+	}
+	return fmt.Sprintf("Saved %d.%02d %s with %s offer", discountMinor/100, discountMinor%100, Currency, bank)
+}
