@@ -433,6 +433,7 @@ func (e *env) mustUser() *user {
 		"phone": phone, "email": fmt.Sprintf("user%d@example.com", n), "password": "correct horse"}).want(e.t, 201)
 	sess := e.call("POST", "/v1/sessions", "", map[string]string{"login": phone, "password": "correct horse"}).want(e.t, 201)
 	u := &user{token: sess.str("token"), accountID: reg.str("account", "id"), login: phone}
+	e.markSecondFactor(u.token)
 	u.se = e.vendor.issue(e.t, fmt.Sprintf("SE%08d", n))
 	d := e.call("POST", "/v1/devices", u.token, u.se.body("Xiaomi 15", true)).want(e.t, 201)
 	u.deviceID = d.str("id")
@@ -443,6 +444,16 @@ func (e *env) mustUser() *user {
 func (e *env) signIn(u *user) {
 	e.t.Helper()
 	u.token = e.call("POST", "/v1/sessions", "", map[string]string{"login": u.login, "password": "correct horse"}).want(e.t, 201).str("token")
+	e.markSecondFactor(u.token)
+}
+
+// markSecondFactor makes a test session count as signed in with a second
+// factor (as the portal's sign-in does), so "found it" is allowed.
+func (e *env) markSecondFactor(token string) {
+	e.t.Helper()
+	if err := e.repo.markSecondFactor(context.Background(), sha256Hex(token), e.svc.now()); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // scenario is the fake TSP's card data for a decision.

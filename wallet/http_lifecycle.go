@@ -41,6 +41,11 @@ func (a *API) switchOff(w http.ResponseWriter, r *http.Request, accountID string
 }
 
 func (a *API) found(w http.ResponseWriter, r *http.Request, accountID string) error {
+	// A stolen phone signed in to the account must not undo its own
+	// switch-off: resuming needs a recent second-factor sign-in.
+	if err := a.s.RequireRecentSecondFactor(r.Context(), bearer(r)); err != nil {
+		return err
+	}
 	return a.deviceLifecycle(w, r, accountID, a.s.DeviceFound)
 }
 

@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mipay-oss/mipay/httpx"
 )
@@ -120,4 +121,19 @@ func TestSwitchOffHotlistsTransitCards(t *testing.T) {
 			t.Errorf("%s", off.raw)
 		}
 	})
+}
+
+func TestFoundNeedsSecondFactor(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	e.mustCard(u, "green")
+	e.call("POST", "/v1/devices/"+u.deviceID+"/switch-off", u.token, nil).want(t, 200)
+	// The stolen phone's own password session cannot undo the switch-off.
+	thief := e.call("POST", "/v1/sessions", "", map[string]string{"login": u.login, "password": "correct horse"}).want(t, 201).str("token")
+	e.call("POST", "/v1/devices/"+u.deviceID+"/found", thief, nil).want(t, 403)
+	// Neither can a second-factor sign-in that has grown old.
+	e.clock.Advance(DefaultSecondFactorWindow + time.Minute)
+	e.call("POST", "/v1/devices/"+u.deviceID+"/found", u.token, nil).want(t, 403)
+	e.markSecondFactor(u.token)
+	e.call("POST", "/v1/devices/"+u.deviceID+"/found", u.token, nil).want(t, 200)
 }

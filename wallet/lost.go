@@ -163,7 +163,7 @@ func (s *Service) VerifyChallenge(ctx context.Context, client, challengeID, emai
 	if err := s.repo.useChallenge(ctx, challengeID, now); err != nil {
 		return nil, err
 	}
-	return s.NewSession(ctx, accountID)
+	return s.newSecondFactorSession(ctx, accountID)
 }
 
 // EmailOutbox reads the simulated mailbox of an address: messages after the
