@@ -37,9 +37,11 @@ type demo struct {
 	debit  string        // card ids
 	credit string
 	low    string
-	out    io.Writer
-	json   bool
-	failed int
+	// browser is the owner's portal session from another computer.
+	browser *portalBrowser
+	out     io.Writer
+	json    bool
+	failed  int
 }
 
 // capturingLink keeps the last authorization the terminal sent (the demo
@@ -107,6 +109,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"top up the transit card 50 CNY", d.transitTopUp},
 		{"metro in and out, then a bus ride", d.transitRide},
 		{"transit balance and history", d.transitBalance},
+		{"phone lost: portal sign-in, second factor by e-mail", d.lostSignIn},
+		{"portal: switch off Mi Pay on the phone", d.lostSwitchOff},
+		{"a tap with the lost phone is declined", d.lostTap},
+		{"found it: sign in again, cards back on", d.lostFound},
+		{"pay again after found it", d.lostPayAgain},
 		{"notifications", d.notifications},
 	}
 	for _, s := range steps {
@@ -151,7 +158,10 @@ func (d *demo) cardholder(issuerID string, i int) (config.Cardholder, error) {
 	return is.Cardholders[i], nil
 }
 
-const demoPassword = "mi-pay demo password"
+const (
+	demoPassword = "mi-pay demo password"
+	demoEmail    = "demo@example.com"
+)
 
 func (d *demo) createAccount(ctx context.Context) (string, error) {
 	me, err := d.cardholder("boc-debit", 0)
@@ -163,7 +173,7 @@ func (d *demo) createAccount(ctx context.Context) (string, error) {
 		return "", err
 	}
 	d.phone = p
-	codes, err := p.Register(ctx, me.Phone, "demo@example.com", demoPassword)
+	codes, err := p.Register(ctx, me.Phone, demoEmail, demoPassword)
 	if err != nil {
 		return "", err
 	}
