@@ -42,6 +42,11 @@ func (s *Switch) applyPromotion(ctx context.Context, out *iso8583.Message, rec *
 		Token: res != nil, CardKey: promoCardKey(pan, res), MCC: out.String(iso8583.FieldMCC),
 		MerchantID: strings.TrimSpace(out.String(iso8583.FieldMerchantID)), Country: rec.Country,
 		City: merchantCity(rec.Merchant), AmountMinor: rec.AmountMinor, Time: s.now(),
+		// A token's first cryptogram has ATC 1 (the SE starts at 0 and counts
+		// before it answers): the first payment since the card was bound. A
+		// card bound again gets a new token, but its PAR (the card key) keeps
+		// per-card limits.
+		FirstPayment: res != nil && res.CryptogramValid && res.ATC == 1,
 	}
 	r, ok, err := s.cfg.Promotions.Reserve(ctx, p)
 	if err != nil {

@@ -185,3 +185,27 @@ func TestPromotionReleasedOnceOnReversal(t *testing.T) {
 		t.Fatal("the released budget was not granted again")
 	}
 }
+
+func TestPromotionFirstPaymentAfterBinding(t *testing.T) {
+	h, eng, _ := mustPromoSwitch(t, 10, nil)
+	now := time.Now()
+	if _, err := eng.Create(context.Background(), promo.Campaign{
+		ID: "first", BankName: "ICBC", IssuerID: "icbc-debit", Currency: promo.Currency, Priority: 9,
+		Eligibility: promo.Eligibility{Channel: promo.ChannelMiPay, FirstPaymentOnly: true},
+		Benefit:     promo.Benefit{Kind: promo.BenefitFixed, AmountMinor: 888},
+		Limits:      promo.Limits{BudgetMinor: 100_000, PerCard: 1},
+		Window:      promo.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	campaign := func(r *iso8583.Message) string {
+		p, _ := iso8583.ParsePromotion(r.String(iso8583.FieldPromotion))
+		return p.CampaignID
+	}
+	if r := h.send(t, h.request(6000)); campaign(r) != "first" { // ATC 1
+		t.Fatalf("first payment got %q", campaign(r))
+	}
+	if r := h.send(t, h.request(6000)); campaign(r) != "icbc-test" { // ATC 2
+		t.Fatalf("second payment got %q", campaign(r))
+	}
+}
