@@ -347,6 +347,9 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 		return s.finish(ctx, resp, rec, nil)
 	}
 	treq.Requester = s.cfg.NodeID + "/" + req.String(32)
+	if bill.converted() {
+		treq.BillingAmountMinor = bill.AmountMinor
+	}
 	rec.arqc = treq.ARQC
 	res, err := s.cfg.Tokens.Authorize(ctx, treq)
 	if err != nil {

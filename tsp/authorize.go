@@ -53,7 +53,10 @@ type AuthRequest struct {
 	EntryMode        string // DE22, e.g. "072"
 	TokenRequestorID string // when the message carries one ("" otherwise)
 	AmountMinor      int64  // DE4
-	Currency         string // DE49, e.g. "156"
+	// BillingAmountMinor is DE4 converted to CNY fen when the terminal's
+	// currency is not CNY (0 otherwise): the no-CVM limit is in CNY.
+	BillingAmountMinor int64
+	Currency           string // DE49, e.g. "156"
 	// ICC data from DE55.
 	ICC       emv.TxData // 9F02 9F03 9F1A 95 5F2A 9A 9C 9F37 82 9F36
 	ARQC      []byte     // 9F26, 8 bytes; empty when the message has no cryptogram
@@ -314,7 +317,13 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 		return decline(res, DeclineCryptogram, "ARQC does not verify")
 	}
 	res.CryptogramValid = true
-	cvmOK := req.AmountMinor <= a.ref.NoCVMLimitMinor || req.OnlinePIN || (len(req.CTQ) >= 2 && req.CTQ[1]&CTQByte2CDCVM != 0)
+	// The no-CVM limit is in CNY fen: abroad, the switch passes the billing
+	// amount it converted DE4 to.
+	cvmAmount := req.AmountMinor
+	if req.BillingAmountMinor > 0 {
+		cvmAmount = req.BillingAmountMinor
+	}
+	cvmOK := cvmAmount <= a.ref.NoCVMLimitMinor || req.OnlinePIN || (len(req.CTQ) >= 2 && req.CTQ[1]&CTQByte2CDCVM != 0)
 	var pan string
 	if cvmOK {
 		pan, err = a.keys.OpenPAN(ctx, e.panSealed, panAAD(e.ref))

@@ -163,6 +163,19 @@ func TestAuthorizeApproved(t *testing.T) {
 			t.Fatalf("%+v %v", out, err)
 		}
 	})
+	t.Run("abroad the limit applies to the CNY billing amount", func(t *testing.T) {
+		// 100 units of a foreign currency billed above the CNY no-CVM limit.
+		r := c.tap(100, false)
+		r.BillingAmountMinor = f.ref.NoCVMLimitMinor + 1
+		if out, _ := f.a.Authorize(ctx, r); out.Decline != DeclineCVMRequired {
+			t.Fatalf("billed above the limit without CDCVM: %+v", out)
+		}
+		r = c.tap(100, false)
+		r.BillingAmountMinor = f.ref.NoCVMLimitMinor
+		if out, err := f.a.Authorize(ctx, r); err != nil || !out.Approved {
+			t.Fatalf("billed at the limit: %+v %v", out, err)
+		}
+	})
 }
 
 func TestAuthorizeDeclines(t *testing.T) {
