@@ -2,6 +2,8 @@ package network
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -208,4 +210,86 @@ func TestPromotionFirstPaymentAfterBinding(t *testing.T) {
 	if r := h.send(t, h.request(6000)); campaign(r) != "icbc-test" { // ATC 2
 		t.Fatalf("second payment got %q", campaign(r))
 	}
+}
+
+// BenchmarkAuthorizePromotions compares the switch path (fake TSP, issuer on
+// loopback) without an engine and with one holding 1,000 active campaigns
+// none of which matches (the common case: evaluation, no write), and with a
+// matching one (a durable reservation per payment).
+func BenchmarkAuthorizePromotions(b *testing.B) {
+	for _, mode := range []string{"none", "1000-no-match", "1000-match"} {
+		b.Run(mode, func(b *testing.B) {
+			h := mustSwitchTB(b)
+			if mode != "none" {
+				eng, err := promo.Open(context.Background(), promo.Config{DB: storetest.Open(b, promo.Party, promo.Migrations())})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { eng.Close() })
+				now := time.Now()
+				for i := range 1000 {
+					c := promo.Campaign{
+						ID: fmt.Sprintf("c%04d", i), BankName: "B", IssuerID: "icbc-debit", Currency: promo.Currency,
+						Eligibility: promo.Eligibility{MCCs: []string{fmt.Sprintf("%04d", 6000+i%1000)}},
+						Benefit:     promo.Benefit{Kind: promo.BenefitFixed, AmountMinor: 100},
+						Limits:      promo.Limits{BudgetMinor: 100_000_000_000},
+						Window:      promo.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)},
+					}
+					if mode == "1000-match" && i == 0 {
+						c.Eligibility.MCCs = nil
+					}
+					if _, err := eng.Create(context.Background(), c); err != nil {
+						b.Fatal(err)
+					}
+				}
+				h.sw.cfg.Promotions = eng
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				resp, err := h.sw.Handle(context.Background(), h.request(6000))
+				if err != nil || resp.String(39) != "00" {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// mustSwitchTB is mustSwitch for benchmarks: an always-approving issuer on
+// loopback, the fake TSP, no bus.
+func mustSwitchTB(tb testing.TB) *harness {
+	tb.Helper()
+	ref, err := config.Default()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := iso8583.NewServer(iso8583.ServerConfig{}, func(_ context.Context, req *iso8583.Message) (*iso8583.Message, error) {
+		resp := req.Response(2, 3, 4, 7, 11, 32, 37, 41, 49, 90)
+		resp.SetString(39, "00")
+		resp.SetString(38, "A12345")
+		return resp, nil
+	})
+	go srv.Serve(ln)
+	tb.Cleanup(func() { ln.Close() })
+	client, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: ln.Addr().String()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { client.Close() })
+	is, _ := ref.Issuer("icbc-debit")
+	h := &harness{ref: ref, tokens: &fakeTokens{pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
+	h.tokens.token = luhnComplete(is.TokenBINs[0] + "123456789")
+	sw, err := New(context.Background(), Config{Ref: ref, DB: storetest.Open(tb, "network", Migrations()), Tokens: h.tokens,
+		Issuers: func(string) (IssuerLink, bool) { return client, true }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { sw.Close() })
+	h.sw = sw
+	return h
 }
