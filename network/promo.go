@@ -17,7 +17,9 @@ import (
 // de-tokenization (issue 8). *promo.Engine implements it.
 type Promotions interface {
 	Reserve(ctx context.Context, p promo.PaymentContext) (promo.Reservation, bool, error)
-	Confirm(ctx context.Context, id string) (bool, error)
+	// ConfirmLater marks the reservation used without the payment waiting
+	// for it (a confirmation moves no money).
+	ConfirmLater(id string)
 	Release(ctx context.Context, id string) (bool, error)
 }
 
@@ -94,9 +96,7 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 	id := rec.promo.ID
 	switch {
 	case resp.String(39) == RCApproved && !rec.StandIn:
-		if _, err := s.cfg.Promotions.Confirm(ctx, id); err != nil {
-			s.log.WarnContext(ctx, "promotion confirm failed (stays reserved)", "reservation", id, "err", err)
-		}
+		s.cfg.Promotions.ConfirmLater(id)
 		resp.SetString(iso8583.FieldPromotion, rec.promoField)
 	case resp.String(39) == RCApproved:
 		// stand-in: keep the reservation, show nothing the issuer did not approve.

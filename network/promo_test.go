@@ -100,9 +100,10 @@ func TestPromotionApplied(t *testing.T) {
 	if resp.String(4) != "000000006000" || resp.String(iso8583.FieldPromotion) != sent.String(iso8583.FieldPromotion) {
 		t.Fatalf("POS answer DE4 %s DE124 %q", resp.String(4), resp.String(iso8583.FieldPromotion))
 	}
-	if st := stats(t, eng); st.Confirmed != 1 || st.BudgetUsedMinor != 1000 {
+	if st := stats(t, eng); st.Redemptions != 1 || st.BudgetUsedMinor != 1000 {
 		t.Fatalf("stats %+v", st)
 	}
+	waitFor(t, func() bool { return stats(t, eng).Confirmed == 1 }) // confirmed in the background
 	t.Run("the event tells the wallet of the saving", func(t *testing.T) {
 		waitFor(t, func() bool { h.bus.mu.Lock(); defer h.bus.mu.Unlock(); return len(h.bus.events) >= 1 })
 		h.bus.mu.Lock()
