@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -17,14 +18,18 @@ type answerLink struct {
 	c       *iso8583.Client
 	mu      sync.Mutex
 	answers []*iso8583.Message
+	drop    bool // send, then pretend no answer came
 }
 
 func (l *answerLink) Send(ctx context.Context, m *iso8583.Message) (*iso8583.Message, error) {
 	resp, err := l.c.Send(ctx, m)
-	if err == nil {
-		l.mu.Lock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil && m.MTI() == iso8583.MTIFinancialRequest {
 		l.answers = append(l.answers, resp.Clone())
-		l.mu.Unlock()
+	}
+	if l.drop && m.MTI() == iso8583.MTIFinancialRequest {
+		return nil, fmt.Errorf("answer lost")
 	}
 	return resp, err
 }
@@ -98,6 +103,36 @@ func TestBankOfferAtAuthorization(t *testing.T) {
 		}
 		if after := s.account(t, "icbc-debit", card.PAN); after.HeldMinor-before.HeldMinor != 6000 {
 			t.Fatalf("held %d, want 6000", after.HeldMinor-before.HeldMinor)
+		}
+		s.ledgerOK(t)
+	})
+	t.Run("a reversed payment gives the offer back", func(t *testing.T) {
+		p2, card2 := s.boundPhone(t, "diner2", "icbc-debit", 1)
+		before := s.account(t, "icbc-debit", card2.PAN)
+		link.mu.Lock()
+		link.drop = true
+		link.mu.Unlock()
+		rec := tap(t, term, p2, 6000, phone.FingerOK)
+		link.mu.Lock()
+		link.drop = false
+		link.mu.Unlock()
+		if !rec.Reversed || !link.last(t).Has(iso8583.FieldPromotion) {
+			t.Fatalf("receipt %+v: want a reversed payment that had the offer", rec)
+		}
+		waitFor(t, func() bool {
+			a := s.account(t, "icbc-debit", card2.PAN)
+			return a.AvailableMinor == before.AvailableMinor && a.HeldMinor == before.HeldMinor
+		})
+		// The per-card-per-day offer was released with the reversal: the
+		// next restaurant payment of the day gets it.
+		if rec := tap(t, term, p2, 6000, phone.FingerOK); rec.ResponseCode != "00" {
+			t.Fatalf("receipt %+v", rec)
+		}
+		if !link.last(t).Has(iso8583.FieldPromotion) {
+			t.Fatal("the offer was not given back by the reversal")
+		}
+		if a := s.account(t, "icbc-debit", card2.PAN); a.HeldMinor-before.HeldMinor != 5000 {
+			t.Fatalf("held %d, want 5000", a.HeldMinor-before.HeldMinor)
 		}
 		s.ledgerOK(t)
 	})
