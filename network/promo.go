@@ -2,8 +2,6 @@ package network
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"strconv"
 	"strings"
 
@@ -41,7 +39,7 @@ func (s *Switch) applyPromotion(ctx context.Context, out *iso8583.Message, rec *
 	pan := out.String(2)
 	p := promo.PaymentContext{
 		TxID: transactionID(rec.Key), IssuerID: iss.ID, CardType: iss.CardType, BIN: pan[:min(len(pan), promo.MaxBINDigits)],
-		Token: res != nil, CardKey: promoCardKey(pan, res), MCC: out.String(iso8583.FieldMCC),
+		Token: res != nil, CardKey: promoCardKey(pan, out.String(iso8583.FieldExpiry), res), MCC: out.String(iso8583.FieldMCC),
 		MerchantID: strings.TrimSpace(out.String(iso8583.FieldMerchantID)), Country: rec.Country,
 		City: merchantCity(rec.Merchant), AmountMinor: rec.AmountMinor, Time: s.now(),
 		// A token's first cryptogram has ATC 1 (the SE starts at 0 and counts
@@ -118,17 +116,22 @@ func (s *Switch) releasePromotion(ctx context.Context, id string) {
 }
 
 // promoCardKey identifies a card to the engine's per-card limits without
-// its PAN: the PAR for a token (the same for every token of the card), a
-// SHA-256 digest of the PAN for a plain card.
-func promoCardKey(pan string, res *tsp.AuthResult) string {
+// its PAN: the PAR for a token (the same for every token of the card). A
+// plain card is keyed by what may be shown of it, first 6, last 4 and
+// expiry: an unkeyed digest of a PAN could be reversed by trying the few
+// PANs of a BIN, and two cards that share the key only share limits (never
+// more discount). The plain-card digest wants an HSM HMAC key (not done).
+func promoCardKey(pan, expiry string, res *tsp.AuthResult) string {
 	if res != nil && res.PAR != "" {
 		return "par:" + res.PAR
 	}
 	if res != nil && res.TokenRef != "" {
 		return "ref:" + res.TokenRef
 	}
-	sum := sha256.Sum256([]byte("mipay-promo-card|" + pan))
-	return "pan:" + hex.EncodeToString(sum[:16])
+	if len(pan) < 10 {
+		return "pan:?"
+	}
+	return "pan:" + pan[:6] + "*" + pan[len(pan)-4:] + "/" + expiry
 }
 
 // merchantCity is the city part of DE43 (name 25, city 13, country 2).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -293,4 +294,44 @@ func mustSwitchTB(tb testing.TB) *harness {
 	tb.Cleanup(func() { sw.Close() })
 	h.sw = sw
 	return h
+}
+
+func TestPromotionPlainCardKeepsNoPAN(t *testing.T) {
+	h := mustSwitch(t, nil)
+	db := storetest.Open(t, promo.Party, promo.Migrations())
+	eng, err := promo.Open(context.Background(), promo.Config{DB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	now := time.Now()
+	if _, err := eng.Create(context.Background(), promo.Campaign{
+		ID: "any-card", BankName: "ICBC", IssuerID: "icbc-debit", Currency: promo.Currency,
+		Benefit: promo.Benefit{Kind: promo.BenefitPercent, PercentBP: 1000, CapMinor: 500},
+		Limits:  promo.Limits{BudgetMinor: 100_000, PerCardPerDay: 1},
+		Window:  promo.Window{Start: now.Add(-time.Hour), End: now.Add(time.Hour)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	h.sw.cfg.Promotions = eng
+	plain := func() *iso8583.Message {
+		m := h.request(3000)
+		m.SetString(2, h.tokens.pan)
+		return m
+	}
+	r := h.send(t, plain())
+	p, err := iso8583.ParsePromotion(r.String(iso8583.FieldPromotion))
+	if r.String(39) != "00" || err != nil || p.DiscountAmount != "000000000300" {
+		t.Fatalf("plain card: rc %s DE124 %+v (%v)", r.String(39), p, err)
+	}
+	if r := h.send(t, plain()); r.Has(iso8583.FieldPromotion) {
+		t.Fatal("the plain card's per-day limit did not hold")
+	}
+	var key string
+	if err := db.DB.QueryRow(`SELECT card_key FROM reservations`).Scan(&key); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(key, h.tokens.pan) || strings.Contains(key, h.tokens.pan[6:len(h.tokens.pan)-4]) {
+		t.Fatalf("the promotions store keeps the PAN: %q", key)
+	}
 }
