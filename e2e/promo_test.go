@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/network"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/phone"
 	"github.com/mipay-oss/mipay/pos"
@@ -133,6 +138,52 @@ func TestBankOfferAtAuthorization(t *testing.T) {
 		}
 		if a := s.account(t, "icbc-debit", card2.PAN); a.HeldMinor-before.HeldMinor != 5000 {
 			t.Fatalf("held %d, want 5000", a.HeldMinor-before.HeldMinor)
+		}
+		s.ledgerOK(t)
+	})
+	t.Run("the operator sees the statistics and pauses the offer", func(t *testing.T) {
+		secret, err := os.ReadFile(network.AdminTokenPath(s.dataDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		do := func(method, path string, out any) int {
+			req, _ := http.NewRequest(method, s.url(node.RoleNetwork)+path, nil)
+			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(secret)))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			if out != nil {
+				if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return resp.StatusCode
+		}
+		var st struct {
+			Redemptions, Released, BudgetUsedMinor int64
+		}
+		if code := do("GET", "/v1/promo/campaigns/icbc-mipay-10off50/stats", &st); code != 200 || st.Redemptions != 2 || st.Released != 1 || st.BudgetUsedMinor != 2000 {
+			t.Fatalf("stats: HTTP %d %+v", code, st)
+		}
+		req, _ := http.NewRequest("GET", s.url(node.RoleNetwork)+"/v1/promo/campaigns", nil)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("without the secret: %v %v", resp.StatusCode, err)
+		}
+		if code := do("POST", "/v1/promo/campaigns/icbc-mipay-10off50/pause", nil); code != 200 {
+			t.Fatalf("pause: HTTP %d", code)
+		}
+		// 50.00 CNY on the card: 60.00 less the offer would pass, the full amount does not.
+		p3, _ := s.boundPhone(t, "diner3", "icbc-debit", 2)
+		if rec := tap(t, term, p3, 6000, phone.FingerOK); rec.ResponseCode != "51" {
+			t.Fatalf("paused offer: receipt %+v", rec)
+		}
+		if code := do("POST", "/v1/promo/campaigns/icbc-mipay-10off50/resume", nil); code != 200 {
+			t.Fatalf("resume: HTTP %d", code)
+		}
+		if rec := tap(t, term, p3, 6000, phone.FingerOK); rec.ResponseCode != "00" {
+			t.Fatalf("resumed offer: receipt %+v", rec)
 		}
 		s.ledgerOK(t)
 	})

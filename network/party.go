@@ -98,7 +98,7 @@ func StartParty(ctx context.Context, env *node.Env) (p *Party, err error) {
 		if err != nil {
 			return nil, err
 		}
-		p.srv = httpx.NewServer(node.RoleNetwork, p.Switch.AdminHandler(secret), env.Log, env.Metrics)
+		p.srv = httpx.NewServer(node.RoleNetwork, withPromoAPI(p.Switch.AdminHandler(secret), p.promo.Engine, secret, env.Ref), env.Log, env.Metrics)
 		go func() { p.served <- p.srv.Serve(p.httpLn) }()
 	}
 	return p, nil

@@ -2,6 +2,9 @@ package network
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
 	"strconv"
 	"strings"
 
@@ -152,4 +155,34 @@ func addPromotion(e *TransactionEvent, rec *authRecord) {
 	if rec.promo.PointsMultiplier > 1 {
 		e.PointsMultiplier = rec.promo.PointsMultiplier
 	}
+}
+
+// promoOperatorAuth admits the network operator (the admin bearer secret)
+// to the campaign API for every bank of the reference data. Banks' own
+// credentials for it are not built yet.
+func promoOperatorAuth(secret string, ref *config.Reference) promo.BankAuth {
+	sum := sha256.Sum256([]byte(secret))
+	all := make([]string, 0, len(ref.Issuers))
+	for i := range ref.Issuers {
+		all = append(all, ref.Issuers[i].ID)
+	}
+	return func(r *http.Request) ([]string, bool) {
+		h := r.Header.Get("Authorization")
+		if secret == "" || len(h) < 7 || len(h) > 512 || !strings.EqualFold(h[:7], "bearer ") {
+			return nil, false
+		}
+		got := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
+		if subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
+			return nil, false
+		}
+		return all, true
+	}
+}
+
+// withPromoAPI serves the campaign API (/v1/promo/) beside next.
+func withPromoAPI(next http.Handler, e *promo.Engine, secret string, ref *config.Reference) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/promo/", e.Handler(promoOperatorAuth(secret, ref)))
+	mux.Handle("/", next)
+	return mux
 }
