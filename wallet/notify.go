@@ -135,6 +135,51 @@ type TransactionEvent struct {
 	BillingAmountMinor int64  `json:"billingAmountMinor"`
 	BillingCurrency    string `json:"billingCurrency"`
 	ConversionRate     string `json:"conversionRate"`
+	// Set by the switch when a bank promotion applied (approvals only):
+	// AmountMinor is what the merchant gets, the cardholder paid
+	// AmountMinor - DiscountMinor.
+	DiscountMinor    int64  `json:"discountMinor"`
+	OfferBank        string `json:"offerBank"`
+	CampaignID       string `json:"campaignId"`
+	PointsMultiplier int64  `json:"pointsMultiplier"`
+}
+
+// PromotionCurrency is the currency of every bank promotion's saving (the
+// promotions engine's campaigns are in CNY).
+const PromotionCurrency = "CNY"
+
+// maxPointsMultiplier bounds the multiplier taken from an event; campaigns
+// multiply points by small factors.
+const maxPointsMultiplier = 1000
+
+// savingText is what the phone shows for a payment with a discount, worded
+// as the promotions engine words it: "Saved 10.00 CNY with ICBC offer" (""
+// without one). The wallet does not import the engine (parties do not
+// import each other), so the format is repeated here.
+func savingText(bank string, discountMinor int64) string {
+	if discountMinor <= 0 {
+		return ""
+	}
+	if bank == "" {
+		bank = "bank"
+	}
+	return fmt.Sprintf("Saved %d.%02d %s with %s offer", discountMinor/100, discountMinor%100, PromotionCurrency, bank)
+}
+
+// applyPromotion copies a promotion from the event onto t: only on an
+// approval, with a discount above zero and not above the amount; anything
+// else is not a saving the cardholder got.
+func applyPromotion(t *Transaction, e *TransactionEvent) {
+	if !e.Approved || e.DiscountMinor <= 0 || e.DiscountMinor > e.AmountMinor {
+		return
+	}
+	t.DiscountMinor = e.DiscountMinor
+	t.OfferBank = clip(e.OfferBank)
+	t.CampaignID = clip(e.CampaignID)
+	if e.PointsMultiplier > 0 && e.PointsMultiplier <= maxPointsMultiplier {
+		t.PointsMultiplier = e.PointsMultiplier
+	}
+	t.SavingText = savingText(t.OfferBank, t.DiscountMinor)
 }
 
 // Subjects the wallet subscribes to, and its durable consumer names.
@@ -199,6 +244,7 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		Country: clip(e.Country), BillingAmountMinor: e.BillingAmountMinor, BillingCurrency: clip(e.BillingCurrency),
 		ConversionRate: clip(e.ConversionRate),
 	}
+	applyPromotion(t, &e)
 	inserted, err := s.repo.insertTransaction(ctx, t, s.now(), s.cfg.NotificationsKept)
 	if err != nil {
 		return err

@@ -609,11 +609,13 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, now time.T
 	err := r.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO transactions (id, card_id, device_id, amount_minor, currency, merchant_name, approved,
-			 response_code, auth_code, stan, rrn, time_ms, received_ms, country, billing_minor, billing_currency, conversion_rate)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT (id) DO NOTHING`,
+			 response_code, auth_code, stan, rrn, time_ms, received_ms, country, billing_minor, billing_currency, conversion_rate,
+			 discount_minor, offer_bank, campaign_id, points_multiplier)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+			 ON CONFLICT (id) DO NOTHING`,
 			t.ID, t.CardID, t.DeviceID, t.AmountMinor, t.Currency, t.MerchantName, b2i(t.Approved),
 			t.ResponseCode, t.AuthCode, t.STAN, t.RRN, ms(t.Time), ms(now), t.Country, t.BillingAmountMinor,
-			t.BillingCurrency, t.ConversionRate)
+			t.BillingCurrency, t.ConversionRate, t.DiscountMinor, t.OfferBank, t.CampaignID, t.PointsMultiplier)
 		if err != nil {
 			return fmt.Errorf("wallet: insert transaction: %w", err)
 		}
@@ -667,7 +669,8 @@ func (r *repo) notify(ctx context.Context, deviceID, kind string, payload any, n
 func (r *repo) transactions(ctx context.Context, cardID string, before time.Time, limit int) ([]Transaction, error) {
 	q := `SELECT t.id, t.card_id, t.device_id, t.amount_minor, t.currency, t.merchant_name, t.approved, t.response_code,
 		t.auth_code, t.stan, t.rrn, t.time_ms, c.token_last4, t.country, t.billing_minor, t.billing_currency,
-		t.conversion_rate FROM transactions t JOIN cards c ON c.id = t.card_id
+		t.conversion_rate, t.discount_minor, t.offer_bank, t.campaign_id, t.points_multiplier
+		FROM transactions t JOIN cards c ON c.id = t.card_id
 		WHERE t.card_id = $1`
 	args := []any{cardID}
 	if !before.IsZero() {
@@ -689,10 +692,12 @@ func (r *repo) transactions(ctx context.Context, cardID string, before time.Time
 		)
 		if err := rows.Scan(&t.ID, &t.CardID, &t.DeviceID, &t.AmountMinor, &t.Currency, &t.MerchantName, &approved,
 			&t.ResponseCode, &t.AuthCode, &t.STAN, &t.RRN, &at, &t.TokenLast4, &t.Country, &t.BillingAmountMinor,
-			&t.BillingCurrency, &t.ConversionRate); err != nil {
+			&t.BillingCurrency, &t.ConversionRate, &t.DiscountMinor, &t.OfferBank, &t.CampaignID,
+			&t.PointsMultiplier); err != nil {
 			return nil, fmt.Errorf("wallet: list transactions: %w", err)
 		}
 		t.Approved, t.Time = approved != 0, fromMS(at)
+		t.SavingText = savingText(t.OfferBank, t.DiscountMinor)
 		out = append(out, t)
 	}
 	return out, rows.Err()

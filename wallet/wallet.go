@@ -230,6 +230,16 @@ type Transaction struct {
 	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
 	BillingCurrency    string `json:"billingCurrency,omitempty"`
 	ConversionRate     string `json:"conversionRate,omitempty"`
+	// A bank promotion (issue 8), approvals only: the cardholder paid
+	// AmountMinor - DiscountMinor (CNY fen), the offer's bank funded the
+	// rest; SavingText is what the phone shows ("Saved 10.00 CNY with
+	// ICBC offer"); PointsMultiplier is the campaign's multiplier of the
+	// issuer's rewards points (the points themselves are in its ledger).
+	DiscountMinor    int64  `json:"discountMinor,omitempty"`
+	OfferBank        string `json:"offerBank,omitempty"`
+	CampaignID       string `json:"campaignId,omitempty"`
+	PointsMultiplier int64  `json:"pointsMultiplier,omitempty"`
+	SavingText       string `json:"savingText,omitempty"`
 }
 
 // Notification is one message for a device, numbered per device (Seq grows
