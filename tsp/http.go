@@ -68,6 +68,8 @@ func (a *API) Handler() http.Handler {
 	for _, act := range []Action{ActionSuspend, ActionResume, ActionDelete} {
 		mux.HandleFunc("POST /v1/tokens/{ref}/"+string(act), a.auth(a.lifecycle(act), callerRequestor, callerIssuer))
 	}
+	mux.HandleFunc("POST /v1/issuer/cards/lifecycle", a.auth(a.cardLifecycle, callerIssuer))
+	mux.HandleFunc("POST /v1/issuer/cards/replace", a.auth(a.cardReplace, callerIssuer))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, mipay.Errorf(mipay.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
