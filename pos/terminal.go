@@ -169,6 +169,11 @@ type Receipt struct {
 	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
 	BillingCurrency    string `json:"billingCurrency,omitempty"`
 	ConversionRate     string `json:"conversionRate,omitempty"`
+	// A bank promotion (DE124 in an approval, issue 8): the cardholder
+	// saved DiscountMinor (paid AmountMinor - DiscountMinor) under the
+	// campaign; the merchant is still paid AmountMinor. Not kept in History.
+	DiscountMinor int64  `json:"discountMinor,omitempty"`
+	CampaignID    string `json:"campaignId,omitempty"`
 }
 
 // ChargeOnReader waits for phones at the reader and charges: a phone that
@@ -355,7 +360,30 @@ func (t *Terminal) authorize(ctx context.Context, read *Read, c Charge, rec *Rec
 		rec.BillingCurrency = resp.String(51)
 		rec.ConversionRate = rateDecimal(resp.String(10))
 	}
+	if rec.Outcome == OutcomeApproved && resp.Has(iso8583.FieldPromotion) {
+		rec.DiscountMinor, rec.CampaignID = saving(resp.String(iso8583.FieldPromotion), c.AmountMinor)
+	}
 	return rec, t.record(ctx, rec, rec.Outcome, "")
+}
+
+// saving reads the cardholder's saving from an approval's DE124. A field
+// that does not parse, is for another amount, or claims a saving that is not
+// below the amount shows no saving: the receipt never shows more than the
+// network granted.
+func saving(de124 string, amountMinor int64) (int64, string) {
+	p, err := iso8583.ParsePromotion(de124)
+	if err != nil {
+		return 0, ""
+	}
+	orig, err := iso8583.ParseAmount(p.OriginalAmount)
+	if err != nil || orig != amountMinor {
+		return 0, ""
+	}
+	disc, err := iso8583.ParseAmount(p.DiscountAmount)
+	if err != nil || disc <= 0 || disc >= amountMinor {
+		return 0, ""
+	}
+	return disc, p.CampaignID
 }
 
 // arpcMatches reports whether the answer's DE55 tag 91 carries an ARPC and

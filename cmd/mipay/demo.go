@@ -34,6 +34,7 @@ type demo struct {
 	term   *pos.Terminal
 	link   *capturingLink
 	tokyo  *pos.Terminal // a QuickPass terminal in Japan
+	cafe   *pos.Terminal // a restaurant where ICBC's offer applies
 	debit  string        // card ids
 	credit string
 	low    string
@@ -105,6 +106,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		{"wrong finger: See phone, nothing sent", d.payWrongFinger},
 		{"replay a captured authorization", d.replay},
 		{"pay above the balance", d.payAboveBalance},
+		{"ICBC offer at a restaurant, saving shown", d.payWithOffer},
 		{"issue a Shenzhen transit card", d.transitIssue},
 		{"top up the transit card 50 CNY", d.transitTopUp},
 		{"metro in and out, then a bus ride", d.transitRide},

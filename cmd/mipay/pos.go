@@ -139,6 +139,11 @@ func printReceipt(w io.Writer, r *pos.Receipt) {
 		fmt.Fprintf(w, " (%s)", r.ResponseCode)
 	}
 	fmt.Fprintln(w)
+	if r.DiscountMinor > 0 {
+		// The bank funds the saving: the merchant is paid the full amount.
+		fmt.Fprintf(w, "you saved %s with bank offer %s\n", formatMinor(r.DiscountMinor, r.Currency), r.CampaignID)
+		fmt.Fprintf(w, "you paid  %s (merchant paid in full)\n", formatMinor(r.AmountMinor-r.DiscountMinor, r.Currency))
+	}
 	if r.AuthCode != "" {
 		fmt.Fprintf(w, "auth code %s\n", r.AuthCode)
 	}
