@@ -64,6 +64,7 @@ func FuzzEvents(f *testing.F) {
 	f.Add([]byte(`{"tokenUniqueReference":"DNITHE00000001","state":"SUSPENDED"}`))
 	f.Add([]byte(`{"tokenRef":"DNITHE00000001","merchantName":"` + strings.Repeat("x", 1000) + `"}`))
 	f.Add([]byte(`[`))
+	f.Add([]byte(`{"transactionId":"p","tokenRef":"DNITHE00000001","amountMinor":6000,"approved":true,"discountMinor":1000,"offerBank":"ICBC","campaignId":"c","pointsMultiplier":2}`))
 	e := mustWallet(f, func(c *Config) { c.Log = slog.New(slog.NewTextHandler(io.Discard, nil)) })
 	u := e.mustUser()
 	e.mustCard(u, "green")
@@ -81,6 +82,17 @@ func FuzzEvents(f *testing.F) {
 		}
 		if longest > maxEventTextBytes {
 			t.Fatalf("stored a merchant name of %d bytes", longest)
+		}
+		// A saving is stored only on an approval, above zero and not above
+		// the amount, with bounded texts.
+		var bad int
+		if err := e.repo.db.DB.QueryRow(`SELECT COUNT(*) FROM transactions WHERE discount_minor < 0
+			OR discount_minor > amount_minor OR (discount_minor > 0 AND approved = 0)
+			OR LENGTH(offer_bank) > $1 OR LENGTH(campaign_id) > $1`, maxEventTextBytes).Scan(&bad); err != nil {
+			t.Fatal(err)
+		}
+		if bad > 0 {
+			t.Fatalf("%d transactions with an impossible saving", bad)
 		}
 	})
 }
