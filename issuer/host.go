@@ -25,6 +25,9 @@ type Options struct {
 	Now func() time.Time
 	// DedupEntries bounds the in-memory duplicate index (DefaultDedupEntries).
 	DedupEntries int
+	// TSP is the token service's issuer API (nil: card lifecycle calls fail
+	// with EUNAVAILABLE).
+	TSP TSPCards
 }
 
 // Host hosts every bank programme of the reference data over one store.
@@ -35,6 +38,7 @@ type Host struct {
 	w      *store.Writer
 	hasher Hasher
 	sms    SMSSender
+	tsp    TSPCards
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -70,6 +74,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		db:     o.DB,
 		hasher: o.Hasher,
 		sms:    o.SMS,
+		tsp:    o.TSP,
 		log:    o.Log,
 		now:    o.Now,
 		cards:  make(map[string]*account),

@@ -24,6 +24,9 @@ func (h *Host) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/issuers/{id}/token-notices", h.handleNotice)
 	mux.HandleFunc("GET /v1/issuers/{id}/accounts/{last4}", h.handleAccounts)
 	mux.HandleFunc("GET /v1/admin/ledger/check", h.handleLedgerCheck)
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/token-actions", h.handleTokenAction)
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/report-stolen", h.handleReportStolen)
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/replace", h.handleReplaceCard)
 	return mux
 }
 

@@ -75,6 +75,8 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 		log.Warn("no SMS gateway configured: one-time codes cannot be sent")
 	}
 	host, err := NewHost(ctx, Options{Ref: env.Ref, DB: db, Hasher: hsmHasher{env.HSM, HashKey}, SMS: sms, Log: log,
+		// The TSP starts after the issuer host: its address is read at each call.
+		TSP:    NewHTTPTSP(func() string { return env.Peer(node.RoleTSP, "http") }, env.DataDir),
 		Writer: store.WriterConfig{Registerer: env.Metrics}})
 	if err != nil {
 		db.Close()
