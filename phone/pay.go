@@ -90,6 +90,13 @@ type Transaction struct {
 	AuthCode     string `json:"authCode,omitempty"`
 	TokenLast4   string `json:"tokenLast4,omitempty"`
 	Time         string `json:"time"`
+	// A bank offer applied at authorization: what the cardholder saved.
+	DiscountMinor int64  `json:"discountMinor,omitempty"`
+	OfferBank     string `json:"offerBank,omitempty"`
+	SavingText    string `json:"savingText,omitempty"`
+	// Paying abroad: the CNY billing amount and the rate.
+	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
+	ConversionRate     string `json:"conversionRate,omitempty"`
 }
 
 // Transactions lists a card's transactions (every card's when cardID is "").

@@ -243,7 +243,14 @@ func phoneCommands() []phoneCommand {
 						if !t.Approved {
 							status = "declined (" + t.ResponseCode + ")"
 						}
-						fmt.Fprintf(w, "%s  %s  %s  token •••• %s  %s\n", t.Time, formatMinor(t.AmountMinor, t.Currency), t.MerchantName, t.TokenLast4, status)
+						extra := ""
+						if t.BillingAmountMinor > 0 {
+							extra += fmt.Sprintf("  billed %s at %s", formatMinor(t.BillingAmountMinor, "156"), t.ConversionRate)
+						}
+						if t.SavingText != "" {
+							extra += "  " + t.SavingText
+						}
+						fmt.Fprintf(w, "%s  %s  %s  token •••• %s  %s%s\n", t.Time, formatMinor(t.AmountMinor, t.Currency), t.MerchantName, t.TokenLast4, status, extra)
 					}
 				})
 			}
