@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -236,4 +238,37 @@ func TestIssuerCardAPI(t *testing.T) {
 	if code, out := post("/v1/issuer/cards/replace", "is", CardReplaceRequest{OldPAN: "1", NewPAN: newPAN, NewExpiry: "3112"}); code != http.StatusBadRequest || bytes.Contains(out, []byte(newPAN)) {
 		t.Fatalf("bad replace %d %s", code, out)
 	}
+}
+
+// FuzzIssuerCardRequests feeds the card endpoints' decoded fields to the
+// service: no panic, only *mipay.Error answers, and no answer or error
+// ever holds a PAN it was given.
+func FuzzIssuerCardRequests(f *testing.F) {
+	fx := newFixture(f)
+	_, ch := fx.mustActiveToken(f, config.Debit, "dev-1")
+	f.Add(ch.PAN, "suspend", "CARD_STOLEN", "3112")
+	f.Add(ch.PAN, "resume", "", "9912")
+	f.Add("6", "delete", strings.Repeat("x", 300), "1")
+	f.Add(replacementPAN(f, ch.PAN), "activate", "r", "3113")
+	f.Fuzz(func(t *testing.T, pan, action, reason, expiry string) {
+		ctx := context.Background()
+		check := func(v any, err error) {
+			if err != nil {
+				var me *mipay.Error
+				if !errors.As(err, &me) {
+					t.Fatalf("not a *mipay.Error: %v", err)
+				}
+			}
+			b, _ := json.Marshal(v)
+			for _, s := range []string{string(b), fmt.Sprint(err)} {
+				if len(pan) >= 12 && strings.Contains(s, pan) {
+					t.Fatalf("PAN in answer: %s", s)
+				}
+			}
+		}
+		v, err := fx.svc.CardLifecycle(ctx, CardLifecycleRequest{PAN: pan, Action: Action(action), Reason: reason})
+		check(v, err)
+		r, err := fx.svc.ReplaceCard(ctx, CardReplaceRequest{OldPAN: pan, NewPAN: pan, NewExpiry: expiry, Reason: reason})
+		check(r, err)
+	})
 }
