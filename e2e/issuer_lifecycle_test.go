@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -101,11 +102,20 @@ func TestIssuerLifecycle(t *testing.T) {
 		return out
 	}
 
-	t.Run("bank suspends: 62", func(t *testing.T) {
+	cardState := func() string {
+		cards, err := p.Cards(context.Background())
+		if err != nil || len(cards) != 1 {
+			t.Fatalf("cards: %v %v", cards, err)
+		}
+		return cards[0].State
+	}
+
+	t.Run("bank suspends: 62, the wallet shows it", func(t *testing.T) {
 		if out := action(t, "suspend"); out.Changed != 1 || out.Tokens[0].State != "SUSPENDED" {
 			t.Fatalf("%+v", out)
 		}
 		eventually(t, "the switch declines the suspended card", func() bool { return payer.pay(t) == "62" })
+		eventually(t, "the wallet shows the card suspended", func() bool { return cardState() == "SUSPENDED" })
 	})
 	t.Run("bank resumes: 00", func(t *testing.T) {
 		if out := action(t, "resume"); out.Changed != 1 || out.Tokens[0].State != "ACTIVE" {
@@ -142,6 +152,30 @@ func TestIssuerLifecycle(t *testing.T) {
 		}
 		if rc := payer.pay(t); rc != "62" {
 			t.Fatalf("after resume of a deleted card: %s", rc)
+		}
+	})
+	t.Run("card reported stolen: 62, card lost at the bank", func(t *testing.T) {
+		q, stolen := s.boundPhone(t, "bank-stolen", bank, 1)
+		qp := &cardPayer{src: newCardSource(t, q.SE()), c: term.link.c}
+		if rc := qp.pay(t); rc != "00" {
+			t.Fatalf("before: %s", rc)
+		}
+		var out struct {
+			bankAnswer
+			CardStatus string `json:"cardStatus"`
+		}
+		if code := s.bankCall(t, "/v1/issuers/"+bank+"/cards/report-stolen", map[string]string{"pan": stolen.PAN}, &out); code != http.StatusOK ||
+			out.CardStatus != "lost" || out.Changed != 1 || strings.Contains(out.PAN, stolen.PAN) {
+			t.Fatalf("report stolen: %d %+v", code, out)
+		}
+		eventually(t, "the switch declines the stolen card's token", func() bool { return qp.pay(t) == "62" })
+		// A request the bank host refuses never reaches the TSP.
+		var res struct{}
+		if code := s.bankCall(t, "/v1/issuers/"+bank+"/cards/token-actions", map[string]string{"pan": stolen.PAN, "action": "bogus"}, &res); code != http.StatusBadRequest {
+			t.Fatalf("bad action: %d", code)
+		}
+		if strings.Contains(s.logBuf.String(), stolen.PAN) {
+			t.Fatal("the stolen card's PAN is in the logs")
 		}
 	})
 	if strings.Contains(s.logBuf.String(), oldPAN) || strings.Contains(s.logBuf.String(), newCard.PAN) {
