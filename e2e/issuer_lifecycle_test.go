@@ -169,7 +169,7 @@ func TestIssuerLifecycle(t *testing.T) {
 			t.Fatalf("report stolen: %d %+v", code, out)
 		}
 		eventually(t, "the switch declines the stolen card's token", func() bool { return qp.pay(t) == "62" })
-		// A request the bank host refuses never reaches the TSP.
+		// A bad action is refused by the bank host (400).
 		var res struct{}
 		if code := s.bankCall(t, "/v1/issuers/"+bank+"/cards/token-actions", map[string]string{"pan": stolen.PAN, "action": "bogus"}, &res); code != http.StatusBadRequest {
 			t.Fatalf("bad action: %d", code)
