@@ -74,27 +74,10 @@ func (c *cardSource) next(ctx context.Context, amountMinor int64) (*iso8583.Mess
 	if read.Outcome != pos.OutcomeOnline {
 		return nil, fmt.Errorf("card read ended %s", read.Outcome)
 	}
-	amount, err := iso8583.FormatAmount(amountMinor)
+	m, err := pos.TerminalConfig{MerchantName: "MIPAY E2E"}.FinancialRequest(read, amountMinor, "156")
 	if err != nil {
 		return nil, err
 	}
-	m := &iso8583.Message{}
-	m.SetMTI(iso8583.MTIFinancialRequest)
-	m.SetString(2, read.Token)
-	m.SetString(3, "000000")
-	m.SetString(4, amount)
-	m.SetString(14, read.Expiry)
-	m.SetString(18, "5411")
-	m.SetString(19, "156")
-	m.SetString(22, "072")
-	m.SetString(23, "0"+read.PSN)
-	m.SetString(25, "00")
-	m.SetString(32, "48020000")
-	m.SetString(35, read.Track2)
-	m.SetString(42, "898110153990001")
-	m.SetString(43, fmt.Sprintf("%-25s%-13s%s", "MIPAY E2E", "BEIJING", "CN"))
-	m.SetString(49, "156")
-	m.Set(55, read.ICC)
 	return m, nil
 }
 

@@ -97,6 +97,38 @@ func (c *TerminalConfig) de43() string {
 	return fmt.Sprintf("%-25s%-13s%s", strings.ToUpper(c.MerchantName), strings.ToUpper(c.City), cc)
 }
 
+// FinancialRequest is the 0200 this terminal sends for a contactless card
+// read (entry mode 072, the chip data in DE55): every field but the
+// transmission identity — DE7, DE11, DE12, DE13, DE37 — which the sender
+// stamps when the message leaves. Load generators and tests build their
+// messages here too, so there is one layout of the acquirer's 0200.
+func (c TerminalConfig) FinancialRequest(read *Read, amountMinor int64, currency string) (*iso8583.Message, error) {
+	c.defaults()
+	amount, err := iso8583.FormatAmount(amountMinor)
+	if err != nil {
+		return nil, mipay.WrapError(mipay.EINVALID, err, "amount out of range")
+	}
+	m := &iso8583.Message{}
+	m.SetMTI(iso8583.MTIFinancialRequest)
+	m.SetString(2, read.Token)
+	m.SetString(3, "000000")
+	m.SetString(4, amount)
+	m.SetString(14, read.Expiry)
+	m.SetString(18, c.MCC)
+	m.SetString(19, c.Country)
+	m.SetString(22, "072")
+	m.SetString(23, "0"+read.PSN)
+	m.SetString(25, "00")
+	m.SetString(32, c.AcquirerID)
+	m.SetString(35, read.Track2)
+	m.SetString(41, c.ID)
+	m.SetString(42, c.MerchantID)
+	m.SetString(43, c.de43())
+	m.SetString(49, currency)
+	m.Set(55, read.ICC)
+	return m, nil
+}
+
 // Terminal is a QuickPass POS terminal with its acquirer link.
 type Terminal struct {
 	cfg    TerminalConfig
@@ -306,33 +338,15 @@ func (t *Terminal) authorize(ctx context.Context, read *Read, c Charge, rec *Rec
 	// RRN: YDDD of the day and an 8-digit sequence (12 characters).
 	rec.RRN = fmt.Sprintf("%d%03d%08d", now.Year()%10, now.YearDay(), seq)
 	rec.TokenLast4 = read.Token[len(read.Token)-4:]
-	amount, err := iso8583.FormatAmount(c.AmountMinor)
+	m, err := t.cfg.FinancialRequest(read, c.AmountMinor, c.Currency)
 	if err != nil {
-		return rec, mipay.WrapError(mipay.EINVALID, err, "amount out of range")
+		return rec, err
 	}
-	m := &iso8583.Message{}
-	m.SetMTI(iso8583.MTIFinancialRequest)
-	m.SetString(2, read.Token)
-	m.SetString(3, "000000")
-	m.SetString(4, amount)
 	m.SetString(7, now.Format("0102150405"))
 	m.SetString(11, rec.STAN)
 	m.SetString(12, now.Format("150405"))
 	m.SetString(13, now.Format("0102"))
-	m.SetString(14, read.Expiry)
-	m.SetString(18, t.cfg.MCC)
-	m.SetString(19, t.cfg.Country)
-	m.SetString(22, "072")
-	m.SetString(23, "0"+read.PSN)
-	m.SetString(25, "00")
-	m.SetString(32, t.cfg.AcquirerID)
-	m.SetString(35, read.Track2)
 	m.SetString(37, rec.RRN)
-	m.SetString(41, t.cfg.ID)
-	m.SetString(42, t.cfg.MerchantID)
-	m.SetString(43, t.cfg.de43())
-	m.SetString(49, c.Currency)
-	m.Set(55, read.ICC)
 	if err := t.record(ctx, rec, "PENDING", ""); err != nil {
 		return rec, err
 	}

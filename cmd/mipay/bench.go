@@ -346,7 +346,6 @@ func makeBenchMessagesIn(cards []benchCard, n int, kinds [][2]string) ([][]*iso8
 func tokenMessages(c benchCard, n int, kinds [][2]string) ([]*iso8583.Message, error) {
 	k := pos.Kernel{Profile: pos.DefaultTerminalProfile()}
 	msgs := make([]*iso8583.Message, 0, n)
-	amount, _ := iso8583.FormatAmount(benchAmountMinor)
 	for i := 0; i < n; i++ {
 		country, currency := kinds[i%len(kinds)][0], kinds[i%len(kinds)][1]
 		cur, err := pos.CurrencyBCD(currency)
@@ -366,23 +365,10 @@ func tokenMessages(c benchCard, n int, kinds [][2]string) ([]*iso8583.Message, e
 		if read.Outcome != pos.OutcomeOnline {
 			return nil, fmt.Errorf("bench: card read ended %s", read.Outcome)
 		}
-		m := &iso8583.Message{}
-		m.SetMTI(iso8583.MTIFinancialRequest)
-		m.SetString(2, read.Token)
-		m.SetString(3, "000000")
-		m.SetString(4, amount)
-		m.SetString(14, read.Expiry)
-		m.SetString(18, "5411")
-		m.SetString(19, country)
-		m.SetString(22, "072")
-		m.SetString(23, "0"+read.PSN)
-		m.SetString(25, "00")
-		m.SetString(32, "48020000")
-		m.SetString(35, read.Track2)
-		m.SetString(42, "898110153990001")
-		m.SetString(43, fmt.Sprintf("%-25s%-13s%s", "MIPAY BENCH", "BEIJING", "CN"))
-		m.SetString(49, currency)
-		m.Set(55, read.ICC)
+		m, err := pos.TerminalConfig{MerchantName: "MIPAY BENCH", Country: country}.FinancialRequest(read, benchAmountMinor, currency)
+		if err != nil {
+			return nil, err
+		}
 		msgs = append(msgs, m)
 	}
 	return msgs, nil
