@@ -32,37 +32,40 @@ const maxProblems = 50
 // available balance is negative. Tests of any package can call it on the
 // issuer's store.
 func CheckLedger(ctx context.Context, db *store.DB) (LedgerReport, error) {
+	r, _, err := checkLedger(ctx, db)
+	return r, err
+}
+
+// cardBalancesQuery sums every card account (available and held).
+const cardBalancesQuery = `SELECT account, SUM(amount_minor) FROM postings WHERE account LIKE 'card/%' GROUP BY account`
+
+// checkLedger is CheckLedger also returning the card accounts' balances by
+// account name, so Host.CheckLedger compares memory without a second scan.
+func checkLedger(ctx context.Context, db *store.DB) (LedgerReport, map[string]int64, error) {
 	var r LedgerReport
 	q := db.DB
 	if err := q.QueryRowContext(ctx, `SELECT COALESCE(SUM(amount_minor), 0), COUNT(DISTINCT entry_id) FROM postings`).Scan(&r.PostingsSum, &r.Entries); err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, fmt.Errorf("issuer: ledger check: %w", err)
 	}
 	if r.PostingsSum != 0 {
 		r.problem("postings sum to %d, not 0", r.PostingsSum)
 	}
-	rows, err := q.QueryContext(ctx, `SELECT entry_id, SUM(amount_minor) FROM postings GROUP BY entry_id HAVING SUM(amount_minor) <> 0 LIMIT 50`)
+	unbalanced, err := sumsBy(ctx, db, `SELECT entry_id, SUM(amount_minor) FROM postings GROUP BY entry_id HAVING SUM(amount_minor) <> 0 LIMIT 50`)
 	if err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, err
 	}
-	for rows.Next() {
-		var id string
-		var sum int64
-		if err := rows.Scan(&id, &sum); err != nil {
-			rows.Close()
-			return r, err
-		}
-		r.problem("entry %s sums to %d", id, sum)
+	for _, id := range sortedKeys(unbalanced) {
+		r.problem("entry %s sums to %d", id, unbalanced[id])
 	}
-	rows.Close()
 	if err := q.QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(approved), 0), COALESCE(SUM(CASE WHEN approved = 1 AND reversed = 1 THEN 1 ELSE 0 END), 0)
 		FROM authorizations`).Scan(&r.Approvals, &r.Reversals); err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, fmt.Errorf("issuer: ledger check: %w", err)
 	}
 	if err := q.QueryRowContext(ctx, `SELECT
 		COUNT(DISTINCT CASE WHEN kind = 'HOLD' THEN entry_id END), COUNT(DISTINCT CASE WHEN kind = 'RELEASE' THEN entry_id END)
 		FROM postings`).Scan(&r.Holds, &r.Releases); err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, fmt.Errorf("issuer: ledger check: %w", err)
 	}
 	r.OpenHolds = r.Approvals - r.Reversals
 	if r.Holds != r.Approvals {
@@ -74,17 +77,11 @@ func CheckLedger(ctx context.Context, db *store.DB) (LedgerReport, error) {
 	// Per card: held balance vs approved, unreversed authorizations.
 	held := map[string]int64{}
 	avail := map[string]int64{}
-	rows, err = q.QueryContext(ctx, `SELECT account, SUM(amount_minor) FROM postings WHERE account LIKE 'card/%' GROUP BY account`)
+	balances, err := sumsBy(ctx, db, cardBalancesQuery)
 	if err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, err
 	}
-	for rows.Next() {
-		var name string
-		var sum int64
-		if err := rows.Scan(&name, &sum); err != nil {
-			rows.Close()
-			return r, err
-		}
+	for name, sum := range balances {
 		id, part, _ := splitCardAccount(name)
 		if part == "held" {
 			held[id] = sum
@@ -93,23 +90,11 @@ func CheckLedger(ctx context.Context, db *store.DB) (LedgerReport, error) {
 			avail[id] = sum
 		}
 	}
-	rows.Close()
-	open := map[string]int64{}
-	rows, err = q.QueryContext(ctx, `SELECT card_id, SUM(amount_minor) FROM authorizations
+	open, err := sumsBy(ctx, db, `SELECT card_id, SUM(amount_minor) FROM authorizations
 		WHERE approved = 1 AND reversed = 0 GROUP BY card_id`)
 	if err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
+		return r, nil, err
 	}
-	for rows.Next() {
-		var id string
-		var sum int64
-		if err := rows.Scan(&id, &sum); err != nil {
-			rows.Close()
-			return r, err
-		}
-		open[id] = sum
-	}
-	rows.Close()
 	ids := make([]string, 0, len(held)+len(open))
 	for id := range held {
 		ids = append(ids, id)
@@ -131,7 +116,7 @@ func CheckLedger(ctx context.Context, db *store.DB) (LedgerReport, error) {
 		}
 	}
 	r.OK = len(r.Problems) == 0
-	return r, nil
+	return r, balances, nil
 }
 
 func (r *LedgerReport) problem(format string, args ...any) {
@@ -143,25 +128,10 @@ func (r *LedgerReport) problem(format string, args ...any) {
 // CheckLedger runs CheckLedger on the host's store and also checks that the
 // in-memory balances equal the ledger's.
 func (h *Host) CheckLedger(ctx context.Context) (LedgerReport, error) {
-	r, err := CheckLedger(ctx, h.db)
+	r, bal, err := checkLedger(ctx, h.db)
 	if err != nil {
 		return r, err
 	}
-	bal := map[string]int64{}
-	rows, err := h.db.DB.QueryContext(ctx, `SELECT account, SUM(amount_minor) FROM postings WHERE account LIKE 'card/%' GROUP BY account`)
-	if err != nil {
-		return r, fmt.Errorf("issuer: ledger check: %w", err)
-	}
-	for rows.Next() {
-		var name string
-		var sum int64
-		if err := rows.Scan(&name, &sum); err != nil {
-			rows.Close()
-			return r, err
-		}
-		bal[name] = sum
-	}
-	rows.Close()
 	for id, a := range h.cards {
 		a.mu.Lock()
 		av, hd := a.available, a.held
@@ -172,4 +142,35 @@ func (h *Host) CheckLedger(ctx context.Context) (LedgerReport, error) {
 	}
 	r.OK = len(r.Problems) == 0
 	return r, nil
+}
+
+// sumsBy runs a query of (key, sum) rows into a map.
+func sumsBy(ctx context.Context, db *store.DB, query string) (map[string]int64, error) {
+	rows, err := db.DB.QueryContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: ledger check: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var key string
+		var sum int64
+		if err := rows.Scan(&key, &sum); err != nil {
+			return nil, fmt.Errorf("issuer: ledger check: %w", err)
+		}
+		out[key] = sum
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("issuer: ledger check: %w", err)
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]int64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
