@@ -1,6 +1,7 @@
 package transit
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
@@ -255,55 +256,42 @@ func decodeHex(s string, max int) ([]byte, error) {
 	return b, nil
 }
 
-func (h *handler) authorize(w http.ResponseWriter, r *http.Request) {
+// loadStep answers one step of a top-up whose body carries one hex value
+// (the card's INITIALIZE FOR LOAD answer, or its TAC): decode the body, take
+// the value of at most maxBytes, run the step on the load named in the path.
+func loadStep[T any](w http.ResponseWriter, r *http.Request, field func(hexBody) string, maxBytes int,
+	step func(ctx context.Context, session, loadID string, value []byte) (T, error)) {
 	var in hexBody
 	if err := httpx.DecodeJSON(w, r, &in); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	init, err := decodeHex(in.Init, 16)
-	if err == nil {
-		var res *AuthorizeResult
-		if res, err = h.s.AuthorizeLoad(r.Context(), bearer(r), r.PathValue("id"), init); err == nil {
-			httpx.WriteJSON(w, http.StatusOK, res)
-			return
-		}
+	v, err := decodeHex(field(in), maxBytes)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
 	}
-	httpx.WriteError(w, r, err)
+	out, err := step(r.Context(), bearer(r), r.PathValue("id"), v)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func initOf(b hexBody) string { return b.Init }
+func tacOf(b hexBody) string  { return b.TAC }
+
+func (h *handler) authorize(w http.ResponseWriter, r *http.Request) {
+	loadStep(w, r, initOf, 16, h.s.AuthorizeLoad)
 }
 
 func (h *handler) confirm(w http.ResponseWriter, r *http.Request) {
-	var in hexBody
-	if err := httpx.DecodeJSON(w, r, &in); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	tac, err := decodeHex(in.TAC, 4)
-	if err == nil {
-		var l *Load
-		if l, err = h.s.ConfirmLoad(r.Context(), bearer(r), r.PathValue("id"), tac); err == nil {
-			httpx.WriteJSON(w, http.StatusOK, l)
-			return
-		}
-	}
-	httpx.WriteError(w, r, err)
+	loadStep(w, r, tacOf, 4, h.s.ConfirmLoad)
 }
 
 func (h *handler) cancel(w http.ResponseWriter, r *http.Request) {
-	var in hexBody
-	if err := httpx.DecodeJSON(w, r, &in); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	init, err := decodeHex(in.Init, 16)
-	if err == nil {
-		var l *Load
-		if l, err = h.s.CancelLoad(r.Context(), bearer(r), r.PathValue("id"), init); err == nil {
-			httpx.WriteJSON(w, http.StatusOK, l)
-			return
-		}
-	}
-	httpx.WriteError(w, r, err)
+	loadStep(w, r, initOf, 16, h.s.CancelLoad)
 }
 
 func (h *handler) hotlist(w http.ResponseWriter, r *http.Request) {
