@@ -47,18 +47,24 @@ func (h *Host) handleList(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"issuers": out})
 }
 
-func (h *Host) handleDecide(w http.ResponseWriter, r *http.Request) {
-	var req DecisionRequest
+// bankCall answers a bank-scoped JSON call: decode the body (bounded),
+// run fn for the issuer named in the path, answer its result or its error.
+func bankCall[Req, Out any](w http.ResponseWriter, r *http.Request, fn func(ctx context.Context, issuerID string, req Req) (Out, error)) {
+	var req Req
 	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	d, err := h.Decide(r.Context(), r.PathValue("id"), req)
+	out, err := fn(r.Context(), r.PathValue("id"), req)
 	if err != nil {
 		httpx.WriteError(w, r, err)
 		return
 	}
-	httpx.WriteJSON(w, http.StatusOK, d)
+	httpx.WriteJSON(w, http.StatusOK, out)
+}
+
+func (h *Host) handleDecide(w http.ResponseWriter, r *http.Request) {
+	bankCall(w, r, h.Decide)
 }
 
 type sendOTPRequest struct {
@@ -67,17 +73,9 @@ type sendOTPRequest struct {
 }
 
 func (h *Host) handleSendOTP(w http.ResponseWriter, r *http.Request) {
-	var req sendOTPRequest
-	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out, err := h.SendOTP(r.Context(), r.PathValue("id"), req.DecisionID, req.MethodID)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	bankCall(w, r, func(ctx context.Context, id string, req sendOTPRequest) (OTPSent, error) {
+		return h.SendOTP(ctx, id, req.DecisionID, req.MethodID)
+	})
 }
 
 type verifyOTPRequest struct {
@@ -86,17 +84,9 @@ type verifyOTPRequest struct {
 }
 
 func (h *Host) handleVerifyOTP(w http.ResponseWriter, r *http.Request) {
-	var req verifyOTPRequest
-	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out, err := h.VerifyOTP(r.Context(), r.PathValue("id"), req.DecisionID, req.Code)
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, out)
+	bankCall(w, r, func(ctx context.Context, id string, req verifyOTPRequest) (OTPVerdict, error) {
+		return h.VerifyOTP(ctx, id, req.DecisionID, req.Code)
+	})
 }
 
 func (h *Host) handleNotice(w http.ResponseWriter, r *http.Request) {

@@ -338,39 +338,13 @@ func (h *Host) setCardStatus(ctx context.Context, a *account, status string) err
 // HTTP handlers (API.md, "Card lifecycle").
 
 func (h *Host) handleTokenAction(w http.ResponseWriter, r *http.Request) {
-	var req CardActionRequest
-	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out, err := h.TokenAction(r.Context(), r.PathValue("id"), req)
-	writeResult(w, r, out, err)
+	bankCall(w, r, h.TokenAction)
 }
 
 func (h *Host) handleReportStolen(w http.ResponseWriter, r *http.Request) {
-	var req CardActionRequest
-	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out, err := h.ReportStolen(r.Context(), r.PathValue("id"), req)
-	writeResult(w, r, out, err)
+	bankCall(w, r, h.ReportStolen)
 }
 
 func (h *Host) handleReplaceCard(w http.ResponseWriter, r *http.Request) {
-	var req CardReplaceRequest
-	if err := httpx.DecodeJSONLimit(w, r, &req, maxBodyBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	out, err := h.ReplaceCard(r.Context(), r.PathValue("id"), req)
-	writeResult(w, r, out, err)
-}
-
-func writeResult(w http.ResponseWriter, r *http.Request, v any, err error) {
-	if err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	httpx.WriteJSON(w, http.StatusOK, v)
+	bankCall(w, r, h.ReplaceCard)
 }
