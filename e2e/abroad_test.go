@@ -17,25 +17,7 @@ import (
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/phone"
 	"github.com/mipay-oss/mipay/pos"
-	"github.com/mipay-oss/mipay/store"
 )
-
-// newTerminalIn is a terminal in a country (ISO 3166 numeric).
-func (s *system) newTerminalIn(tb testing.TB, id, country string) *terminal {
-	tb.Helper()
-	c, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: s.Addr(node.RoleNetwork, "iso8583")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.Close() })
-	link := &recordingLink{c: c}
-	t, err := pos.OpenTerminal(context.Background(), pos.TerminalConfig{ID: id, Country: country}, store.Config{Dir: tb.TempDir()}, link)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { t.Close() })
-	return &terminal{Terminal: t, link: link}
-}
 
 // tapIn charges amount (minor units of currency) with one good finger.
 func tapIn(tb testing.TB, term *terminal, p *phone.Phone, amount int64, currency string) (*pos.Receipt, error) {

@@ -55,13 +55,19 @@ type terminal struct {
 
 func (s *system) newTerminal(tb testing.TB, id string) *terminal {
 	tb.Helper()
+	return s.newTerminalIn(tb, id, "")
+}
+
+// newTerminalIn is a terminal in a country (ISO 3166 numeric; "" is China).
+func (s *system) newTerminalIn(tb testing.TB, id, country string) *terminal {
+	tb.Helper()
 	c, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: s.Addr(node.RoleNetwork, "iso8583")})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { c.Close() })
 	link := &recordingLink{c: c}
-	t, err := pos.OpenTerminal(context.Background(), pos.TerminalConfig{ID: id}, store.Config{Dir: tb.TempDir()}, link)
+	t, err := pos.OpenTerminal(context.Background(), pos.TerminalConfig{ID: id, Country: country}, store.Config{Dir: tb.TempDir()}, link)
 	if err != nil {
 		tb.Fatal(err)
 	}
