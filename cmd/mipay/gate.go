@@ -29,7 +29,7 @@ func runGate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	station := fs.String("station", "", "metro station id (e.g. sz01), or a bus route name (e.g. bus-1) with --mode bus")
 	mode := fs.String("mode", "", "entry, exit or bus")
 	listen := fs.String("listen", defaultGateReader, "the gate's NFC reader address (phones tap here)")
-	data := fs.String("data", envOr("MIPAY_DATA", defaultDataDir), "data directory (the gate's PSAM and records live under DATA/gates)")
+	data := fs.String("data", envOr("MIPAY_DATA", DefaultDataDir), "data directory (the gate's PSAM and records live under DATA/gates)")
 	agency := fs.String("transit", envOr("MIPAY_TRANSIT_URL", defaultTransitURL), "the transit agencies")
 	configPath := fs.String("config", "", "reference data file (default: the embedded one)")
 	asJSON := fs.Bool("json", false, "print JSON lines")

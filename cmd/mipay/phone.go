@@ -18,7 +18,6 @@ import (
 const (
 	defaultWalletURL = "http://127.0.0.1:8410"
 	defaultSMSURL    = "http://127.0.0.1:8440"
-	defaultDataDir   = "./mipay-data"
 )
 
 // phoneCommand is one `mipay phone` sub-command.
@@ -320,7 +319,7 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		fs := newFlagSet("phone "+c.name, "--phone NAME "+c.synopsis, stderr)
 		name := fs.String("phone", "", "the handset's name (its state lives under DATA/phones/NAME)")
-		data := fs.String("data", envOr("MIPAY_DATA", defaultDataDir), "data directory (the SE factory and the phones live here)")
+		data := fs.String("data", envOr("MIPAY_DATA", DefaultDataDir), "data directory (the SE factory and the phones live here)")
 		walletURL := fs.String("wallet", envOr("MIPAY_WALLET_URL", defaultWalletURL), "the wallet server")
 		smsURL := fs.String("sms", envOr("MIPAY_SMS_URL", defaultSMSURL), "the SMS gateway (the phone's SIM reads its messages here)")
 		asJSON := fs.Bool("json", false, "print one JSON object")

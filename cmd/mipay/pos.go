@@ -44,7 +44,7 @@ type posFlags struct {
 }
 
 func (f *posFlags) register(fs flagSet) {
-	fs.StringVar(&f.data, "data", envOr("MIPAY_DATA", defaultDataDir), "data directory (the terminal keeps its counters and history under DATA/pos)")
+	fs.StringVar(&f.data, "data", envOr("MIPAY_DATA", DefaultDataDir), "data directory (the terminal keeps its counters and history under DATA/pos)")
 	fs.StringVar(&f.terminal, "terminal", pos.DefaultTerminalID, "terminal id (DE41, 8 characters)")
 	fs.StringVar(&f.merchant, "merchant", pos.DefaultMerchantName, "merchant name (up to 25 characters)")
 	fs.StringVar(&f.city, "city", pos.DefaultCity, "merchant city (up to 13 characters)")
