@@ -88,8 +88,10 @@ func promotionField(r promo.Reservation) (string, error) {
 // settlePromotion ends a payment's reservation with its decision, before the
 // decision is recorded and answered: an issuer approval confirms it and the
 // acquirer's answer gets DE124 (for the receipt's saving); a decline or a
-// timeout releases it. A stand-in approval keeps it reserved (the issuer may
-// have booked the discount before its answer was lost; never overspend).
+// timeout releases it. A stand-in approval confirms it too but shows no
+// saving (the issuer may have booked the discount before its answer was
+// lost; never overspend): only a reservation no decision settled stays
+// reserved, for the engine's sweeper (promo.Engine.Sweep).
 func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec *authRecord) {
 	if rec.promo == nil {
 		return
@@ -100,7 +102,8 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 		s.cfg.Promotions.ConfirmLater(id)
 		resp.SetString(iso8583.FieldPromotion, rec.promoField)
 	case resp.String(39) == RCApproved:
-		// stand-in: keep the reservation, show nothing the issuer did not approve.
+		// stand-in: keep the budget, show nothing the issuer did not approve.
+		s.cfg.Promotions.ConfirmLater(id)
 	default:
 		s.releasePromotion(ctx, id)
 	}

@@ -558,6 +558,7 @@ func TestBudgetSharedByTwoNodes(t *testing.T) {
 	}
 	a, b := open(), open()
 	mustCreate(t, a, fixedCampaign("shared", 700, n*700))
+	ids := make(chan string, attempts)
 	if err := b.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -571,18 +572,55 @@ func TestBudgetSharedByTwoNodes(t *testing.T) {
 			if i%2 == 1 {
 				node = b
 			}
-			_, ok, err := node.Reserve(ctx, payment(fmt.Sprintf("n%d", i), 6000))
+			r, ok, err := node.Reserve(ctx, payment(fmt.Sprintf("n%d", i), 6000))
 			if err != nil {
 				t.Errorf("reserve: %v", err)
 			}
 			if ok {
 				granted.Add(1)
+				ids <- r.ID
 			}
 		}()
 	}
 	wg.Wait()
+	close(ids)
 	if granted.Load() != n {
 		t.Fatalf("two nodes granted %d, the budget covers %d", granted.Load(), n)
+	}
+	// After reversing k of them (half on each node), exactly k more are
+	// granted across both nodes.
+	const k = 6
+	i := 0
+	for id := range ids {
+		if i == k {
+			break
+		}
+		node := a
+		if i%2 == 1 {
+			node = b
+		}
+		if ok, err := node.Release(ctx, id); err != nil || !ok {
+			t.Fatalf("release %s: %v %v", id, ok, err)
+		}
+		i++
+	}
+	var more atomic.Int64
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			node := a
+			if i%2 == 1 {
+				node = b
+			}
+			if _, ok, err := node.Reserve(ctx, payment(fmt.Sprintf("again-n%d", i), 6000)); err == nil && ok {
+				more.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if more.Load() != k {
+		t.Fatalf("after %d releases the two nodes granted %d more", k, more.Load())
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/mipay-oss/mipay/store"
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,7 +12,8 @@ import (
 
 // Service is an engine over its own store, as a switch process runs it:
 // the "promo" SQLite file or PostgreSQL schema, the default campaigns seeded
-// on first start, campaigns reloaded every DefaultRefreshInterval.
+// on first start, campaigns reloaded every DefaultRefreshInterval, stranded
+// reservations swept every DefaultSweepInterval.
 type Service struct {
 	*Engine
 	db     *store.DB
@@ -38,10 +40,13 @@ func Start(ctx context.Context, cfg store.Config, log *slog.Logger, reg promethe
 	}
 	rctx, cancel := context.WithCancel(context.Background())
 	s := &Service{Engine: e, db: db, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		e.Run(rctx, DefaultRefreshInterval)
-	}()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); e.Run(rctx, DefaultRefreshInterval) }()
+	// Reservations stranded by a crash between reserve and record are given
+	// back (sweep.go).
+	go func() { defer wg.Done(); e.RunSweeper(rctx, DefaultSweepInterval, DefaultSweepAge) }()
+	go func() { wg.Wait(); close(s.done) }()
 	return s, nil
 }
 
