@@ -323,10 +323,14 @@ func (s *Service) nextCounter(ctx context.Context, name string, maxValue int64) 
 	return v, err
 }
 
-// Device is a handset of the caller's Mi account.
+// Device is a handset of the caller's Mi account. SEKeySHA256 is the
+// SHA-256 (hex) of the SE public key the wallet verified against the SE
+// vendor's certificate chain when the device was registered: the agency
+// seals card keys only to that key.
 type Device struct {
-	ID   string `json:"id"`
-	SEID string `json:"seId"`
+	ID          string `json:"id"`
+	SEID        string `json:"seId"`
+	SEKeySHA256 string `json:"seKeySha256"`
 }
 
 // Accounts says which devices the bearer of a wallet session owns.

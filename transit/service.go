@@ -3,7 +3,9 @@ package transit
 import (
 	"context"
 	"crypto/ecdh"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,7 +55,7 @@ type IssueResult struct {
 }
 
 // devices returns the caller's devices by id.
-func (s *Service) devices(ctx context.Context, bearer string) (map[string]string, error) {
+func (s *Service) devices(ctx context.Context, bearer string) (map[string]Device, error) {
 	if s.acc == nil {
 		return nil, mipay.Errorf(mipay.EUNAVAILABLE, "the Mi account service is not configured")
 	}
@@ -61,22 +63,43 @@ func (s *Service) devices(ctx context.Context, bearer string) (map[string]string
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]string, len(ds))
+	out := make(map[string]Device, len(ds))
 	for _, d := range ds {
-		out[d.ID] = d.SEID
+		out[d.ID] = d
 	}
 	return out, nil
 }
 
-func (s *Service) ownDevice(ctx context.Context, bearer, deviceID, seID string) error {
+// attestedKey checks that deviceID is one of the caller's devices, that its
+// SE is seID, and that pubBytes is the key the wallet attested for that SE
+// at registration (the vendor certificate chain certified it). The card's
+// keys are sealed to this key: a key the caller made up would get them in
+// the clear (load and TAC keys: free top-ups, forged clearing).
+func attestedKey(ds map[string]Device, deviceID, seID string, pubBytes []byte) (*ecdh.PublicKey, error) {
+	d, ok := ds[deviceID]
+	if !ok || d.SEID != seID {
+		return nil, mipay.Errorf(mipay.EFORBIDDEN, "device %s is not a device of your Mi account", deviceID)
+	}
+	pub, err := ecdh.P256().NewPublicKey(pubBytes)
+	if err != nil {
+		return nil, mipay.Errorf(mipay.EINVALID, "the SE public key must be an uncompressed P-256 point")
+	}
+	if d.SEKeySHA256 == "" {
+		return nil, mipay.Errorf(mipay.EFORBIDDEN, "the Mi account service has no attested key for the secure element of device %s", deviceID)
+	}
+	sum := sha256.Sum256(pubBytes)
+	if !strings.EqualFold(hex.EncodeToString(sum[:]), d.SEKeySHA256) {
+		return nil, mipay.Errorf(mipay.EFORBIDDEN, "the SE public key is not the key attested for device %s", deviceID)
+	}
+	return pub, nil
+}
+
+func (s *Service) ownDevice(ctx context.Context, bearer, deviceID, seID string, pubBytes []byte) (*ecdh.PublicKey, error) {
 	ds, err := s.devices(ctx, bearer)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if got, ok := ds[deviceID]; !ok || got != seID {
-		return mipay.Errorf(mipay.EFORBIDDEN, "device %s is not a device of your Mi account", deviceID)
-	}
-	return nil
+	return attestedKey(ds, deviceID, seID, pubBytes)
 }
 
 // Issue allocates a card number, takes the issuance fee (in-app payment)
@@ -87,11 +110,9 @@ func (s *Service) Issue(ctx context.Context, bearer string, req IssueRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	pub, err := ecdh.P256().NewPublicKey(req.SEPublicKey)
+	// Before any payment: a refused key costs the caller nothing.
+	pub, err := s.ownDevice(ctx, bearer, req.DeviceID, req.SEID, req.SEPublicKey)
 	if err != nil {
-		return nil, mipay.Errorf(mipay.EINVALID, "sePublicKey must be an uncompressed P-256 point")
-	}
-	if err := s.ownDevice(ctx, bearer, req.DeviceID, req.SEID); err != nil {
 		return nil, err
 	}
 	if n, err := s.activeCardsOnDevice(ctx, req.DeviceID, city.ID); err != nil {
@@ -209,7 +230,7 @@ func (s *Service) Card(ctx context.Context, number string) (*Card, error) {
 }
 
 // ownedCard returns a card of one of the caller's devices.
-func (s *Service) ownedCard(ctx context.Context, bearer, number string) (*Card, map[string]string, error) {
+func (s *Service) ownedCard(ctx context.Context, bearer, number string) (*Card, map[string]Device, error) {
 	ds, err := s.devices(ctx, bearer)
 	if err != nil {
 		return nil, nil, err
@@ -345,18 +366,15 @@ func (s *Service) Move(ctx context.Context, bearer string, req MoveRequest) (*Is
 	if err != nil {
 		return nil, err
 	}
-	if got, ok := ds[req.ToDeviceID]; !ok || got != req.ToSEID {
-		return nil, mipay.Errorf(mipay.EFORBIDDEN, "device %s is not a device of your Mi account", req.ToDeviceID)
+	pub, err := attestedKey(ds, req.ToDeviceID, req.ToSEID, req.ToSEPublicKey)
+	if err != nil {
+		return nil, err
 	}
 	if req.ToDeviceID == old.DeviceID {
 		return nil, mipay.Errorf(mipay.EINVALID, "the card is already on that device")
 	}
 	if old.Status == CardMoved {
 		return nil, mipay.Errorf(mipay.ECONFLICT, "card %s was already moved to %s", old.CardNumber, old.MovedTo)
-	}
-	pub, err := ecdh.P256().NewPublicKey(req.ToSEPublicKey)
-	if err != nil {
-		return nil, mipay.Errorf(mipay.EINVALID, "toSePublicKey must be an uncompressed P-256 point")
 	}
 	city, err := s.City(old.City)
 	if err != nil {
@@ -552,12 +570,12 @@ func (s *Service) Reinstall(ctx context.Context, bearer, number string, sePub []
 	if c.Status != CardActive {
 		return nil, mipay.Errorf(mipay.ECONFLICT, "card %s is %s", number, c.Status)
 	}
-	if ds[c.DeviceID] != c.SEID {
+	if ds[c.DeviceID].SEID != c.SEID {
 		return nil, mipay.Errorf(mipay.EFORBIDDEN, "card %s belongs to another secure element", number)
 	}
-	pub, err := ecdh.P256().NewPublicKey(sePub)
+	pub, err := attestedKey(ds, c.DeviceID, c.SEID, sePub)
 	if err != nil {
-		return nil, mipay.Errorf(mipay.EINVALID, "sePublicKey must be an uncompressed P-256 point")
+		return nil, err
 	}
 	city, err := s.City(c.City)
 	if err != nil {

@@ -205,14 +205,21 @@ func (a *Agency) NewPhone(tb testing.TB, bearer string) *Phone {
 		tb.Fatal(err)
 	}
 	p := &Phone{SE: s, DeviceID: "dev_" + s.ID(), Bearer: bearer, Dir: dir + "/se", agency: a}
-	a.Acc.add(bearer, transit.Device{ID: p.DeviceID, SEID: s.ID()})
+	a.Acc.add(bearer, AttestedDevice(p.DeviceID, s))
 	return p
+}
+
+// AttestedDevice is the wallet's view of a registered device whose SE
+// attestation checked: its id, the SE's id and the digest of its key.
+func AttestedDevice(deviceID string, s *se.SE) transit.Device {
+	sum := sha256.Sum256(s.PublicKey())
+	return transit.Device{ID: deviceID, SEID: s.ID(), SEKeySHA256: hex.EncodeToString(sum[:])}
 }
 
 // PhoneFor wraps an existing SE (e.g. a phone package handset's) as a test
 // phone on the account of bearer.
 func (a *Agency) PhoneFor(s *se.SE, deviceID, bearer string) *Phone {
-	a.Acc.add(bearer, transit.Device{ID: deviceID, SEID: s.ID()})
+	a.Acc.add(bearer, AttestedDevice(deviceID, s))
 	return &Phone{SE: s, DeviceID: deviceID, Bearer: bearer, agency: a}
 }
 
