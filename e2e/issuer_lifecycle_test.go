@@ -140,6 +140,29 @@ func TestIssuerLifecycle(t *testing.T) {
 			t.Fatalf("old card moved: before %+v after %+v", oldBefore, oldAfter)
 		}
 		s.ledgerOK(t)
+		// The wallet's card (GET /v1/devices/{id}/cards) follows the bank:
+		// the new last 4, from the TSP's event, never a PAN.
+		newLast4 := newCard.PAN[len(newCard.PAN)-4:]
+		eventually(t, "the wallet shows the new card's last 4", func() bool {
+			cards, err := p.Cards(context.Background())
+			return err == nil && len(cards) == 1 && cards[0].PANLast4 == newLast4 && cards[0].State == "ACTIVE"
+		})
+		notes, err := p.Notifications(context.Background(), 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, n := range notes {
+			b, _ := json.Marshal(n)
+			if strings.Contains(string(b), newCard.PAN) || strings.Contains(string(b), oldPAN) {
+				t.Fatalf("a PAN in a notification: %s", b)
+			}
+			found = found || (strings.Contains(string(b), `"previousPanLast4":"`+oldPAN[len(oldPAN)-4:]+`"`) &&
+				strings.Contains(string(b), `"cardExpiry":"`+newCard.Expiry+`"`))
+		}
+		if !found {
+			t.Errorf("no notification of the replacement (new last 4 and expiry) in %+v", notes)
+		}
 	})
 	t.Run("bank deletes: 62 for good", func(t *testing.T) {
 		card.PAN = newCard.PAN // the tokens now belong to the new card
@@ -181,4 +204,5 @@ func TestIssuerLifecycle(t *testing.T) {
 	if strings.Contains(s.logBuf.String(), oldPAN) || strings.Contains(s.logBuf.String(), newCard.PAN) {
 		t.Fatal("a full PAN is in the logs")
 	}
+	t.Run("no PAN in any file or log line", func(t *testing.T) { assertNoPAN(t, s) })
 }

@@ -13,11 +13,13 @@ import (
 // portal; the agency listens for its device events (durable consumer
 // DurableDevices, at least once; the handlers are idempotent):
 //
-//	device.switched_off {"deviceId": "…"} → every ACTIVE card of the device HOTLISTED (DEVICE_LOST)
-//	device.found        {"deviceId": "…"} → cards HOTLISTED for DEVICE_LOST back to ACTIVE
+//	device.switched_off {"deviceId": "…"} → every ACTIVE card of the device HOTLISTED (DEVICE_LOST, by DEVICE)
+//	device.found        {"deviceId": "…"} → cards HOTLISTED by DEVICE back to ACTIVE
 //
-// A card whose balance moved stays MOVED. A user can also hotlist with
-// POST /v1/devices/{id}/hotlist.
+// A card whose balance moved stays MOVED, a card the user hotlisted itself
+// (by CARD) stays hotlisted. The wallet calls the same two changes over
+// HTTP with the user's session: POST /v1/devices/{id}/hotlist and
+// POST /v1/devices/{id}/found.
 const (
 	SubjectDeviceSwitchedOff = "device.switched_off"
 	SubjectDeviceFound       = "device.found"
@@ -39,11 +41,11 @@ func (s *Service) HandleDeviceEvent(ctx context.Context, subject string, e Devic
 		var err error
 		switch subject {
 		case SubjectDeviceSwitchedOff:
-			_, err = tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = $3, updated = $4 WHERE device_id = $1 AND status = $5`,
-				e.DeviceID, CardHotlisted, reasonDeviceLost, s.nowMS(), CardActive)
+			_, err = tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = $3, hotlisted_by = $6, updated = $4 WHERE device_id = $1 AND status = $5`,
+				e.DeviceID, CardHotlisted, reasonDeviceLost, s.nowMS(), CardActive, HotlistedByDevice)
 		case SubjectDeviceFound:
-			_, err = tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = '', updated = $4 WHERE device_id = $1 AND status = $3 AND status_reason = $5`,
-				e.DeviceID, CardActive, CardHotlisted, s.nowMS(), reasonDeviceLost)
+			_, err = tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = '', hotlisted_by = '', updated = $4 WHERE device_id = $1 AND status = $3 AND hotlisted_by = $5`,
+				e.DeviceID, CardActive, CardHotlisted, s.nowMS(), HotlistedByDevice)
 		}
 		return err
 	})

@@ -25,6 +25,7 @@ import (
 //	GET  /v1/cards/{number}/pending-load     the open load, if any
 //	POST /v1/cards/{number}/profile          {"sePublicKey"} → IssueResult (install again, no fee)
 //	POST /v1/devices/{id}/hotlist            every card of a lost device
+//	POST /v1/devices/{id}/found              the cards that hotlist put on the list come off
 //	POST /v1/loads                           LoadRequest → Load (paid)
 //	GET  /v1/loads/{id}
 //	POST /v1/loads/{id}/authorize            {"init": hex} → AuthorizeResult
@@ -50,6 +51,7 @@ func Handler(s *Service, operatorToken string) http.Handler {
 	mux.HandleFunc("GET /v1/cards/{number}/pending-load", h.pendingLoad)
 	mux.HandleFunc("POST /v1/cards/{number}/profile", h.reinstall)
 	mux.HandleFunc("POST /v1/devices/{id}/hotlist", h.hotlistDevice)
+	mux.HandleFunc("POST /v1/devices/{id}/found", h.deviceFound)
 	mux.HandleFunc("POST /v1/loads", h.startLoad)
 	mux.HandleFunc("GET /v1/loads/{id}", h.getLoad)
 	mux.HandleFunc("POST /v1/loads/{id}/authorize", h.authorize)
@@ -175,6 +177,18 @@ func (h *handler) hotlistDevice(w http.ResponseWriter, r *http.Request) {
 		nums = []string{}
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"hotlisted": nums})
+}
+
+func (h *handler) deviceFound(w http.ResponseWriter, r *http.Request) {
+	nums, err := h.s.RestoreDevice(r.Context(), bearer(r), r.PathValue("id"))
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if nums == nil {
+		nums = []string{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"restored": nums})
 }
 
 func (h *handler) move(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -279,7 +280,7 @@ func (s *Service) Hotlist(ctx context.Context, bearer, number, reason string) er
 	if _, _, err := s.ownedCard(ctx, bearer, number); err != nil {
 		return err
 	}
-	return s.hotlist(ctx, number, reason)
+	return s.hotlist(ctx, number, reason, HotlistedByCard)
 }
 
 // HotlistDevice hotlists every active card of a device of the caller (the
@@ -307,14 +308,22 @@ func (s *Service) HotlistDevice(ctx context.Context, bearer, deviceID, reason st
 	}
 	rows.Close()
 	for _, n := range nums {
-		if err := s.hotlist(ctx, n, reason); err != nil {
+		if err := s.hotlist(ctx, n, reason, HotlistedByDevice); err != nil {
 			return nil, err
 		}
 	}
 	return nums, nil
 }
 
-func (s *Service) hotlist(ctx context.Context, number, reason string) error {
+// Why a card is hotlisted (transit_cards.hotlisted_by).
+const (
+	// HotlistedByDevice: its phone was switched off (lost); "found it" lifts it.
+	HotlistedByDevice = "DEVICE"
+	// HotlistedByCard: the user hotlisted this card; "found it" leaves it.
+	HotlistedByCard = "CARD"
+)
+
+func (s *Service) hotlist(ctx context.Context, number, reason, by string) error {
 	if reason == "" {
 		reason = "LOST"
 	}
@@ -322,10 +331,48 @@ func (s *Service) hotlist(ctx context.Context, number, reason string) error {
 		reason = reason[:64]
 	}
 	return s.db.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = $3, updated = $4 WHERE card_number = $1 AND status = $5`,
-			number, CardHotlisted, reason, s.nowMS(), CardActive)
+		_, err := tx.ExecContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = $3, hotlisted_by = $6, updated = $4 WHERE card_number = $1 AND status = $5`,
+			number, CardHotlisted, reason, s.nowMS(), CardActive, by)
 		return err
 	})
+}
+
+// RestoreDevice is the portal's "found it" for a device of the caller: the
+// cards its switch-off hotlisted come off the hotlist (gates accept them
+// again once they fetched the new list). Cards hotlisted for another reason
+// (the user's own hotlist of one card) stay, and a moved card stays moved.
+func (s *Service) RestoreDevice(ctx context.Context, bearer, deviceID string) ([]string, error) {
+	ds, err := s.devices(ctx, bearer)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := ds[deviceID]; !ok {
+		return nil, mipay.Errorf(mipay.EFORBIDDEN, "device %s is not a device of your Mi account", deviceID)
+	}
+	var nums []string
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		nums = nums[:0]
+		rows, err := tx.QueryContext(ctx, `UPDATE transit_cards SET status = $2, status_reason = '', hotlisted_by = '', updated = $3
+			WHERE device_id = $1 AND status = $4 AND hotlisted_by = $5 RETURNING card_number`,
+			deviceID, CardActive, s.nowMS(), CardHotlisted, HotlistedByDevice)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				return err
+			}
+			nums = append(nums, n)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(nums)
+	return nums, nil
 }
 
 // HotlistOf is a city's hotlist: every card a gate must refuse.

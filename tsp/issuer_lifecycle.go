@@ -211,7 +211,9 @@ func (s *Service) ReplaceCard(ctx context.Context, req CardReplaceRequest) (Card
 			return CardReplaceResponse{}, fmt.Errorf("tsp: seal PAN: %w", err)
 		}
 		c := s.change(&t.Token, t.State, t.State, CausedByIssuer, reason, s.now().UTC())
-		c.PANLast4 = last4(req.NewPAN)
+		// The event tells the wallet the new last 4 and expiry (never the
+		// PAN): the card it shows follows the bank's replacement.
+		c.PANLast4, c.PANExpiry = last4(req.NewPAN), req.NewExpiry
 		if err := s.vault.ReplacePAN(ctx, t.Ref, oldMAC, newMAC, sealed, last4(req.NewPAN), req.NewExpiry, c); err != nil {
 			return CardReplaceResponse{}, err
 		}

@@ -117,10 +117,13 @@ const (
 // StateChange is one entry of a token's state history, and the payload of the
 // token.state_changed event (no PAN: references and last 4 digits only).
 type StateChange struct {
-	TokenRef    string    `json:"tokenUniqueReference"`
-	PANRef      string    `json:"panUniqueReference"`
-	TokenLast4  string    `json:"tokenLast4"`
-	PANLast4    string    `json:"panLast4"`
+	TokenRef   string `json:"tokenUniqueReference"`
+	PANRef     string `json:"panUniqueReference"`
+	TokenLast4 string `json:"tokenLast4"`
+	PANLast4   string `json:"panLast4"`
+	// PANExpiry is the card's expiry (YYMM), set only when the change moved
+	// the token to a new card (CARD_REPLACED): the wallet shows it.
+	PANExpiry   string    `json:"panExpiry,omitempty"`
 	IssuerID    string    `json:"issuerId"`
 	DeviceID    string    `json:"deviceId"`
 	RequestorID string    `json:"tokenRequestorId"`

@@ -264,6 +264,10 @@ type TokenStateEvent struct {
 	CausedBy string    `json:"causedBy"`
 	Reason   string    `json:"reason"`
 	Time     time.Time `json:"time"`
+	// PANLast4 is the card's last 4 at the TSP; PANExpiry is set when
+	// the bank replaced the card (replaced.go).
+	PANLast4  string `json:"panLast4"`
+	PANExpiry string `json:"panExpiry"`
 }
 
 // HandleTokenState updates the state of the card holding the token and
@@ -284,6 +288,11 @@ func (s *Service) HandleTokenState(ctx context.Context, eventID string, data jso
 	at := e.Time
 	if at.IsZero() {
 		at = s.now()
+	}
+	if cardReplaced(c, &e) {
+		if err := s.applyCardReplaced(ctx, c, &e, at); err != nil {
+			return err
+		}
 	}
 	err = s.changeCardState(ctx, c, e.State, clip(e.CausedBy), clip(e.Reason), at)
 	if mipay.ErrorCode(err) == mipay.EUNAVAILABLE {

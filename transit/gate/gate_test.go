@@ -398,3 +398,64 @@ func TestTapCutAtDebit(t *testing.T) {
 		t.Fatalf("cleared %+v, card %d", c, ph.Balance(t, card))
 	}
 }
+
+// TestFoundItLiftsSwitchOffHotlist: the portal's switch-off hotlists the
+// phone's cards (the gate refuses them once it has the list); "found it"
+// takes off exactly those — a card the user hotlisted by itself stays — and
+// the gate accepts the phone again after its next hotlist sync.
+func TestFoundItLiftsSwitchOffHotlist(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	g := mustGate(t, a, t.TempDir(), "wh", "bus-3", gate.ModeBus)
+	ph := a.NewPhone(t, "owner")
+	card := ph.Issue(t, "wh")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	// Another phone of the account whose card the user hotlisted by itself.
+	other := a.NewPhone(t, "owner")
+	otherCard := other.Issue(t, "wh")
+	cl := clientOf(a, ph)
+	if err := cl.Do(ctx, "POST", "/v1/cards/"+otherCard+"/hotlist", map[string]string{"reason": "CARD_LOST"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Do(ctx, "POST", "/v1/devices/"+ph.DeviceID+"/hotlist", map[string]string{"reason": "DEVICE_LOST"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := g.RefreshHotlist(ctx); err != nil || n != 2 {
+		t.Fatalf("refresh after switch-off: %d %v", n, err)
+	}
+	if r := tap(t, g, ph); r.Open || !strings.Contains(r.Reason, "hotlisted") {
+		t.Fatalf("switched-off phone at the gate: %+v", r)
+	}
+	var out struct {
+		Restored []string `json:"restored"`
+	}
+	// Found it on the other device lifts nothing: its card was hotlisted by the user.
+	if err := cl.Do(ctx, "POST", "/v1/devices/"+other.DeviceID+"/found", nil, &out); err != nil || len(out.Restored) != 0 {
+		t.Fatalf("found on the other device: %v %v", out.Restored, err)
+	}
+	if err := cl.Do(ctx, "POST", "/v1/devices/"+ph.DeviceID+"/found", nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Restored) != 1 || out.Restored[0] != card {
+		t.Fatalf("restored %v", out.Restored)
+	}
+	if r := tap(t, g, ph); r.Open {
+		t.Fatalf("the gate opened before its hotlist sync: %+v", r)
+	}
+	if n, err := g.RefreshHotlist(ctx); err != nil || n != 1 {
+		t.Fatalf("refresh after found: %d %v", n, err)
+	}
+	if r := tap(t, g, ph); !r.Open || r.ChargedMinor != a.City(t, "wh").BusFareMinor {
+		t.Fatalf("found phone at the gate: %+v", r)
+	}
+	if c, err := a.Svc.Card(ctx, otherCard); err != nil || c.Status != transit.CardHotlisted {
+		t.Fatalf("the card the user hotlisted: %+v %v", c, err)
+	}
+	// Someone else's session cannot lift it.
+	stranger := a.NewPhone(t, "stranger")
+	if err := clientOf(a, stranger).Do(ctx, "POST", "/v1/devices/"+other.DeviceID+"/found", nil, nil); err == nil {
+		t.Fatal("a stranger's found it was accepted")
+	}
+}
