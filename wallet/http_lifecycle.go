@@ -46,7 +46,9 @@ func (a *API) found(w http.ResponseWriter, r *http.Request, accountID string) er
 	if err := a.s.RequireRecentSecondFactor(r.Context(), bearer(r)); err != nil {
 		return err
 	}
-	return a.deviceLifecycle(w, r, accountID, a.s.DeviceFound)
+	return a.deviceLifecycle(w, r, accountID, func(ctx context.Context, accountID, deviceID, reason string) (*DeviceChange, error) {
+		return a.s.DeviceFound(ctx, accountID, deviceID, reason, bearer(r))
+	})
 }
 
 func (a *API) removeDeviceCards(w http.ResponseWriter, r *http.Request, accountID string) error {

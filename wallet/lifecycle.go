@@ -40,6 +40,9 @@ type DeviceChange struct {
 	// the agencies' hotlists; TransitError says why that did not happen.
 	TransitHotlisted []string `json:"transitHotlisted,omitempty"`
 	TransitError     string   `json:"transitError,omitempty"`
+	// TransitRestored are the transit cards "found it" took off the
+	// hotlists (only those the switch-off had put there).
+	TransitRestored []string `json:"transitRestored,omitempty"`
 }
 
 func checkReason(reason, def string) (string, error) {
@@ -172,13 +175,32 @@ func (s *Service) SwitchOffDevice(ctx context.Context, accountID, deviceID, reas
 	return out, nil
 }
 
-// DeviceFound is "found it": the device's SUSPENDED cards are resumed.
-func (s *Service) DeviceFound(ctx context.Context, accountID, deviceID, reason string) (*DeviceChange, error) {
+// DeviceFound is "found it": the device's SUSPENDED cards are resumed and,
+// with the caller's session bearer, the transit cards its switch-off
+// hotlisted come off the agencies' hotlists (a transit failure is reported
+// in the answer, like the switch-off's).
+func (s *Service) DeviceFound(ctx context.Context, accountID, deviceID, reason, bearer string) (*DeviceChange, error) {
 	reason, err := checkReason(reason, ReasonDeviceFound)
 	if err != nil {
 		return nil, err
 	}
-	return s.deviceAction(ctx, accountID, deviceID, "resume", reason, StateSuspended)
+	out, err := s.deviceAction(ctx, accountID, deviceID, "resume", reason, StateSuspended)
+	if err != nil {
+		return nil, err
+	}
+	if bearer != "" && s.cfg.Transit != nil {
+		ctx = context.WithoutCancel(ctx)
+		nums, err := s.cfg.Transit.RestoreDevice(ctx, bearer, deviceID)
+		switch {
+		case errors.Is(err, errNoTransit):
+		case err != nil:
+			out.TransitError = mipay.ErrorMessage(err)
+			s.cfg.Log.WarnContext(ctx, "transit hotlist lift failed", "device", deviceID, "err", err)
+		default:
+			out.TransitRestored = nums
+		}
+	}
+	return out, nil
 }
 
 // RemoveDeviceCards deletes every card of the device for good.

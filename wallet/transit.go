@@ -11,10 +11,12 @@ import (
 )
 
 // Transit is what the wallet asks of the transit agencies: hotlisting every
-// transit card of a lost device, on the cardholder's behalf (the agencies
-// check device ownership with the wallet through the same session).
+// transit card of a lost device, and lifting that hotlist when the device is
+// found, on the cardholder's behalf (the agencies check device ownership
+// with the wallet through the same session).
 type Transit interface {
 	HotlistDevice(ctx context.Context, bearer, deviceID, reason string) ([]string, error)
+	RestoreDevice(ctx context.Context, bearer, deviceID string) ([]string, error)
 }
 
 // DefaultTransitTimeout bounds one call to the transit agencies.
@@ -31,6 +33,33 @@ type HTTPTransit struct {
 var errNoTransit = mipay.Errorf(mipay.EUNAVAILABLE, "no transit agency is configured")
 
 func (t *HTTPTransit) HotlistDevice(ctx context.Context, bearer, deviceID, reason string) ([]string, error) {
+	c, err := t.client(bearer)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Hotlisted []string `json:"hotlisted"`
+	}
+	err = c.Do(ctx, http.MethodPost, "/v1/devices/"+url.PathEscape(deviceID)+"/hotlist",
+		map[string]string{"reason": reason}, &out)
+	return out.Hotlisted, err
+}
+
+// RestoreDevice takes off the hotlist the cards the device's switch-off put
+// there (not those hotlisted for another reason).
+func (t *HTTPTransit) RestoreDevice(ctx context.Context, bearer, deviceID string) ([]string, error) {
+	c, err := t.client(bearer)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Restored []string `json:"restored"`
+	}
+	err = c.Do(ctx, http.MethodPost, "/v1/devices/"+url.PathEscape(deviceID)+"/found", nil, &out)
+	return out.Restored, err
+}
+
+func (t *HTTPTransit) client(bearer string) (*httpx.Client, error) {
 	base := ""
 	if t.Base != nil {
 		base = t.Base()
@@ -42,11 +71,5 @@ func (t *HTTPTransit) HotlistDevice(ctx context.Context, bearer, deviceID, reaso
 	if timeout <= 0 {
 		timeout = DefaultTransitTimeout
 	}
-	c := httpx.Client{Base: base, Token: bearer, HTTP: &http.Client{Timeout: timeout}}
-	var out struct {
-		Hotlisted []string `json:"hotlisted"`
-	}
-	err := c.Do(ctx, http.MethodPost, "/v1/devices/"+url.PathEscape(deviceID)+"/hotlist",
-		map[string]string{"reason": reason}, &out)
-	return out.Hotlisted, err
+	return &httpx.Client{Base: base, Token: bearer, HTTP: &http.Client{Timeout: timeout}}, nil
 }
