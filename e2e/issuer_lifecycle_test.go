@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/issuer"
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/tsp"
 )
@@ -37,11 +39,38 @@ func replacementCard(tb testing.TB, is *config.Issuer, old config.Cardholder) co
 	return config.Cardholder{}
 }
 
-// bankCall posts an operator request to the issuer host.
+// bankKey is the operator key the issuer host made for a bank on its
+// first start (<data>/issuer/operator-keys/<id>.key).
+func (s *system) bankKey(tb testing.TB, issuerID string) string {
+	tb.Helper()
+	k, err := issuer.ReadOperatorKey(filepath.Join(s.dataDir, node.RoleIssuer, issuer.OperatorKeyDir), issuerID)
+	if err != nil {
+		tb.Fatalf("operator key of %s: %v", issuerID, err)
+	}
+	return k
+}
+
+// bankCall posts an operator request to the issuer host with the key of the
+// bank named in the path (/v1/issuers/{id}/…).
 func (s *system) bankCall(tb testing.TB, path string, body, out any) int {
 	tb.Helper()
+	bank, _, _ := strings.Cut(strings.TrimPrefix(path, "/v1/issuers/"), "/")
+	return s.bankCallAs(tb, s.bankKey(tb, bank), path, body, out)
+}
+
+// bankCallAs is bankCall with the given key ("" sends none).
+func (s *system) bankCallAs(tb testing.TB, key, path string, body, out any) int {
+	tb.Helper()
 	b, _ := json.Marshal(body)
-	resp, err := http.Post(s.url(node.RoleIssuer)+path, "application/json", bytes.NewReader(b))
+	req, err := http.NewRequest(http.MethodPost, s.url(node.RoleIssuer)+path, bytes.NewReader(b))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -187,7 +216,18 @@ func TestIssuerLifecycle(t *testing.T) {
 			bankAnswer
 			CardStatus string `json:"cardStatus"`
 		}
-		if code := s.bankCall(t, "/v1/issuers/"+bank+"/cards/report-stolen", map[string]string{"pan": stolen.PAN}, &out); code != http.StatusOK ||
+		// Without the bank's key, or with another bank's, nothing happens.
+		stolenPath := "/v1/issuers/" + bank + "/cards/report-stolen"
+		for key, want := range map[string]int{"": http.StatusUnauthorized, "mbk_not-a-key-of-anyone-at-all": http.StatusUnauthorized,
+			s.bankKey(t, "boc-credit"): http.StatusForbidden} {
+			if code := s.bankCallAs(t, key, stolenPath, map[string]string{"pan": stolen.PAN}, nil); code != want {
+				t.Fatalf("report-stolen with key %.8q: %d, want %d", key, code, want)
+			}
+		}
+		if rc := qp.pay(t); rc != "00" {
+			t.Fatalf("after refused reports: %s", rc)
+		}
+		if code := s.bankCall(t, stolenPath, map[string]string{"pan": stolen.PAN}, &out); code != http.StatusOK ||
 			out.CardStatus != "lost" || out.Changed != 1 || strings.Contains(out.PAN, stolen.PAN) {
 			t.Fatalf("report stolen: %d %+v", code, out)
 		}

@@ -28,6 +28,9 @@ type Options struct {
 	// TSP is the token service's issuer API (nil: card lifecycle calls fail
 	// with EUNAVAILABLE).
 	TSP TSPCards
+	// Operators authenticates bank staff (operator_auth.go); nil refuses
+	// every operator endpoint (401).
+	Operators *Operators
 }
 
 // Host hosts every bank programme of the reference data over one store.
@@ -39,6 +42,7 @@ type Host struct {
 	hasher Hasher
 	sms    SMSSender
 	tsp    TSPCards
+	ops    *Operators
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -75,6 +79,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		hasher: o.Hasher,
 		sms:    o.SMS,
 		tsp:    o.TSP,
+		ops:    o.Operators,
 		log:    o.Log,
 		now:    o.Now,
 		cards:  make(map[string]*account),

@@ -22,11 +22,13 @@ func (h *Host) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/issuers/{id}/otp", h.handleSendOTP)
 	mux.HandleFunc("POST /v1/issuers/{id}/otp/verify", h.handleVerifyOTP)
 	mux.HandleFunc("POST /v1/issuers/{id}/token-notices", h.handleNotice)
-	mux.HandleFunc("GET /v1/issuers/{id}/accounts/{last4}", h.handleAccounts)
 	mux.HandleFunc("GET /v1/admin/ledger/check", h.handleLedgerCheck)
-	mux.HandleFunc("POST /v1/issuers/{id}/cards/token-actions", h.handleTokenAction)
-	mux.HandleFunc("POST /v1/issuers/{id}/cards/report-stolen", h.handleReportStolen)
-	mux.HandleFunc("POST /v1/issuers/{id}/cards/replace", h.handleReplaceCard)
+	// The bank's staff: each bank's operator key, for its own issuer id only.
+	mux.HandleFunc("GET /v1/issuers/{id}/accounts/{last4}", h.staff(h.handleAccounts))
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/token-actions", h.staff(h.handleTokenAction))
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/report-stolen", h.staff(h.handleReportStolen))
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/replace", h.staff(h.handleReplaceCard))
+	mux.HandleFunc("POST /v1/issuers/{id}/cards/tokens", h.staff(h.handleCardTokens))
 	return mux
 }
 

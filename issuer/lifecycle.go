@@ -25,6 +25,7 @@ import (
 type TSPCards interface {
 	CardLifecycle(ctx context.Context, req TSPCardLifecycle) (TSPCardResult, error)
 	ReplaceCard(ctx context.Context, req TSPCardReplace) (TSPCardResult, error)
+	CardTokens(ctx context.Context, req TSPCardTokens) (TSPCardResult, error)
 }
 
 // TSPCardLifecycle is the TSP's POST /v1/issuer/cards/lifecycle.

@@ -42,6 +42,16 @@ func (f *fakeTSP) ReplaceCard(_ context.Context, req TSPCardReplace) (TSPCardRes
 	return TSPCardResult{Replaced: 1, Tokens: []TSPCardToken{{TokenRef: "DTSP1", State: "ACTIVE", Changed: true}}}, nil
 }
 
+func (f *fakeTSP) CardTokens(_ context.Context, req TSPCardTokens) (TSPCardResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, req)
+	if f.err != nil {
+		return TSPCardResult{}, f.err
+	}
+	return TSPCardResult{Tokens: []TSPCardToken{{TokenRef: "DTSP1", State: "ACTIVE", DeviceID: "dev-1"}}}, nil
+}
+
 func (f *fakeTSP) last() any {
 	f.mu.Lock()
 	defer f.mu.Unlock()

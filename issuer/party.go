@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 
 	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/httpx"
@@ -68,6 +70,23 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
+	keys, err := ParseOperatorKeys(env.Ref, os.Getenv(EnvOperatorKeys))
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	opCfg := OperatorConfig{Keys: keys}
+	if env.DataDir != "" {
+		opCfg.Dir = filepath.Join(env.DataDir, node.RoleIssuer, OperatorKeyDir)
+	}
+	ops, err := OpenOperators(ctx, db, env.Ref, opCfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if len(ops.Generated) > 0 {
+		log.Info("new bank operator keys written: hand each to its bank and delete the file", "dir", opCfg.Dir, "banks", len(ops.Generated))
+	}
 	var sms SMSSender
 	if u := env.Peer(node.RoleSMS, "http"); u != "" {
 		sms = NewHTTPSMS(u)
@@ -77,7 +96,7 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	host, err := NewHost(ctx, Options{Ref: env.Ref, DB: db, Hasher: hsmHasher{env.HSM, HashKey}, SMS: sms, Log: log,
 		// The TSP starts after the issuer host: its address is read at each call.
 		TSP:    NewHTTPTSP(func() string { return env.Peer(node.RoleTSP, "http") }, env.DataDir),
-		Writer: store.WriterConfig{Registerer: env.Metrics}})
+		Writer: store.WriterConfig{Registerer: env.Metrics}, Operators: ops})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -65,6 +65,12 @@ func MustStartParties(t *testing.T) *parties {
 
 func call(t *testing.T, method, url string, in any, out any) int {
 	t.Helper()
+	return callAs(t, "", method, url, in, out)
+}
+
+// callAs is call with a bank operator key as the bearer ("" sends none).
+func callAs(t *testing.T, key, method, url string, in any, out any) int {
+	t.Helper()
 	var body io.Reader
 	switch v := in.(type) {
 	case nil:
@@ -77,6 +83,9 @@ func call(t *testing.T, method, url string, in any, out any) int {
 	req, _ := http.NewRequest(method, url, body)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -173,7 +182,11 @@ func TestPartiesBindingOverHTTP(t *testing.T) {
 			Accounts []AccountView `json:"accounts"`
 		}
 		debit := p.cards["debit"]
-		call(t, "GET", base+"icbc-debit/accounts/"+debit.PAN[len(debit.PAN)-4:], nil, &acc)
+		key, err := ReadOperatorKey(filepath.Join(p.dir, "issuer", OperatorKeyDir), "icbc-debit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		callAs(t, key, "GET", base+"icbc-debit/accounts/"+debit.PAN[len(debit.PAN)-4:], nil, &acc)
 		if len(acc.Accounts) != 1 || acc.Accounts[0].HeldMinor != 12_50 || acc.Accounts[0].AvailableMinor != debit.BalanceMinor-12_50 ||
 			acc.Accounts[0].PAN != debit.PAN[:6]+"******"+debit.PAN[12:] {
 			t.Fatalf("accounts %+v", acc)

@@ -70,6 +70,7 @@ func (a *API) Handler() http.Handler {
 	}
 	mux.HandleFunc("POST /v1/issuer/cards/lifecycle", a.auth(a.cardLifecycle, callerIssuer))
 	mux.HandleFunc("POST /v1/issuer/cards/replace", a.auth(a.cardReplace, callerIssuer))
+	mux.HandleFunc("POST /v1/issuer/cards/tokens", a.auth(a.cardTokensList, callerIssuer))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, mipay.Errorf(mipay.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})

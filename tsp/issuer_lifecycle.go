@@ -166,6 +166,32 @@ func (s *Service) CardLifecycle(ctx context.Context, req CardLifecycleRequest) (
 	return out, nil
 }
 
+// CardTokensRequest is POST /v1/issuer/cards/tokens.
+type CardTokensRequest struct {
+	PAN string `json:"pan"`
+}
+
+// String hides the PAN.
+func (r CardTokensRequest) String() string { return fmt.Sprintf("{pan:%s}", MaskPAN(r.PAN)) }
+
+// CardTokens lists every token of a card (every device, every state, up
+// to DefaultMaxTokensPerCard) for its bank; ENOTFOUND when it has none.
+func (s *Service) CardTokens(ctx context.Context, req CardTokensRequest) (CardLifecycleResponse, error) {
+	mac, err := s.checkIssuerPAN(ctx, "pan", req.PAN)
+	if err != nil {
+		return CardLifecycleResponse{}, err
+	}
+	rows, err := s.cardTokens(ctx, mac)
+	if err != nil {
+		return CardLifecycleResponse{}, err
+	}
+	out := CardLifecycleResponse{PAN: MaskPAN(req.PAN), PANLast4: last4(req.PAN), PAR: rows[0].PAR, Tokens: make([]CardTokenResult, 0, len(rows))}
+	for _, t := range rows {
+		out.Tokens = append(out.Tokens, CardTokenResult{TokenRef: t.Ref, TokenLast4: t.DPANLast4(), DeviceID: t.DeviceID, State: t.State})
+	}
+	return out, nil
+}
+
 // ReplaceCard moves every token of the old card to the new card number and
 // expiry: the PAN is sealed again for each token, the lookup HMAC changes,
 // PAR and PAN reference stay (they identify the account the wallet shows).
@@ -276,6 +302,18 @@ func (a *API) cardLifecycle(w http.ResponseWriter, r *http.Request, _ caller) {
 		return
 	}
 	v, err := a.s.CardLifecycle(r.Context(), in)
+	reply(w, r, v, err)
+}
+
+// cardTokensList is POST /v1/issuer/cards/tokens (issuer role; a POST so
+// the PAN travels in the body, never in a URL or an access log).
+func (a *API) cardTokensList(w http.ResponseWriter, r *http.Request, _ caller) {
+	var in CardTokensRequest
+	if err := httpx.DecodeJSONLimit(w, r, &in, maxRequestBytes); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	v, err := a.s.CardTokens(r.Context(), in)
 	reply(w, r, v, err)
 }
 

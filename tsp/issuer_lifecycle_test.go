@@ -272,3 +272,38 @@ func FuzzIssuerCardRequests(f *testing.F) {
 		check(r, err)
 	})
 }
+
+// TestCardTokens: the bank lists every token of a card (every device and
+// state), masked PAN only; a card without tokens is 404; bad PANs 400.
+func TestCardTokens(t *testing.T) {
+	f := newAuthFixture(t)
+	ctx := context.Background()
+	a, ch := f.mustActiveToken(t, config.Debit, "dev-1")
+	b, _ := f.mustActiveToken(t, config.Debit, "dev-2")
+	if _, err := f.svc.Lifecycle(ctx, b.TokenRef, ActionSuspend, CausedByCardholder, "DEVICE_LOST"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.svc.CardTokens(ctx, CardTokensRequest{PAN: ch.PAN})
+	if err != nil || len(res.Tokens) != 2 || res.PAN != MaskPAN(ch.PAN) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	got := map[string]State{}
+	for _, tk := range res.Tokens {
+		got[tk.TokenRef+"@"+tk.DeviceID] = tk.State
+	}
+	if got[a.TokenRef+"@dev-1"] != StateActive || got[b.TokenRef+"@dev-2"] != StateSuspended {
+		t.Fatalf("tokens %v", got)
+	}
+	if b, _ := json.Marshal(res); bytes.Contains(b, []byte(ch.PAN)) {
+		t.Fatalf("the answer holds the PAN: %s", b)
+	}
+	if _, err := f.svc.CardTokens(ctx, CardTokensRequest{PAN: replacementPAN(t, ch.PAN)}); mipay.ErrorCode(err) != mipay.ENOTFOUND {
+		t.Fatalf("card without tokens: %v", err)
+	}
+	if _, err := f.svc.CardTokens(ctx, CardTokensRequest{PAN: "1234"}); mipay.ErrorCode(err) != mipay.EINVALID {
+		t.Fatalf("bad PAN: %v", err)
+	}
+	if s := (CardTokensRequest{PAN: ch.PAN}).String(); strings.Contains(s, ch.PAN) {
+		t.Fatalf("String shows the PAN: %s", s)
+	}
+}
