@@ -32,12 +32,20 @@ const (
 var defaultHTTPClient = newDefaultHTTPClient()
 
 func newDefaultHTTPClient() *http.Client {
+	return &http.Client{Timeout: DefaultClientTimeout, Transport: NewTransport(DefaultClientTimeout)}
+}
+
+// NewTransport returns a transport pooled for party-to-party calls (up to
+// DefaultMaxIdleConnsPerHost kept-alive connections per host), for parties
+// that build their own http.Client; responseHeader bounds the wait for an
+// answer's headers (0: none).
+func NewTransport(responseHeader time.Duration) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = defaultMaxIdleConns
 	t.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	t.IdleConnTimeout = defaultIdleConnTimeout
-	t.ResponseHeaderTimeout = DefaultClientTimeout
-	return &http.Client{Timeout: DefaultClientTimeout, Transport: t}
+	t.ResponseHeaderTimeout = responseHeader
+	return t
 }
 
 // Client calls another party's JSON API. The zero value of the optional

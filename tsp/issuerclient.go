@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/httpx"
 )
 
 // IssuerAPI is the issuer's binding API as the TSP uses it (issuer/API.md).
@@ -119,10 +120,13 @@ type HTTPIssuer struct {
 }
 
 // NewHTTPIssuer returns a client for the issuer API at base (e.g.
-// http://127.0.0.1:8420). A nil client gets one with DefaultIssuerTimeout.
+// http://127.0.0.1:8420). A nil client gets one with DefaultIssuerTimeout
+// over a pooled transport: every binding calls the issuer, and
+// http.DefaultTransport's 2 idle connections per host would make concurrent
+// bindings open (and leave in TIME_WAIT) a connection each.
 func NewHTTPIssuer(base string, client *http.Client) *HTTPIssuer {
 	if client == nil {
-		client = &http.Client{Timeout: DefaultIssuerTimeout}
+		client = &http.Client{Timeout: DefaultIssuerTimeout, Transport: httpx.NewTransport(DefaultIssuerTimeout)}
 	}
 	return &HTTPIssuer{base: base, client: client}
 }
