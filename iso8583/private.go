@@ -40,6 +40,10 @@ var PromotionElements = []SubElement{
 	{Tag: "02", Name: "Discount Amount", MaxBytes: 12},
 	{Tag: "03", Name: "Campaign ID", MaxBytes: 32},
 	{Tag: "04", Name: "Points", MaxBytes: 12},
+	// In the issuer's 0210 only: what the approval earned and the card's
+	// points balance after it (the network tells the wallet, not the POS).
+	{Tag: "05", Name: "Points Earned", MaxBytes: 12},
+	{Tag: "06", Name: "Points Balance", MaxBytes: 12},
 }
 
 // Cryptogram validation results (DE123 tag 04), set by the network after the
@@ -79,12 +83,14 @@ type Promotion struct {
 	OriginalAmount string
 	DiscountAmount string
 	CampaignID     string
-	Points         string
+	Points         string // multiplier
+	PointsEarned   string // issuer's answer only
+	PointsBalance  string // issuer's answer only
 }
 
 // Encode returns the DE124 text.
 func (p Promotion) Encode() (string, error) {
-	return encodeSubElements(FieldPromotion, PromotionElements, []string{p.OriginalAmount, p.DiscountAmount, p.CampaignID, p.Points})
+	return encodeSubElements(FieldPromotion, PromotionElements, []string{p.OriginalAmount, p.DiscountAmount, p.CampaignID, p.Points, p.PointsEarned, p.PointsBalance})
 }
 
 // ParsePromotion decodes DE124.
@@ -93,7 +99,7 @@ func ParsePromotion(s string) (Promotion, error) {
 	if err != nil {
 		return Promotion{}, err
 	}
-	return Promotion{OriginalAmount: v[0], DiscountAmount: v[1], CampaignID: v[2], Points: v[3]}, nil
+	return Promotion{OriginalAmount: v[0], DiscountAmount: v[1], CampaignID: v[2], Points: v[3], PointsEarned: v[4], PointsBalance: v[5]}, nil
 }
 
 func encodeSubElements(field int, elems []SubElement, values []string) (string, error) {

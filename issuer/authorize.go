@@ -110,6 +110,10 @@ type AuthResult struct {
 	AuthCode  string // DE38, set on approval
 	AuthID    string // the issuer's id of the authorization ("" when not recorded)
 	Duplicate bool   // the answer is the stored answer of an earlier identical message
+	// Points (promo.go), on a new approval: what it earned and the card's
+	// balance after it, returned to the network in the 0210's DE124.
+	PointsEarned, PointsBalance int64
+	Points                      bool // the two above are set
 }
 
 // OriginalData identifies the original of a reversal (DE90).
@@ -250,6 +254,7 @@ type account struct {
 	day       int64   // CST day daySpent counts
 	daySpent  int64   // approved, not reversed, today
 	recent    []int64 // approval times (ms) within the last hour, oldest first
+	points    int64   // ledger balance of points/<id> (promo.go)
 }
 
 // Authorize decides an authorization, records it durably (with its hold on
@@ -354,7 +359,12 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 	if h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.Debug("authorization", "issuer", rec.issuerID, "pan", maskPAN(req.PAN), "amount", amount, "rc", string(code))
 	}
-	return AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}
+	res := AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}
+	if rec.approved {
+		res.PointsEarned, res.PointsBalance = acct.earnPoints(&req, rec.amount)
+		res.Points = true
+	}
+	return res
 }
 
 // errIdentTaken: the store already holds an authorization with this
@@ -574,8 +584,10 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	a.mu.Unlock()
 
 	now := h.now().UnixMilli()
+	var pointsBack int64
 	err = h.w.Write(ctx, func(tx *sql.Tx) error {
 		ctx := context.Background() // see authorizeNew
+		pointsBack = 0
 		res, err := tx.ExecContext(ctx, sqlMarkReversed, orig.id, now)
 		if err != nil {
 			return fmt.Errorf("mark reversed: %w", err)
@@ -590,7 +602,7 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		if err := reverseFee(ctx, tx, orig.id, now); err != nil {
 			return fmt.Errorf("reverse fee: %w", err)
 		}
-		if err := reversePromotion(ctx, tx, orig.id, now); err != nil {
+		if pointsBack, err = reversePromotion(ctx, tx, orig.id, orig.cardID, now); err != nil {
 			return fmt.Errorf("reverse promotion: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, sqlInsertRev, newID("rev_"), orig.issuerID, req.MTI, orig.ident, orig.alt, orig.id, 1, now)
@@ -616,6 +628,7 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		h.log.Error("reversal not stored", "issuer", orig.issuerID, "err", err)
 		return ReversalResult{Code: RCSystemError}
 	}
+	a.takePoints(pointsBack)
 	return ReversalResult{Code: RCApproved, Released: true, AuthID: orig.id}
 }
 

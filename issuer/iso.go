@@ -49,6 +49,13 @@ func (h *Host) isoAuthorize(ctx context.Context, m *iso8583.Message) *iso8583.Me
 		resp.SetString(iso8583.FieldAuthCode, res.AuthCode)
 	}
 	resp.SetString(iso8583.FieldResponseCode, string(res.Code))
+	if res.Points {
+		if f, err := pointsField(m, res); err == nil {
+			resp.SetString(iso8583.FieldPromotion, f)
+		} else {
+			h.log.ErrorContext(ctx, "points field", "err", err)
+		}
+	}
 	return resp
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/mipay-oss/mipay/iso8583"
 )
@@ -144,13 +145,15 @@ func insertPostingRows(ctx context.Context, tx *sql.Tx, rows [][promoPostingCol]
 
 // reversePromotion takes an authorization's discount booking and points
 // back: each of its PROMO/POINTS legs is posted again with the opposite
-// sign. Looked up by entry id (the primary key), so no scan.
-func reversePromotion(ctx context.Context, tx *sql.Tx, authID string, ms int64) error {
+// sign. Looked up by entry id (the primary key), so no scan. It returns the
+// points taken off the card's points account.
+func reversePromotion(ctx context.Context, tx *sql.Tx, authID, cardID string, ms int64) (int64, error) {
 	r, err := tx.QueryContext(ctx, `SELECT entry_id, leg, issuer_id, account, amount_minor, kind FROM postings
 		WHERE entry_id IN ($1, $2) ORDER BY entry_id, leg`, promoEntryPfx+authID, pointsEntryPfx+authID)
 	if err != nil {
-		return fmt.Errorf("promotion of %s: %w", authID, err)
+		return 0, fmt.Errorf("promotion of %s: %w", authID, err)
 	}
+	var points int64
 	var rows [][promoPostingCol]any
 	for r.Next() {
 		var entry, issuerID, account, kind string
@@ -158,7 +161,10 @@ func reversePromotion(ctx context.Context, tx *sql.Tx, authID string, ms int64) 
 		var amount int64
 		if err := r.Scan(&entry, &leg, &issuerID, &account, &amount, &kind); err != nil {
 			r.Close()
-			return err
+			return 0, err
+		}
+		if cardID != "" && account == pointsAccount(cardID) {
+			points += amount
 		}
 		rk := kindPromoRev
 		if kind == kindPoints {
@@ -168,9 +174,73 @@ func reversePromotion(ctx context.Context, tx *sql.Tx, authID string, ms int64) 
 	}
 	r.Close()
 	if err := r.Err(); err != nil {
-		return err
+		return 0, err
 	}
-	return insertPostingRows(ctx, tx, rows)
+	return points, insertPostingRows(ctx, tx, rows)
+}
+
+// earnPoints adds what an approval (already stored) earned to the card's
+// points balance in memory and returns both: the points are in the ledger
+// with the hold (writePromotions), memory follows it.
+func (a *account) earnPoints(req *AuthRequest, paidMinor int64) (earned, balance int64) {
+	mult := int64(1)
+	if req.Promotion != nil {
+		mult = req.Promotion.Multiplier
+	}
+	earned = pointsFor(paidMinor, mult)
+	a.mu.Lock()
+	a.points += earned
+	balance = a.points
+	a.mu.Unlock()
+	return earned, balance
+}
+
+// takePoints follows a stored reversal's points in memory.
+func (a *account) takePoints(n int64) {
+	if n == 0 {
+		return
+	}
+	a.mu.Lock()
+	a.points -= n
+	a.mu.Unlock()
+}
+
+// loadPoints reads every card's points balance from the ledger at start
+// (memory is rebuilt from the store, like the money balances).
+func (h *Host) loadPoints(ctx context.Context) error {
+	rows, err := h.db.DB.QueryContext(ctx, `SELECT account, SUM(amount_minor) FROM postings
+		WHERE account LIKE 'points/%' GROUP BY account`)
+	if err != nil {
+		return fmt.Errorf("load points: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var sum int64
+		if err := rows.Scan(&name, &sum); err != nil {
+			return fmt.Errorf("load points: %w", err)
+		}
+		if a := h.cards[strings.TrimPrefix(name, "points/")]; a != nil {
+			a.points = sum
+		}
+	}
+	return rows.Err()
+}
+
+// pointsField is the DE124 of an approval's answer: the request's promotion
+// (when the network sent one) with the points earned and the new balance,
+// which the network passes to the wallet (never to the acquirer).
+func pointsField(m *iso8583.Message, res AuthResult) (string, error) {
+	var f iso8583.Promotion
+	if m.Has(iso8583.FieldPromotion) {
+		var err error
+		if f, err = iso8583.ParsePromotion(m.String(iso8583.FieldPromotion)); err != nil {
+			return "", err
+		}
+	}
+	f.PointsEarned = strconv.FormatInt(res.PointsEarned, 10)
+	f.PointsBalance = strconv.FormatInt(res.PointsBalance, 10)
+	return f.Encode()
 }
 
 // PointsBalance is a card's points (0 for a card with none).

@@ -109,6 +109,40 @@ func TestPromotionOverISO(t *testing.T) {
 	if v := th.account(t, "debit"); v.HeldMinor != 5000 {
 		t.Fatalf("held %d, want 5000", v.HeldMinor)
 	}
+	// The answer's DE124 keeps the promotion and adds the points: 50 CNY
+	// paid × 2 = 100 earned, the card's balance after it.
+	f, err := iso8583.ParsePromotion(resp.String(iso8583.FieldPromotion))
+	if err != nil || f.CampaignID != "icbc-test" || f.PointsEarned != "100" || f.PointsBalance != "100" {
+		t.Fatalf("answer DE124 %+v %v", f, err)
+	}
+	t.Run("points without a campaign, then a reversal takes them back", func(t *testing.T) {
+		m := isoAuth(t, th.auth("debit", 2550), nil)
+		resp, err := cl.Send(ctx, m)
+		if err != nil || resp.String(iso8583.FieldResponseCode) != "00" {
+			t.Fatalf("answer %v %v", resp, err)
+		}
+		f, err := iso8583.ParsePromotion(resp.String(iso8583.FieldPromotion))
+		if err != nil || f.CampaignID != "" || f.PointsEarned != "25" || f.PointsBalance != "125" {
+			t.Fatalf("answer DE124 %+v %v", f, err)
+		}
+		r := th.Reverse(ctx, ReversalRequest{MTI: "0400", PAN: req.PAN, AmountMinor: 2550, Transmission: "1126021500",
+			STAN: "880001", Terminal: req.Terminal, Acquirer: req.Acquirer,
+			Original: &OriginalData{MTI: m.MTI(), STAN: m.String(iso8583.FieldSTAN), Transmission: m.String(iso8583.FieldTransmissionTime), Acquirer: req.Acquirer}})
+		if r.Code != RCApproved || !r.Released {
+			t.Fatalf("reversal %+v", r)
+		}
+		m2 := isoAuth(t, th.auth("debit", 100), nil)
+		resp, err = cl.Send(ctx, m2)
+		if err != nil || resp.String(iso8583.FieldResponseCode) != "00" {
+			t.Fatalf("answer %v %v", resp, err)
+		}
+		if f, _ := iso8583.ParsePromotion(resp.String(iso8583.FieldPromotion)); f.PointsEarned != "1" || f.PointsBalance != "101" {
+			t.Fatalf("after the reversal: DE124 %+v, want 1 earned and 101", f)
+		}
+		if n, err := th.PointsBalance(ctx, th.account(t, "debit").CardID); err != nil || n != 101 {
+			t.Fatalf("ledger points %d %v, memory said 101", n, err)
+		}
+	})
 	t.Run("malformed DE124 is a format error", func(t *testing.T) {
 		m := isoAuth(t, th.auth("debit", 6000), nil)
 		m.SetString(iso8583.FieldPromotion, "0101")

@@ -194,6 +194,9 @@ func (h *Host) load(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("load balances: %w", err)
 	}
+	if err := h.loadPoints(ctx); err != nil {
+		return err
+	}
 
 	now := h.now()
 	today := dayOf(now)

@@ -151,6 +151,9 @@ func merchantCity(de43 string) string {
 // addPromotion tells the wallet of an approved payment's saving (the
 // notification "Saved 10.00 CNY with <bank> offer", promo.SavingText).
 func addPromotion(e *TransactionEvent, rec *authRecord) {
+	if rec.RC == RCApproved && !rec.StandIn {
+		e.Points = rec.points
+	}
 	if rec.promo == nil || rec.RC != RCApproved || rec.StandIn {
 		return
 	}
@@ -182,9 +185,11 @@ func promoOperatorAuth(secret string, ref *config.Reference) promo.BankAuth {
 	}
 }
 
-// withPromoAPI serves the campaign API (/v1/promo/) beside next.
+// withPromoAPI serves the campaign API (/v1/promo/) and the public offers
+// query (GET /v1/promo/offers, what the wallet shows per card) beside next.
 func withPromoAPI(next http.Handler, e *promo.Engine, secret string, ref *config.Reference) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /v1/promo/offers", e.OffersHandler())
 	mux.Handle("/v1/promo/", e.Handler(promoOperatorAuth(secret, ref)))
 	mux.Handle("/", next)
 	return mux

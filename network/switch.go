@@ -294,7 +294,8 @@ type authRecord struct {
 	Bill                                                 *billing // set when DE4 was converted
 	arqc                                                 []byte   // the request's 9F26, for the ARPC
 	promo                                                *promo.Reservation
-	promoField                                           string // DE124
+	promoField                                           string       // DE124
+	points                                               *EventPoints // from the issuer's approval (promo_points.go)
 }
 
 // authorize handles a 0100/0200.
@@ -471,6 +472,7 @@ func (s *Switch) forward(ctx context.Context, out, resp *iso8583.Message, rec *a
 	resp.SetString(39, rc)
 	if rc == RCApproved {
 		resp.SetString(38, answer.String(38))
+		rec.points = pointsOf(answer)
 	}
 	return s.finish(ctx, resp, rec, res)
 }
@@ -609,6 +611,9 @@ type TransactionEvent struct {
 	OfferBank        string `json:"offerBank,omitempty"`
 	CampaignID       string `json:"campaignId,omitempty"`
 	PointsMultiplier int64  `json:"pointsMultiplier,omitempty"`
+	// Points is what the issuer's approval earned and the card's points
+	// balance after it (DE124 of the 0210), with or without a campaign.
+	Points *EventPoints `json:"points,omitempty"`
 }
 
 func transactionID(key string) string {

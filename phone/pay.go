@@ -94,6 +94,9 @@ type Transaction struct {
 	DiscountMinor int64  `json:"discountMinor,omitempty"`
 	OfferBank     string `json:"offerBank,omitempty"`
 	SavingText    string `json:"savingText,omitempty"`
+	// PointsEarned is the rewards points the approval earned (nil: the
+	// issuer said nothing).
+	PointsEarned *int64 `json:"pointsEarned,omitempty"`
 	// Paying abroad: the CNY billing amount and the rate.
 	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
 	ConversionRate     string `json:"conversionRate,omitempty"`

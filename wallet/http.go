@@ -68,7 +68,7 @@ func (a *API) routes() []route {
 		{"POST", "/v1/devices/{id}/switch-off", true, a.switchOff},
 		{"POST", "/v1/devices/{id}/found", true, a.found},
 		{"DELETE", "/v1/devices/{id}/cards", true, a.removeDeviceCards},
-	}, a.lostRoutes()...)
+	}, append(a.lostRoutes(), a.rewardRoutes()...)...)
 }
 
 // Handler returns the API's routes (without httpx's /healthz and /metrics,

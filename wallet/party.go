@@ -82,6 +82,10 @@ func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 		// Read at each call: the transit party starts after the wallet.
 		cfg.Transit = &HTTPTransit{Base: func() string { return env.Peer(node.RoleTransit, "http") }}
 	}
+	if cfg.Offers == nil {
+		// The promotions engine's query is on the switch's HTTP listener.
+		cfg.Offers = &HTTPOffers{Base: func() string { return env.Peer(node.RoleNetwork, "http") }}
+	}
 	if cfg.Roots == nil {
 		files := []string{FactoryRootPath(env.DataDir)}
 		if v := os.Getenv(EnvSERoots); v != "" {
@@ -145,7 +149,10 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 		fn               func(context.Context, string, []byte) error
 	}{
 		{SubjectTransactionAuthorized, DurableTransactions, func(ctx context.Context, id string, data []byte) error {
-			return p.svc.HandleTransaction(ctx, id, data)
+			if err := p.svc.HandleTransaction(ctx, id, data); err != nil {
+				return err
+			}
+			return p.svc.HandleTransactionPoints(ctx, id, data)
 		}},
 		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenState(ctx, id, data)

@@ -24,6 +24,7 @@ type Config struct {
 	TSPToken         string  // the wallet's token requestor secret at the TSP (for StartWith's HTTPTSP)
 	Roots            *Roots  // trusted SE vendor roots; nil trusts none
 	Transit          Transit // hotlists a lost device's transit cards; nil: none
+	Offers           Offers  // the bank offers a card qualifies for (rewards.go); nil: none
 	TokenRequestorID string  // Mi Pay's token requestor id (11 digits)
 
 	MaxCardsPerDevice   int
@@ -604,5 +605,9 @@ func (s *Service) Transactions(ctx context.Context, accountID, cardID string, be
 	if limit <= 0 || limit > MaxTransactionsPerPage {
 		limit = MaxTransactionsPerPage
 	}
-	return s.repo.transactions(ctx, cardID, before, limit)
+	ts, err := s.repo.transactions(ctx, cardID, before, limit)
+	if err != nil {
+		return nil, err
+	}
+	return ts, s.repo.addPoints(ctx, ts)
 }

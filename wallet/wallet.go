@@ -240,6 +240,9 @@ type Transaction struct {
 	CampaignID       string `json:"campaignId,omitempty"`
 	PointsMultiplier int64  `json:"pointsMultiplier,omitempty"`
 	SavingText       string `json:"savingText,omitempty"`
+	// PointsEarned is what the issuer said the approval earned (rewards.go);
+	// absent when it said nothing.
+	PointsEarned *int64 `json:"pointsEarned,omitempty"`
 }
 
 // Notification is one message for a device, numbered per device (Seq grows

@@ -160,21 +160,23 @@ func phoneCommands() []phoneCommand {
 				if err != nil {
 					return err
 				}
-				return o.result(map[string]any{"cards": cards}, func(w io.Writer) {
+				rewards := cardRewards(ctx, p, cards)
+				return o.result(map[string]any{"cards": cards, "rewards": rewards}, func(w io.Writer) {
 					if len(cards) == 0 {
 						fmt.Fprintln(w, "No cards yet: mipay phone add-card …")
 						return
 					}
 					tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(tw, "ID\tBANK\tPRODUCT\tCARD\tTOKEN\tSTATE\tDEFAULT")
+					fmt.Fprintln(tw, "ID\tBANK\tPRODUCT\tCARD\tTOKEN\tSTATE\tDEFAULT\tPOINTS")
 					for _, c := range cards {
 						def := ""
 						if c.Default {
 							def = "yes"
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t•••• %s\t•••• %s\t%s\t%s\n", c.ID, c.Bank, c.Product, c.PANLast4, c.TokenLast4, c.State, def)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t•••• %s\t•••• %s\t%s\t%s\t%s\n", c.ID, c.Bank, c.Product, c.PANLast4, c.TokenLast4, c.State, def, pointsText(rewards[c.ID]))
 					}
 					tw.Flush()
+					printOffers(w, cards, rewards)
 				})
 			}
 		}},
@@ -248,6 +250,9 @@ func phoneCommands() []phoneCommand {
 						}
 						if t.SavingText != "" {
 							extra += "  " + t.SavingText
+						}
+						if t.PointsEarned != nil {
+							extra += fmt.Sprintf("  +%d points", *t.PointsEarned)
 						}
 						fmt.Fprintf(w, "%s  %s  %s  token •••• %s  %s%s\n", t.Time, formatMinor(t.AmountMinor, t.Currency), t.MerchantName, t.TokenLast4, status, extra)
 					}
