@@ -18,8 +18,9 @@ import (
 // card, one instance per transit card. Gates debit it offline in express
 // mode (no fingerprint: it answers whether or not anything is armed); the
 // agency's load host credits it online. Balance, serials, log and the CAPP
-// (metro entry) record change together and are persisted before the answer
-// leaves, so a tap cut off halfway leaves the old state or the new one.
+// (metro entry) record change together and are durable before the answer
+// leaves — one journal record per DEBIT or CREDIT (epurse_journal.go) — so a
+// tap cut off halfway leaves the old state or the new one.
 //
 // APDUs (CLA 80 unless noted; data layouts as in the PBOC e-purse spec):
 //
@@ -34,6 +35,7 @@ import (
 //	    → balance(4) online serial(2) key version(1) alg(1) random(4) MAC1(4)
 //	80 52 00 00 0B date(4) time(3) MAC2(4)          CREDIT FOR LOAD → TAC(4)
 //	80 5A 00 type 02 serial(2)    GET TRANSACTION PROOF → MAC(4) TAC(4) of that transaction
+//	                              (the last load; any purchase still in the log)
 //	00 B2 n (18<<3|4)             READ RECORD n of the log (1 = newest, 23 bytes)
 //	00 B2 n (17<<3|4)             READ RECORD n of the CAPP records
 
@@ -174,6 +176,10 @@ type purse struct {
 	CAPP          map[int][]byte  `json:"capp"` // CAPP record number → data
 	LastPurchase  *proof          `json:"lastPurchase,omitempty"`
 	LastLoad      *proof          `json:"lastLoad,omitempty"`
+	// Proofs are the purchases' proofs, newest first, as deep as the log:
+	// a gate that lost a DEBIT's answer (its process or power cut) gets the
+	// TAC back when the card returns, even after later taps elsewhere.
+	Proofs []proof `json:"proofs,omitempty"`
 }
 
 // clone is a deep copy, so a transaction can be undone when persisting fails.
@@ -192,7 +198,18 @@ func (p *purse) clone() *purse {
 		ll := *p.LastLoad
 		c.LastLoad = &ll
 	}
+	c.Proofs = slices.Clone(p.Proofs)
 	return &c
+}
+
+// pushPurchaseProof records a purchase's proof (newest first, bounded).
+func (p *purse) pushPurchaseProof(pr proof) {
+	lp := pr
+	p.LastPurchase = &lp
+	p.Proofs = append([]proof{pr}, p.Proofs...)
+	if len(p.Proofs) > MaxTransitLog {
+		p.Proofs = p.Proofs[:MaxTransitLog]
+	}
 }
 
 func (p *purse) view() TransitCard {
@@ -519,18 +536,25 @@ func (s *SE) purseDebit(p *purse, cmd emv.Command) []byte {
 	tac := emv.EPursePurchaseTAC(emv.EPurseTACKey(emv.Key(p.DTK)), tx, tsn)
 	mac2 := emv.EPursePurchaseMAC2(sk, tx.Amount)
 	saved := p.clone()
+	rec := TransitRecord{Serial: binary.BigEndian.Uint16(serial[:]), AmountMinor: tx.Amount, Type: tx.Type,
+		Terminal: tx.Terminal, Date: tx.Date, Time: tx.Time}
+	pr := proof{Serial: binary.BigEndian.Uint16(serial[:]), MAC: mac2, TAC: tac}
 	p.Balance -= tx.Amount
 	p.OfflineSerial++
-	p.pushLog(TransitRecord{Serial: binary.BigEndian.Uint16(serial[:]), AmountMinor: tx.Amount, Type: tx.Type,
-		Terminal: tx.Terminal, Date: tx.Date, Time: tx.Time})
+	p.pushLog(rec)
+	var capp map[int][]byte
 	if op == p1CAPPPurchase {
-		for k, v := range s.ep.capp {
+		capp = s.ep.capp
+		for k, v := range capp {
 			p.CAPP[k] = v
 		}
 	}
-	p.LastPurchase = &proof{Serial: binary.BigEndian.Uint16(serial[:]), MAC: mac2, TAC: tac}
+	p.pushPurchaseProof(pr)
 	s.ep.capp = nil
-	if err := s.persist(); err != nil {
+	// One durable write for the whole sequence (INITIALIZE, UPDATE CAPP
+	// DATA CACHE, DEBIT): the answer leaves only after it.
+	if err := s.commitPurse(purseDelta{Card: p.CardNumber, Balance: p.Balance, OfflineSerial: p.OfflineSerial,
+		OnlineSerial: p.OnlineSerial, Rec: rec.Bytes(), CAPP: capp, Purchase: &pr}); err != nil {
 		*p = *saved
 		return sw(nil, emv.SWMemoryFailure)
 	}
@@ -565,12 +589,15 @@ func (s *SE) purseCredit(p *purse, cmd emv.Command) []byte {
 	newBalance := p.Balance + tx.Amount
 	tac := emv.EPurseLoadTAC(emv.EPurseTACKey(emv.Key(p.DTK)), newBalance, serial, tx)
 	saved := p.clone()
+	rec := TransitRecord{Serial: binary.BigEndian.Uint16(serial[:]), AmountMinor: tx.Amount, Type: tx.Type,
+		Terminal: tx.Terminal, Date: tx.Date, Time: tx.Time}
+	pr := proof{Serial: binary.BigEndian.Uint16(serial[:]), TAC: tac}
 	p.Balance = newBalance
 	p.OnlineSerial++
-	p.pushLog(TransitRecord{Serial: binary.BigEndian.Uint16(serial[:]), AmountMinor: tx.Amount, Type: tx.Type,
-		Terminal: tx.Terminal, Date: tx.Date, Time: tx.Time})
-	p.LastLoad = &proof{Serial: binary.BigEndian.Uint16(serial[:]), TAC: tac}
-	if err := s.persist(); err != nil {
+	p.pushLog(rec)
+	p.LastLoad = &pr
+	if err := s.commitPurse(purseDelta{Card: p.CardNumber, Balance: p.Balance, OfflineSerial: p.OfflineSerial,
+		OnlineSerial: p.OnlineSerial, Rec: rec.Bytes(), Load: &pr}); err != nil {
 		*p = *saved
 		return sw(nil, emv.SWMemoryFailure)
 	}
@@ -594,6 +621,12 @@ func (s *SE) purseProof(p *purse, cmd emv.Command) []byte {
 		pr = p.LastLoad
 	case emv.EPurseTypePurchase, emv.EPurseTypeCompositePurchase:
 		pr = p.LastPurchase
+		for i := range p.Proofs {
+			if p.Proofs[i].Serial == serial {
+				pr = &p.Proofs[i]
+				break
+			}
+		}
 	default:
 		return sw(nil, emv.SWIncorrectP1P2)
 	}

@@ -61,9 +61,10 @@ type SE struct {
 	armed arming
 	sel   *paymentCard // the applet selected on the contactless interface
 
-	ep         epSession    // the selected e-purse applet's session (epurse.go)
-	maxTransit int          // Options.MaxTransitCards
-	epRand     func([]byte) // tests: the e-purse's random numbers (nil: crypto/rand)
+	j          *journalState // the e-purse journal, once opened (epurse_journal.go)
+	ep         epSession     // the selected e-purse applet's session (epurse.go)
+	maxTransit int           // Options.MaxTransitCards
+	epRand     func([]byte)  // tests: the e-purse's random numbers (nil: crypto/rand)
 }
 
 // state is what the SE persists (sealed).
@@ -75,6 +76,9 @@ type state struct {
 	Cards    []*paymentCard `json:"cards"`
 	Selected string         `json:"selected"`         // token ref of the card used for contactless
 	Purses   []*purse       `json:"purses,omitempty"` // transit e-purse instances (epurse.go)
+	// JournalGen is the e-purse journal generation this state starts (the
+	// journal's records of it are replayed on top; epurse_journal.go).
+	JournalGen uint64 `json:"journalGen,omitempty"`
 }
 
 type arming struct {
@@ -215,24 +219,47 @@ func (s *SE) load() error {
 	}
 	s.st, s.priv = st, priv
 	s.sel = s.card(st.Selected)
-	return nil
+	if s.volatile {
+		return nil
+	}
+	return s.openJournal(false)
 }
 
 // persist seals and writes the state; callers hold mu. A tap's ATC is
-// persisted before the cryptogram leaves the SE.
+// persisted before the cryptogram leaves the SE. The state holds everything
+// the e-purse journal had, so it starts a new journal generation (the old
+// records no longer open; see epurse_journal.go).
 func (s *SE) persist() error {
 	if s.volatile {
 		return nil
 	}
+	oldGen := s.st.JournalGen
+	gen, err := newJournalGen()
+	if err != nil {
+		return err
+	}
+	s.st.JournalGen = gen
 	pt, err := json.Marshal(&s.st)
 	if err != nil {
+		s.st.JournalGen = oldGen
 		return err
 	}
 	nonce := make([]byte, s.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
+		s.st.JournalGen = oldGen
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, stateFile), s.aead.Seal(nonce, nonce, pt, []byte(stateAAD)), 0o600)
+	if err := writeFileAtomic(filepath.Join(s.dir, stateFile), s.aead.Seal(nonce, nonce, pt, []byte(stateAAD)), 0o600); err != nil {
+		// Whether the rename happened is unknown: write the state again
+		// (under a new generation) at the next e-purse transaction.
+		s.st.JournalGen = oldGen
+		if s.j != nil {
+			s.j.broken = true
+		}
+		return err
+	}
+	s.journalRestarted()
+	return nil
 }
 
 func privateKey(d []byte) (*ecdsa.PrivateKey, error) {
