@@ -48,10 +48,9 @@ const (
 
 // journalState is the open journal (callers hold SE.mu).
 type journalState struct {
-	f      *os.File
-	off    int64  // where the next record goes
-	seq    uint64 // the last record's number in this generation
-	broken bool   // a write failed: the next transaction rewrites the state
+	f   *os.File
+	off int64  // where the next record goes
+	seq uint64 // the last record's number in this generation
 }
 
 // purseDelta is one journal record: a purse after a transaction.
@@ -219,17 +218,17 @@ func (s *SE) commitPurse(d purseDelta) error {
 	if err != nil {
 		return err
 	}
-	if s.j.broken || s.j.off+int64(len(rec)) > journalBytes {
+	if s.rewriteState || s.j.off+int64(len(rec)) > journalBytes {
 		return s.persist() // a new generation: the journal starts over
 	}
 	if _, err := s.j.f.WriteAt(rec, s.j.off); err != nil {
-		s.j.broken = true
+		s.rewriteState = true
 		return fmt.Errorf("se: journal write: %w", err)
 	}
 	if err := fdatasync(s.j.f); err != nil {
 		// The record may or may not be on disk: the next transaction
 		// rewrites the state under a new generation, which voids it.
-		s.j.broken = true
+		s.rewriteState = true
 		return fmt.Errorf("se: journal sync: %w", err)
 	}
 	s.j.off += int64(len(rec))
@@ -256,17 +255,8 @@ func (s *SE) sealJournal(pt []byte) ([]byte, error) {
 // journalRestarted is called after the state file was written under a new
 // generation: the journal's records are void, the next one goes first.
 func (s *SE) journalRestarted() {
+	s.rewriteState = false
 	if s.j != nil {
-		s.j.off, s.j.seq, s.j.broken = 0, 0, false
+		s.j.off, s.j.seq = 0, 0
 	}
-}
-
-// closeJournal releases the journal file.
-func (s *SE) closeJournal() error {
-	if s.j == nil {
-		return nil
-	}
-	err := s.j.f.Close()
-	s.j = nil
-	return err
 }

@@ -61,10 +61,13 @@ type SE struct {
 	armed arming
 	sel   *paymentCard // the applet selected on the contactless interface
 
-	j          *journalState // the e-purse journal, once opened (epurse_journal.go)
-	ep         epSession     // the selected e-purse applet's session (epurse.go)
-	maxTransit int           // Options.MaxTransitCards
-	epRand     func([]byte)  // tests: the e-purse's random numbers (nil: crypto/rand)
+	j *journalState // the e-purse journal, once opened (epurse_journal.go)
+	// rewriteState: a write failed and what is on disk is uncertain; the
+	// next e-purse transaction writes the whole state (new generation).
+	rewriteState bool
+	ep           epSession    // the selected e-purse applet's session (epurse.go)
+	maxTransit   int          // Options.MaxTransitCards
+	epRand       func([]byte) // tests: the e-purse's random numbers (nil: crypto/rand)
 }
 
 // state is what the SE persists (sealed).
@@ -253,9 +256,7 @@ func (s *SE) persist() error {
 		// Whether the rename happened is unknown: write the state again
 		// (under a new generation) at the next e-purse transaction.
 		s.st.JournalGen = oldGen
-		if s.j != nil {
-			s.j.broken = true
-		}
+		s.rewriteState = true
 		return err
 	}
 	s.journalRestarted()
