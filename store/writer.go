@@ -323,39 +323,24 @@ func (w *Writer) Close() error {
 	return nil
 }
 
-// run is the committer.
+// run is the committer. It streams: a batch's transaction begins with its
+// first write, and each write runs as soon as it is taken, so the SQL of a
+// batch overlaps with its callers coming back from the previous commit
+// instead of waiting for all of them first.
 func (w *Writer) run() {
 	batch := make([]*writeReq, 0, w.cfg.MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	expect := 1 // writers expected in the next batch
 	for {
-		var (
-			r  *writeReq
-			ok bool
-		)
-		// One committer collects at a time; with several, the others
-		// are committing meanwhile, so each batch gathers the writes
-		// that arrive during the others' commits.
-		w.collecting.Lock()
-		select {
-		case r, ok = <-w.queue:
-		default:
-			// Nothing queued: block, and if the pause outlasts the wait
-			// window the writer is idle — commit the next write at once.
-			t0 := time.Now()
-			r, ok = <-w.queue
-			if time.Since(t0) > w.cfg.MaxWait {
-				expect = 1
-			}
-		}
+		first, ok := w.takeFirst(&expect)
 		if !ok {
-			w.collecting.Unlock()
 			return
 		}
-		batch = w.collect(append(batch[:0], r), min(expect, w.cfg.MaxBatch))
-		w.collecting.Unlock()
-		if len(batch) > 0 {
-			w.commit(batch)
-		}
+		var err error
+		start := time.Now()
+		batch, err = w.stream(append(batch[:0], first), min(expect, w.cfg.MaxBatch), timer)
+		w.finish(batch, start, err)
 		// The writers of this batch and those that queued meanwhile are
 		// the population to expect next: callers answered now come back
 		// within microseconds, and committing without them would split the
@@ -370,64 +355,116 @@ func (w *Writer) run() {
 	}
 }
 
-// collect takes what is queued and, while fewer than expect writes are in
-// the batch, waits up to MaxWait for more. It drops writes whose callers
-// gave up.
-func (w *Writer) collect(batch []*writeReq, expect int) []*writeReq {
-	open := true
-drain:
-	for len(batch) < w.cfg.MaxBatch {
+// takeFirst blocks for the first write of a batch and claims it. If the
+// writer was idle longer than the wait window, the next write is committed
+// at once (expect = 1). It returns false once the queue is closed and empty.
+func (w *Writer) takeFirst(expect *int) (*writeReq, bool) {
+	for {
+		// One committer takes at a time; with several, the others are
+		// running their batches meanwhile.
+		w.collecting.Lock()
+		var (
+			r  *writeReq
+			ok bool
+		)
 		select {
-		case r, ok := <-w.queue:
-			if !ok {
-				open = false
-				break drain
-			}
-			batch = append(batch, r)
+		case r, ok = <-w.queue:
 		default:
-			break drain
-		}
-	}
-	if open && w.cfg.MaxWait > 0 && len(batch) < expect {
-		t := time.NewTimer(w.cfg.MaxWait)
-	wait:
-		for len(batch) < expect {
-			select {
-			case r, ok := <-w.queue:
-				if !ok {
-					break wait
-				}
-				batch = append(batch, r)
-			case <-t.C:
-				break wait
+			t0 := time.Now()
+			r, ok = <-w.queue
+			if time.Since(t0) > w.cfg.MaxWait {
+				*expect = 1
 			}
 		}
-		t.Stop()
-	}
-	// Take the writes: from here on their callers wait for the outcome.
-	// A write whose ctx ended before this point is answered with ctx's
-	// error without running, even if its caller has not noticed yet.
-	n := 0
-	for _, r := range batch {
-		if !r.state.CompareAndSwap(reqQueued, reqTaken) {
-			continue // abandoned by its caller
+		w.collecting.Unlock()
+		if !ok {
+			return nil, false
 		}
-		if err := r.ctx.Err(); err != nil {
-			r.err = err
-			r.done <- struct{}{}
-			continue
+		if w.claim(r) {
+			return r, true
 		}
-		batch[n] = r
-		n++
 	}
-	clear(batch[n:])
-	return batch[:n]
 }
 
-// commit runs one batch and answers its callers.
-func (w *Writer) commit(batch []*writeReq) {
-	start := time.Now()
-	err := w.runBatch(batch)
+// take returns the next queued write, waiting up to wait for one
+// (wait <= 0: only what is queued). closed reports a closed, drained queue.
+func (w *Writer) take(wait time.Duration, t *time.Timer) (r *writeReq, closed bool) {
+	w.collecting.Lock()
+	defer w.collecting.Unlock()
+	select {
+	case r, ok := <-w.queue:
+		return r, !ok
+	default:
+	}
+	if wait <= 0 {
+		return nil, false
+	}
+	t.Reset(wait)
+	defer t.Stop()
+	select {
+	case r, ok := <-w.queue:
+		return r, !ok
+	case <-t.C:
+		return nil, false
+	}
+}
+
+// claim takes a write out of the queue for running: from here on its caller
+// waits for the outcome. A write whose caller gave up is dropped; one whose
+// ctx ended before this point is answered with ctx's error without running,
+// even if its caller has not noticed yet.
+func (w *Writer) claim(r *writeReq) bool {
+	if !r.state.CompareAndSwap(reqQueued, reqTaken) {
+		return false // abandoned by its caller, which no longer waits
+	}
+	if err := r.ctx.Err(); err != nil {
+		r.err = err
+		r.done <- struct{}{}
+		return false
+	}
+	return true
+}
+
+// stream runs one batch: it begins the transaction, runs the claimed first
+// write, then takes and runs writes as they come — without waiting while
+// more are queued, and waiting at most MaxWait in all while fewer than
+// expect are in — and commits. The returned error is the batch's
+// (begin/commit/broken savepoint); each write's own error is in r.err.
+func (w *Writer) stream(batch []*writeReq, expect int, t *time.Timer) ([]*writeReq, error) {
+	bt, err := w.begin()
+	if err != nil {
+		return batch, err
+	}
+	if err := bt.run(batch[0]); err != nil {
+		return batch, err
+	}
+	budget := w.cfg.MaxWait
+	for len(batch) < w.cfg.MaxBatch {
+		var wait time.Duration
+		if len(batch) < expect && budget > 0 {
+			wait = budget
+		}
+		t0 := time.Now()
+		r, closed := w.take(wait, t)
+		if wait > 0 {
+			budget -= time.Since(t0)
+		}
+		if r == nil || closed {
+			break
+		}
+		if !w.claim(r) {
+			continue
+		}
+		batch = append(batch, r)
+		if err := bt.run(r); err != nil {
+			return batch, err
+		}
+	}
+	return batch, bt.commit()
+}
+
+// finish records a batch's outcome and answers its callers.
+func (w *Writer) finish(batch []*writeReq, start time.Time, err error) {
 	for _, r := range batch {
 		if err != nil && r.err == nil && r.panic == nil {
 			r.err = err
@@ -446,13 +483,36 @@ func (w *Writer) commit(batch []*writeReq) {
 	}
 }
 
-// runBatch executes the batch in one transaction; the returned error is the
-// batch's (begin/commit/broken savepoint); each write's own error is in r.err.
+// runBatch runs writes already claimed as one batch (tests and the
+// committer benchmark).
 func (w *Writer) runBatch(batch []*writeReq) error {
+	bt, err := w.begin()
+	if err != nil {
+		return err
+	}
+	for _, r := range batch {
+		if err := bt.run(r); err != nil {
+			return err
+		}
+	}
+	return bt.commit()
+}
+
+// batchTx is the transaction of one batch, with its savepoint protocol
+// (see savepoints): the savepoint of a write that succeeded is renewed only
+// when another write follows, so the last one is released by COMMIT.
+type batchTx struct {
+	w      *Writer
+	tx     *sql.Tx
+	sp     savepoints
+	cancel context.CancelFunc
+	dirty  bool // the open savepoint holds a write that succeeded
+}
+
+func (w *Writer) begin() (*batchTx, error) {
 	// The batch is not any one caller's: its own deadline bounds it, so a
 	// stuck database fails the batch instead of hanging every caller.
 	ctx, cancel := context.WithTimeout(context.Background(), w.cfg.BatchTimeout)
-	defer cancel()
 	var (
 		tx  *sql.Tx
 		err error
@@ -464,34 +524,51 @@ func (w *Writer) runBatch(batch []*writeReq) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("store: %s writer: begin: %w", w.db.party, err)
+		cancel()
+		return nil, fmt.Errorf("store: %s writer: begin: %w", w.db.party, err)
 	}
-	sp := w.savepoints(ctx, tx)
-	if err := sp.open(); err != nil {
-		_ = tx.Rollback()
-		return fmt.Errorf("store: %s writer: %w", w.db.party, err)
+	bt := &batchTx{w: w, tx: tx, sp: w.savepoints(ctx, tx), cancel: cancel}
+	if err := bt.sp.open(); err != nil {
+		return nil, bt.fail(err)
 	}
-	for i, r := range batch {
-		r.err, r.panic = callFn(r.fn, tx)
-		var err error
-		switch {
-		case r.err != nil || r.panic != nil:
-			if r.err == nil {
-				r.err = errors.New("store: write panicked")
-			}
-			err = sp.rollbackTo()
-		case i < len(batch)-1:
-			err = sp.renew()
+	return bt, nil
+}
+
+// run runs one write in its savepoint. The error returned is the batch's
+// (its transaction is then rolled back); the write's own is in r.err.
+func (bt *batchTx) run(r *writeReq) error {
+	if bt.dirty {
+		if err := bt.sp.renew(); err != nil {
+			return bt.fail(err)
 		}
-		if err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("store: %s writer: %w", w.db.party, err)
-		}
+		bt.dirty = false
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("store: %s writer: commit: %w", w.db.party, err)
+	r.err, r.panic = callFn(r.fn, bt.tx)
+	if r.err == nil && r.panic == nil {
+		bt.dirty = true
+		return nil
+	}
+	if r.err == nil {
+		r.err = errors.New("store: write panicked")
+	}
+	if err := bt.sp.rollbackTo(); err != nil {
+		return bt.fail(err)
 	}
 	return nil
+}
+
+func (bt *batchTx) commit() error {
+	defer bt.cancel()
+	if err := bt.tx.Commit(); err != nil {
+		return fmt.Errorf("store: %s writer: commit: %w", bt.w.db.party, err)
+	}
+	return nil
+}
+
+func (bt *batchTx) fail(err error) error {
+	_ = bt.tx.Rollback()
+	bt.cancel()
+	return fmt.Errorf("store: %s writer: %w", bt.w.db.party, err)
 }
 
 func callFn(fn func(*sql.Tx) error, tx *sql.Tx) (err error, p any) {
