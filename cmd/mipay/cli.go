@@ -56,6 +56,7 @@ func commands() []command {
 		{"phone", "the handset emulator: account, fingerprint, add cards, pay at a terminal, transactions", runPhone},
 		{"pos", "a QuickPass POS terminal: charge (wait for a phone, authorize online) and history", runPOS},
 		{"gate", "a transit gate with its PSAM: serve taps (entry, exit, bus), upload records, refresh the hotlist", runGate},
+		{"bank", "the bank's staff: a card's tokens, suspend/resume/delete them, report it stolen, replace it", runBank},
 		{"demo", "the whole story self-contained: account, phone, cards, payments, declines, notifications", runDemo},
 		{"bench", "measure: bench auth drives tokenized authorizations through network, TSP and issuer", runBench},
 	}
