@@ -97,7 +97,7 @@ const (
 	DefaultCheckpointInterval = 250 * time.Millisecond
 	// walAutoCheckpointPages: the writer checkpoints itself beyond this WAL
 	// size (pages of 4 KiB), should the background checkpointer lag.
-	walAutoCheckpointPages = 16384
+	walAutoCheckpointPages = 4096
 	// walSizeLimitBytes: the WAL file is truncated to this size after a
 	// checkpoint resets it.
 	walSizeLimitBytes = 64 << 20
