@@ -343,11 +343,6 @@ func (s *Service) createToken(ctx context.Context, card CardData, issuer *config
 		if err != nil {
 			return nil, fmt.Errorf("tsp: DPAN HMAC: %w", err)
 		}
-		if known, err := s.vault.PANKnown(ctx, dpanMAC); err != nil {
-			return nil, err
-		} else if known {
-			continue // never hand out a number that is some card's PAN
-		}
 		ref, err := newTokenRef()
 		if err != nil {
 			return nil, err
@@ -359,8 +354,8 @@ func (s *Service) createToken(ctx context.Context, card CardData, issuer *config
 		row.Ref, row.DPAN, row.PANSealed = ref, dpan, sealed
 		first := s.change(&row.Token, "", state, CausedByTSP, "TOKEN_CREATED", now)
 		err = s.vault.Insert(ctx, row, dpanMAC, first)
-		if errors.Is(err, errDPANTaken) {
-			continue
+		if errors.Is(err, errDPANTaken) || errors.Is(err, errDPANIsPAN) {
+			continue // taken, or some card's PAN: never hand that number out
 		}
 		if err != nil {
 			return nil, err
@@ -590,19 +585,15 @@ func (s *Service) Provisioning(ctx context.Context, ref string) (Profile, error)
 
 // ConfirmProvisioning records that the SE installed the token's profile.
 func (s *Service) ConfirmProvisioning(ctx context.Context, ref string) (TokenView, error) {
-	t, err := s.token(ctx, ref)
+	if !validTokenRef(ref) {
+		return TokenView{}, errNoToken
+	}
+	t, err := s.vault.MarkProvisioned(ctx, ref, s.now().UTC())
 	if err != nil {
 		return TokenView{}, err
 	}
 	if t.State != StateActive {
 		return TokenView{}, &mipay.Error{Code: mipay.ECONFLICT, Reason: "NOT_ACTIVE", Message: "this card is not active"}
-	}
-	now := s.now().UTC()
-	if err := s.vault.MarkProvisioned(ctx, ref, now); err != nil {
-		return TokenView{}, err
-	}
-	if !t.Provisioned {
-		t.Provisioned, t.ProvisionedAt = true, now
 	}
 	return s.view(&t.Token), nil
 }

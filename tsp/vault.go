@@ -117,11 +117,26 @@ func scanToken(sc interface{ Scan(...any) error }) (*tokenRow, error) {
 	return &r, nil
 }
 
-// Insert stores a new token and its first history entry. A DPAN collision
-// returns errDPANTaken (the caller draws another).
+// Insert stores a new token and its first history entry. A DPAN that some
+// token's PAN equals (dpanHMAC is the DPAN's lookup HMAC) returns errDPANIsPAN
+// and a DPAN or reference collision errDPANTaken (the caller draws another).
+// The "never a PAN" check runs in the insert's transaction, so no card
+// tokenized concurrently can slip in between the check and the insert.
+//
+// The statements run without the caller's ctx: the modernc SQLite driver
+// starts a goroutine per statement to watch a cancellable ctx, these
+// statements are short, and the batch has its own deadline.
 func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange) error {
 	err := v.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenInsertColumns+`, dpan_hmac)
+		var isPAN int
+		err := tx.QueryRow(`SELECT COUNT(*) FROM tokens WHERE pan_hmac = $1`, dpanHMAC).Scan(&isPAN)
+		if err != nil {
+			return fmt.Errorf("PAN lookup: %w", err)
+		}
+		if isPAN > 0 {
+			return errDPANIsPAN
+		}
+		_, err = tx.Exec(`INSERT INTO tokens (`+tokenInsertColumns+`, dpan_hmac)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,$28)`,
 			r.Ref, r.PANRef, r.DPAN, r.PAR, r.PANSealed, r.PANHMAC, r.PANLast4, r.PANExpiry, r.Expiry, r.PSN,
 			r.IssuerID, r.CardType, r.Product, string(r.State), string(r.SuspendedBy), r.DeviceID, r.SEID,
@@ -130,11 +145,14 @@ func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first 
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO token_atc (ref, last_atc) VALUES ($1, $2)`, r.Ref, r.LastATC); err != nil {
+		if _, err := tx.Exec(`INSERT INTO token_atc (ref, last_atc) VALUES ($1, $2)`, r.Ref, r.LastATC); err != nil {
 			return err
 		}
-		return insertHistory(ctx, tx, 1, first)
+		return insertHistory(context.Background(), tx, 1, first)
 	})
+	if errors.Is(err, errDPANIsPAN) {
+		return err
+	}
 	if store.IsConflict(err) {
 		return errDPANTaken
 	}
@@ -144,7 +162,10 @@ func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first 
 	return nil
 }
 
-var errDPANTaken = errors.New("tsp: DPAN or token reference already taken")
+var (
+	errDPANTaken = errors.New("tsp: DPAN or token reference already taken")
+	errDPANIsPAN = errors.New("tsp: DPAN equals a PAN in the vault")
+)
 
 func insertHistory(ctx context.Context, tx *sql.Tx, seq int, c StateChange) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO token_state_history (token_ref, seq, from_state, to_state, caused_by, reason, at)
@@ -156,7 +177,17 @@ func insertHistory(ctx context.Context, tx *sql.Tx, seq int, c StateChange) erro
 }
 
 // Get returns the token with this reference (ENOTFOUND when none).
+//
+// On SQLite the lookup by primary key (local, short) runs without ctx's
+// cancellation once ctx is checked: the modernc driver would otherwise start
+// a goroutine per query to watch ctx.
 func (v *Vault) Get(ctx context.Context, ref string) (*tokenRow, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if v.db.Engine() == store.SQLite {
+		ctx = context.WithoutCancel(ctx)
+	}
 	row := v.db.DB.QueryRowContext(ctx, tokenSelect+` WHERE t.ref = $1`, ref)
 	r, err := scanToken(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -179,17 +210,6 @@ func (v *Vault) ByDPAN(ctx context.Context, dpan string) (*tokenRow, error) {
 		return nil, fmt.Errorf("tsp: token by DPAN: %w", err)
 	}
 	return r, nil
-}
-
-// PANKnown reports whether a PAN with this lookup HMAC is in the vault (used
-// to make sure a new DPAN never equals a card number the vault holds).
-func (v *Vault) PANKnown(ctx context.Context, panHMAC []byte) (bool, error) {
-	var n int
-	err := v.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM tokens WHERE pan_hmac = $1`, panHMAC).Scan(&n)
-	if err != nil {
-		return false, fmt.Errorf("tsp: PAN lookup: %w", err)
-	}
-	return n > 0, nil
 }
 
 // ChangeState moves a token from one state to another if it is still in
@@ -218,15 +238,33 @@ func (v *Vault) ChangeState(ctx context.Context, c StateChange, suspendedBy Caus
 	})
 }
 
-// MarkProvisioned records that the device installed the token's profile.
-func (v *Vault) MarkProvisioned(ctx context.Context, ref string, at time.Time) error {
-	return v.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE tokens SET provisioned_at = $1, updated_at = $1 WHERE ref = $2 AND provisioned_at = 0`, ms(at), ref)
+// MarkProvisioned records that the device installed the profile of an ACTIVE
+// token and returns the token as stored. A token that is not ACTIVE is
+// returned unchanged (the caller refuses it); a repeat keeps the first time.
+// The state is checked and the token read in the write's transaction: one
+// statement pair on the writer's connection instead of a read-pool query
+// before the write, and no suspension can slip in between.
+func (v *Vault) MarkProvisioned(ctx context.Context, ref string, at time.Time) (*tokenRow, error) {
+	var t *tokenRow
+	err := v.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`UPDATE tokens SET provisioned_at = $1, updated_at = $1 WHERE ref = $2 AND provisioned_at = 0 AND state = $3`,
+			ms(at), ref, string(StateActive))
 		if err != nil {
 			return fmt.Errorf("tsp: mark provisioned: %w", err)
 		}
+		t, err = scanToken(tx.QueryRow(tokenSelect+` WHERE t.ref = $1`, ref))
+		if errors.Is(err, sql.ErrNoRows) {
+			return errNoToken
+		}
+		if err != nil {
+			return fmt.Errorf("tsp: get token: %w", err)
+		}
 		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // History returns a token's state changes, oldest first.
