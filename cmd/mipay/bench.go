@@ -25,6 +25,7 @@ import (
 	"github.com/mipay-oss/mipay/node/local"
 	"github.com/mipay-oss/mipay/phone"
 	"github.com/mipay-oss/mipay/pos"
+	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/se"
 )
 
@@ -38,7 +39,7 @@ const (
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "auth" {
-		fmt.Fprintln(stderr, "Usage: mipay bench auth [--duration 10s] [--concurrency 64] [--rate 0] [--json]")
+		fmt.Fprintln(stderr, "Usage: mipay bench auth [--duration 10s] [--concurrency 64] [--rate 0] [--campaigns 0] [--json]")
 		return usagef("bench: name what to measure: auth")
 	}
 	fs := newFlagSet("bench auth", "[flags]", stderr)
@@ -49,6 +50,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	country := fs.String("country", "", "also drive cross-border authorizations from a terminal in this country (ISO 3166 numeric, e.g. 392) and report both")
 	currency := fs.String("currency", "", "the cross-border transaction currency (ISO 4217 numeric, e.g. 392); needs --country")
+	campaigns := fs.Int("campaigns", 0, "also measure with this many active bank campaigns (a few matching) and report the cost in throughput (bench_promo.go)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -64,6 +66,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("bench auth: --rate must not be negative")
 	case (*country == "") != (*currency == ""):
 		return usagef("bench auth: --country and --currency go together")
+	case *campaigns < 0 || *campaigns > maxBenchCampaigns:
+		return usagef("bench auth: --campaigns must be 0..%d", maxBenchCampaigns)
+	case *campaigns > 0 && *country != "":
+		return usagef("bench auth: --campaigns and --country are measured in separate runs")
 	}
 	if *country != "" {
 		if _, ok := config.AcceptanceCountry(*country); !ok {
@@ -73,7 +79,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usagef("bench auth: --currency %q is not an ISO 4217 numeric code the network knows", *currency)
 		}
 	}
-	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr, country: *country, currency: *currency}
+	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr, country: *country, currency: *currency,
+		campaigns: *campaigns}
 	if *asJSON {
 		b.progress = io.Discard
 	}
@@ -98,6 +105,11 @@ type authBench struct {
 	// country and currency, when set, add a cross-border load after the
 	// domestic one (same tokens, same system).
 	country, currency string
+	// campaigns, when set, adds loads with that many active bank campaigns
+	// and without (bench_promo.go).
+	campaigns      int
+	terminalPrefix string       // two letters of the terminal ids ("BN")
+	discounted     atomic.Int64 // answers with a saving (DE124)
 }
 
 // BenchResult is what `mipay bench auth` reports.
@@ -117,6 +129,9 @@ type BenchResult struct {
 	CrossBorderCountry  string     `json:"crossBorderCountry,omitempty"`
 	CrossBorderCurrency string     `json:"crossBorderCurrency,omitempty"`
 	CrossBorderCost     float64    `json:"crossBorderCost,omitempty"`
+	// Campaigns is --campaigns' measurement (after Auth, measured with no
+	// active campaign).
+	Campaigns *CampaignBench `json:"campaigns,omitempty"`
 }
 
 // LoadStats is one measured load.
@@ -160,6 +175,16 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	if err != nil {
 		return nil, fmt.Errorf("bench: provisioning: %w", err)
 	}
+	var admin *promoAdmin
+	if b.campaigns > 0 {
+		// The first load has no active campaign: the seeded ones are paused.
+		if admin, err = newPromoAdmin(sys); err != nil {
+			return nil, err
+		}
+		if _, err := admin.setAll(ctx, "pause", func(c promo.Campaign) bool { return c.Status == promo.StatusActive }); err != nil {
+			return nil, err
+		}
+	}
 	perToken := b.messagesPerToken()
 	fmt.Fprintf(b.progress, "making %d cryptograms per token…\n", perToken)
 	kinds := [][2]string{{"156", "156"}}
@@ -184,6 +209,11 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	stopProfile()
 	if err != nil {
 		return nil, err
+	}
+	if b.campaigns > 0 {
+		if res.Campaigns, err = b.runCampaigns(ctx, sys, cards, admin, res.ResponseCodes); err != nil {
+			return nil, err
+		}
 	}
 	if b.country != "" {
 		res.CrossBorder, res.CrossBorderCountry, res.CrossBorderCurrency = &xb, b.country, b.currency
@@ -425,7 +455,11 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 		go func() {
 			defer wg.Done()
 			c := clients[w%conns]
-			terminal := fmt.Sprintf("BN%06d", w)
+			prefix := b.terminalPrefix
+			if prefix == "" {
+				prefix = "BN"
+			}
+			terminal := fmt.Sprintf("%s%06d", prefix, w)
 			local := make([]time.Duration, 0, len(queues[w]))
 			var localX []time.Duration
 			localCodes := map[string]int{}
@@ -458,6 +492,9 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 					continue
 				}
 				localCodes[resp.String(39)]++
+				if resp.Has(iso8583.FieldPromotion) {
+					b.discounted.Add(1)
+				}
 			}
 			mu.Lock()
 			lat = append(lat, local...)
@@ -577,6 +614,9 @@ func printBench(w io.Writer, r *BenchResult) {
 			r.CrossBorderCountry, r.CrossBorderCurrency)
 		fmt.Fprintf(w, "cross-border cost  %+.1f%% per authorization (mean latency %.2f ms vs %.2f ms domestic, same run, interleaved)\n",
 			r.CrossBorderCost*100, x.MeanMillis, r.Auth.MeanMillis)
+	}
+	if r.Campaigns != nil {
+		printCampaignBench(w, r.Campaigns)
 	}
 	fmt.Fprintf(w, "ratio to echo  %.1f%%\n", r.RatioToEcho*100)
 	keys := make([]string, 0, len(r.ResponseCodes))

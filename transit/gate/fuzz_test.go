@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/store"
 )
 
 // FuzzCardAnswers: whatever a card (or something pretending to be one)
@@ -26,8 +27,18 @@ func FuzzCardAnswers(f *testing.F) {
 	}
 	p.st.City, p.st.Master = "sz", make([]byte, 16)
 	p.mk = [16]byte{}
+	db, err := store.Open(context.Background(), store.Config{Dir: dir}, "gate", Migrations())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { db.Close() })
+	j, err := openJournal(dir)
+	if err != nil {
+		f.Fatal(err)
+	}
 	for _, mode := range []Mode{ModeBus, ModeExit} {
-		g := &Gate{cfg: Config{City: city, Station: "sz02", Mode: mode, Now: time.Now}, psam: p, hot: map[string]bool{}}
+		g := &Gate{cfg: Config{City: city, Station: "sz02", Mode: mode, Now: time.Now}, psam: p, hot: map[string]bool{},
+			db: db, j: j, pending: map[string]*pendingTap{}}
 		f.Fuzz(func(t *testing.T, sel, init, debit []byte) {
 			c := &scripted{answers: [][]byte{sel, init, debit, debit}}
 			res, err := g.process(context.Background(), c)

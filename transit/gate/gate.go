@@ -4,7 +4,9 @@
 // entry writes the entry station into the card's CAPP record with a
 // composite purchase, exit charges the distance fare, the bus charges its
 // flat fare), checks the card's MAC2, opens or refuses, and keeps every
-// record durable until the agency cleared the batch it was uploaded in.
+// record durable until the agency cleared the batch it was uploaded in. A
+// tap costs the gate one durable write (its journal's intent, before DEBIT;
+// see journal.go for what every crash leaves).
 package gate
 
 import (
@@ -84,6 +86,10 @@ type Config struct {
 	Agency        string // the transit agency's URL
 	OperatorToken string
 	Now           func() time.Time
+	// OnOpen, when set, is the barrier: called when the gate opens (after
+	// the card's debit and the gate's intent are durable, before the
+	// "opened" mark is journaled).
+	OnOpen func(Result)
 }
 
 func (c *Config) validate() error {
@@ -142,23 +148,36 @@ func (r Result) String() string {
 
 // Gate is a provisioned gate.
 type Gate struct {
-	cfg     Config
-	psam    *PSAM
-	db      *store.DB
-	agency  httpx.Client
-	mu      sync.Mutex // one tap at a time
-	tsn     uint32
-	hot     map[string]bool
-	pending *pendingTap
+	cfg      Config
+	psam     *PSAM
+	db       *store.DB
+	agency   httpx.Client
+	mu       sync.Mutex // one tap at a time; guards everything below
+	tsn      uint32
+	hot      map[string]bool
+	j        *journal
+	mirrored int                    // j.recs[:mirrored] are in the SQLite store
+	pending  map[string]*pendingTap // by card number
 }
 
-// pendingTap is a DEBIT that got no answer: the card may have debited.
+// Tap states (gate_records.state).
+const (
+	statePending  = "pending"  // intent durable, the card's answer unknown
+	stateUnopened = "unopened" // TAC known, the barrier may not have opened
+	stateDone     = "done"
+)
+
+// pendingTap is a tap the gate still owes something: a DEBIT whose answer
+// it does not know (the card may have debited), or a debit whose barrier
+// may not have opened.
 type pendingTap struct {
-	card   string
-	serial uint16
-	tsn    [4]byte
-	tx     emv.EPurseTx
-	ps     *purchase
+	state   string
+	card    string
+	serial  uint16
+	tsn     [4]byte
+	tx      emv.EPurseTx
+	ps      *purchase
+	created time.Time
 }
 
 // Provision makes the gate's PSAM and has the agency seal the city's
@@ -203,22 +222,166 @@ func Open(ctx context.Context, cfg Config) (*Gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gate{cfg: cfg, psam: p, db: db, agency: httpx.Client{Base: cfg.Agency, Token: cfg.OperatorToken}, hot: map[string]bool{}}
-	var maxTSN sql.NullInt64
-	if err := db.DB.QueryRowContext(ctx, `SELECT MAX(tsn) FROM gate_records`).Scan(&maxTSN); err != nil {
+	j, err := openJournal(cfg.Dir())
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	g.tsn = uint32(maxTSN.Int64)
+	g := &Gate{cfg: cfg, psam: p, db: db, agency: httpx.Client{Base: cfg.Agency, Token: cfg.OperatorToken}, hot: map[string]bool{},
+		j: j, pending: map[string]*pendingTap{}}
+	if err := g.recoverState(ctx); err != nil {
+		j.close()
+		db.Close()
+		return nil, err
+	}
 	if err := g.loadHotlist(ctx); err != nil {
+		j.close()
 		db.Close()
 		return nil, err
 	}
 	return g, nil
 }
 
-// Close closes the gate's store.
-func (g *Gate) Close() error { return g.db.Close() }
+// recoverState brings the SQLite store up to the journal (what a crash left
+// there) and reloads the taps the gate still owes something.
+func (g *Gate) recoverState(ctx context.Context) error {
+	if err := g.mirror(ctx); err != nil {
+		return err
+	}
+	var maxTSN sql.NullInt64
+	if err := g.db.DB.QueryRowContext(ctx, `SELECT MAX(tsn) FROM gate_records`).Scan(&maxTSN); err != nil {
+		return err
+	}
+	g.tsn = uint32(maxTSN.Int64)
+	for _, r := range g.j.recs { // a voided intent is gone from the store, its TSN stays used
+		g.tsn = max(g.tsn, r.tsn)
+	}
+	rows, err := g.db.DB.QueryContext(ctx, `SELECT state, tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, random, created
+		FROM gate_records WHERE state <> $1`, stateDone)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var st, card, term, date, tm, random string
+		var tsn, serial, amount, created int64
+		var typ int
+		if err := rows.Scan(&st, &tsn, &card, &serial, &amount, &typ, &term, &date, &tm, &random, &created); err != nil {
+			return err
+		}
+		p := &pendingTap{state: st, card: card, serial: uint16(serial), created: time.UnixMilli(created)}
+		binary.BigEndian.PutUint32(p.tsn[:], uint32(tsn))
+		p.tx = emv.EPurseTx{Amount: uint32(amount), Type: byte(typ)}
+		var rnd [4]byte
+		for _, f := range []struct {
+			dst []byte
+			hex string
+		}{{p.tx.Terminal[:], term}, {p.tx.Date[:], date}, {p.tx.Time[:], tm}, {rnd[:], random}} {
+			if b, err := hex.DecodeString(f.hex); err != nil || len(b) != len(f.dst) {
+				if st == statePending {
+					return fmt.Errorf("gate: pending record %d is malformed", tsn)
+				}
+			} else {
+				copy(f.dst, b)
+			}
+		}
+		if st == statePending {
+			var ser [2]byte
+			binary.BigEndian.PutUint16(ser[:], p.serial)
+			if p.ps, _, err = g.psam.startPurchase(card, rnd, ser, p.tsn, p.tx); err != nil {
+				return err
+			}
+		}
+		g.pending[card] = p
+	}
+	return rows.Err()
+}
+
+// Close flushes the journal into the store and closes both (once).
+func (g *Gate) Close() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.j == nil {
+		return nil
+	}
+	err := g.mirrorLocked(context.Background())
+	err = errors.Join(err, g.j.close())
+	g.j = nil
+	return errors.Join(err, g.db.Close())
+}
+
+// mirror copies the journal's new records into the SQLite store in one
+// transaction (idempotent: a crash between the two replays them again).
+func (g *Gate) mirror(ctx context.Context) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mirrorLocked(ctx)
+}
+
+func (g *Gate) mirrorLocked(ctx context.Context) error {
+	recs := g.j.recs[g.mirrored:]
+	if len(recs) == 0 {
+		return nil
+	}
+	err := g.db.Tx(ctx, func(tx *sql.Tx) error {
+		for i := range recs {
+			if err := g.applyRec(ctx, tx, &recs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("gate: mirror the journal: %w", err)
+	}
+	g.mirrored += len(recs)
+	return nil
+}
+
+func (g *Gate) applyRec(ctx context.Context, tx *sql.Tx, r *jrec) error {
+	tsn := int64(r.tsn)
+	var err error
+	switch r.kind {
+	case recIntent:
+		_, err = tx.ExecContext(ctx, `INSERT INTO gate_records (tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, created, state, random)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'',$9,$10,$11,$12) ON CONFLICT (tsn) DO NOTHING`, tsn, r.card, int64(r.serial), int64(r.amount), int(r.txType),
+			fmt.Sprintf("%X", r.term), hex.EncodeToString(r.date[:]), hex.EncodeToString(r.time[:]), g.cfg.Station, r.created, statePending, hex.EncodeToString(r.random[:]))
+	case recCompleted:
+		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET tac = $2, state = $3 WHERE tsn = $1 AND state = $4`, tsn, fmt.Sprintf("%X", r.tac), stateUnopened, statePending)
+	case recOpened:
+		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET state = $2 WHERE tsn = $1 AND state = $3`, tsn, stateDone, stateUnopened)
+	case recVoid:
+		_, err = tx.ExecContext(ctx, `DELETE FROM gate_records WHERE tsn = $1 AND state = $2`, tsn, statePending)
+	}
+	return err
+}
+
+// rotate restarts a full journal: its records go to the store, made
+// durable there, then a new generation begins.
+func (g *Gate) rotate(ctx context.Context) error {
+	if err := g.mirrorLocked(ctx); err != nil {
+		return err
+	}
+	if g.db.Engine() == store.SQLite {
+		// Whatever the store's synchronous setting, a completed checkpoint
+		// has the committed records in the synced database file.
+		var busy, logFrames, done int
+		if err := g.db.DB.QueryRowContext(ctx, `PRAGMA wal_checkpoint(FULL)`).Scan(&busy, &logFrames, &done); err != nil {
+			return fmt.Errorf("gate: checkpoint before the journal restarts: %w", err)
+		}
+		if busy != 0 {
+			return errors.New("gate: the store is busy: the journal cannot restart yet")
+		}
+	}
+	if err := g.j.restart(); err != nil {
+		return err
+	}
+	g.mirrored = 0
+	return nil
+}
+
+// record journals a record; durable says whether to wait for the disk.
+func (g *Gate) record(r jrec, durable bool) error { return g.j.append(r, durable) }
 
 // PSAM is the gate's PSAM.
 func (g *Gate) PSAM() *PSAM { return g.psam }
@@ -337,8 +500,13 @@ func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
 		res.Reason = "card is blocked (hotlisted): see the service desk"
 		return res, nil
 	}
-	if p := g.pending; p != nil && p.card == number {
+	if p := g.pending[number]; p != nil {
 		if done, err := g.recover(ctx, c, p, &res); err != nil || done {
+			return res, err
+		}
+	}
+	if !g.j.room(3) { // intent, completion, opened
+		if err := g.rotate(ctx); err != nil {
 			return res, err
 		}
 	}
@@ -401,64 +569,112 @@ func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
 	if err != nil {
 		return res, err
 	}
+	// The gate's one durable write: from here on the card may debit, and
+	// whatever happens the gate knows which card, serial and session to
+	// settle (journal.go).
+	if err := g.record(jrec{kind: recIntent, tsn: g.tsn, card: number, serial: binary.BigEndian.Uint16(serial[:]), amount: amount,
+		txType: txType, term: term, date: date, time: tm, random: random, created: now.UnixMilli()}, true); err != nil {
+		return res, err
+	}
+	pt := &pendingTap{state: statePending, card: number, serial: binary.BigEndian.Uint16(serial[:]), tsn: tsn, tx: tx, ps: ps, created: now}
+	g.pending[number] = pt
 	if capp != nil {
 		r, err := c.Transmit(ctx, append([]byte{0x80, 0xDC, cappRecord, transitSFICAPP << 3, byte(len(capp))}, capp...))
 		if err != nil {
 			return res, err
 		}
 		if sw(r) != emv.SWSuccess {
-			return res, apduErr("UPDATE CAPP DATA CACHE", r)
+			return res, g.void(pt, apduErr("UPDATE CAPP DATA CACHE", r))
 		}
 	}
 	debit := append([]byte{0x80, 0x54, 0x01, 0x00, 0x0F}, tsn[:]...)
 	debit = append(append(append(debit, date[:]...), tm[:]...), mac1[:]...)
 	out, err := c.Transmit(ctx, append(debit, 0x08))
 	if err != nil {
-		// The card may have debited: remember the tap, and settle it with
+		// The card may have debited: the tap stays pending, settled with
 		// GET TRANSACTION PROOF when the card comes back.
-		g.pending = &pendingTap{card: number, serial: binary.BigEndian.Uint16(serial[:]), tsn: tsn, tx: tx, ps: ps}
 		return res, err
 	}
 	if sw(out) != emv.SWSuccess || len(out) != 10 {
-		return res, apduErr("DEBIT FOR PURCHASE", out)
+		return res, g.void(pt, apduErr("DEBIT FOR PURCHASE", out))
 	}
 	if !ps.verifyMAC2(out[4:8]) {
 		res.Reason = "the card's answer does not verify (MAC2): see the service desk"
-		return res, nil
+		return res, g.void(pt, nil)
 	}
-	if err := g.store(ctx, number, binary.BigEndian.Uint16(serial[:]), tsn, tx, [4]byte(out[0:4])); err != nil {
-		return res, err
-	}
-	res.Open, res.ChargedMinor, res.BalanceMinor = true, int64(amount), int64(balance-amount)
-	return res, nil
+	res.ChargedMinor, res.BalanceMinor = int64(amount), int64(balance-amount)
+	return res, g.complete(pt, [4]byte(out[0:4]), &res)
 }
 
-// recover settles a tap whose DEBIT got no answer: when the card's offline
-// serial moved past it, the card debited, and its GET TRANSACTION PROOF
-// gives the MAC2 and TAC; the record is stored and the gate opens without
-// charging again.
+// void says a pending tap's card did not debit (it refused): the intent is
+// cancelled. err is passed through.
+func (g *Gate) void(p *pendingTap, err error) error {
+	delete(g.pending, p.card)
+	if jerr := g.record(jrec{kind: recVoid, tsn: binary.BigEndian.Uint32(p.tsn[:])}, false); jerr != nil {
+		return errors.Join(err, jerr)
+	}
+	return err
+}
+
+// complete records the card's TAC, opens the barrier and records that.
+// Neither write waits for the disk: the intent is durable, and the card's
+// debit and proof are durable at the card (journal.go).
+func (g *Gate) complete(p *pendingTap, tac [4]byte, res *Result) error {
+	tsn := binary.BigEndian.Uint32(p.tsn[:])
+	if err := g.record(jrec{kind: recCompleted, tsn: tsn, tac: tac}, false); err != nil {
+		return err
+	}
+	p.state = stateUnopened
+	g.open(p, res)
+	return nil
+}
+
+// open opens the barrier for a tap whose TAC is recorded.
+func (g *Gate) open(p *pendingTap, res *Result) {
+	res.Open = true
+	if g.cfg.OnOpen != nil {
+		g.cfg.OnOpen(*res)
+	}
+	delete(g.pending, p.card)
+	// If this mark is lost the gate only owes a free passage it already
+	// gave, within RecoveryWindow.
+	_ = g.record(jrec{kind: recOpened, tsn: binary.BigEndian.Uint32(p.tsn[:])}, false)
+}
+
+// recover settles a tap the gate still owes something. A pending tap asks
+// the card with GET TRANSACTION PROOF whether it debited: if so its MAC2
+// (checked by the PSAM with the session's random) and TAC complete the
+// record; if not, the intent is void. A completed tap whose barrier may not
+// have opened, or a recovered debit, lets the passenger through without a
+// new charge when it is within RecoveryWindow; after that the record stays
+// (cleared as usual) and this tap is a new purchase.
 func (g *Gate) recover(ctx context.Context, c Card, p *pendingTap, res *Result) (bool, error) {
-	g.pending = nil
-	var s [2]byte
-	binary.BigEndian.PutUint16(s[:], p.serial)
-	proof, err := c.Transmit(ctx, []byte{0x80, 0x5A, 0x00, p.tx.Type, 0x02, s[0], s[1], 0x08})
-	if err != nil {
-		return false, err
+	tsn := binary.BigEndian.Uint32(p.tsn[:])
+	if p.state == statePending {
+		var s [2]byte
+		binary.BigEndian.PutUint16(s[:], p.serial)
+		proof, err := c.Transmit(ctx, []byte{0x80, 0x5A, 0x00, p.tx.Type, 0x02, s[0], s[1], 0x08})
+		if err != nil {
+			return false, err
+		}
+		if sw(proof) != emv.SWSuccess || len(proof) != 10 || !p.ps.verifyMAC2(proof[0:4]) {
+			return false, g.void(p, nil) // the card did not debit: a fresh purchase follows
+		}
+		if err := g.record(jrec{kind: recCompleted, tsn: tsn, tac: [4]byte(proof[4:8])}, false); err != nil {
+			return true, err
+		}
+		p.state = stateUnopened
 	}
-	if sw(proof) != emv.SWSuccess || len(proof) != 10 {
-		return false, nil // the card did not debit: a fresh purchase follows
-	}
-	if !p.ps.verifyMAC2(proof[0:4]) {
-		return false, nil
-	}
-	if err := g.store(ctx, p.card, p.serial, p.tsn, p.tx, [4]byte(proof[4:8])); err != nil {
-		return true, err
+	if g.cfg.Now().Sub(p.created) > RecoveryWindow {
+		delete(g.pending, p.card)
+		return false, g.record(jrec{kind: recOpened, tsn: tsn}, false)
 	}
 	bal, err := c.Transmit(ctx, []byte{0x80, 0x5C, 0x00, 0x02, 0x04})
 	if err == nil && sw(bal) == emv.SWSuccess && len(bal) == 6 {
 		res.BalanceMinor = int64(binary.BigEndian.Uint32(bal))
 	}
-	res.Open, res.Recovered, res.ChargedMinor = true, true, int64(p.tx.Amount)
+	res.Recovered, res.ChargedMinor = true, int64(p.tx.Amount)
+	g.open(p, res)
 	return true, nil
 }
 
@@ -511,19 +727,14 @@ func cardNumberOf(fci []byte) (string, error) {
 	return s, nil
 }
 
-func (g *Gate) store(ctx context.Context, number string, serial uint16, tsn [4]byte, tx emv.EPurseTx, tac [4]byte) error {
-	return g.db.Tx(ctx, func(dtx *sql.Tx) error {
-		_, err := dtx.ExecContext(ctx, `INSERT INTO gate_records (tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, created)
-			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)`, int64(binary.BigEndian.Uint32(tsn[:])), number, int64(serial), int64(tx.Amount), int(tx.Type),
-			fmt.Sprintf("%X", tx.Terminal), hex.EncodeToString(tx.Date[:]), hex.EncodeToString(tx.Time[:]), fmt.Sprintf("%X", tac), g.cfg.Station, g.cfg.Now().UnixMilli())
-		return err
-	})
-}
-
-// Pending counts the records not yet cleared by the agency.
+// Pending counts the records not yet cleared by the agency (a tap whose
+// card's answer is still unknown is not a record yet).
 func (g *Gate) Pending(ctx context.Context) (int, error) {
+	if err := g.mirror(ctx); err != nil {
+		return 0, err
+	}
 	var n int
-	err := g.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_records WHERE uploaded = 0`).Scan(&n)
+	err := g.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_records WHERE uploaded = 0 AND state <> $1`, statePending).Scan(&n)
 	return n, err
 }
 
@@ -532,6 +743,9 @@ func (g *Gate) Pending(ctx context.Context) (int, error) {
 // the same batch and gets the agency's stored answer (no double clearing).
 func (g *Gate) Upload(ctx context.Context) ([]transit.BatchResult, error) {
 	var out []transit.BatchResult
+	if err := g.mirror(ctx); err != nil {
+		return nil, err
+	}
 	for {
 		b, err := g.nextBatch(ctx)
 		if err != nil || b == nil {
@@ -558,8 +772,8 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 		id = fmt.Sprintf("%s-%d", g.psam.ID(), g.cfg.Now().UnixNano())
 		var n int64
 		err = g.db.Tx(ctx, func(tx *sql.Tx) error {
-			r, err := tx.ExecContext(ctx, `UPDATE gate_records SET batch_id = $1 WHERE tsn IN (SELECT tsn FROM gate_records WHERE uploaded = 0 AND batch_id = '' ORDER BY tsn LIMIT $2)`,
-				id, MaxUploadRecords)
+			r, err := tx.ExecContext(ctx, `UPDATE gate_records SET batch_id = $1 WHERE tsn IN (SELECT tsn FROM gate_records WHERE uploaded = 0 AND batch_id = '' AND state <> $3 ORDER BY tsn LIMIT $2)`,
+				id, MaxUploadRecords, statePending)
 			if err != nil {
 				return err
 			}
@@ -594,5 +808,8 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 
 // PendingBatch is the batch the next Upload sends first (operators, tests).
 func (g *Gate) PendingBatch(ctx context.Context) (*transit.Batch, error) {
+	if err := g.mirror(ctx); err != nil {
+		return nil, err
+	}
 	return g.nextBatch(ctx)
 }
