@@ -56,6 +56,9 @@ type Client struct {
 	HTTP             *http.Client // nil: a shared pooled client bounded by DefaultClientTimeout
 	Token            string       // sent as "Authorization: Bearer <Token>" when set
 	MaxResponseBytes int64
+	// Header holds extra headers sent with every request (e.g. whom a
+	// caller acts for); nil for none.
+	Header http.Header
 }
 
 // Do sends in (JSON, when not nil) to Base+path and decodes a 2xx answer into
@@ -119,6 +122,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, in any) (*
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	for k, vs := range c.Header {
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
 	if id := RequestID(ctx); id != "" {
 		req.Header.Set(RequestIDHeader, id)
 	}

@@ -31,6 +31,10 @@ type Options struct {
 	// Operators authenticates bank staff (operator_auth.go); nil refuses
 	// every operator endpoint (401).
 	Operators *Operators
+	// Promotions is the network's campaign API, through which a bank
+	// manages its campaigns (promo_api.go); nil: those calls fail with
+	// EUNAVAILABLE.
+	Promotions PromoCampaigns
 }
 
 // Host hosts every bank programme of the reference data over one store.
@@ -43,6 +47,7 @@ type Host struct {
 	sms    SMSSender
 	tsp    TSPCards
 	ops    *Operators
+	promo  PromoCampaigns
 	log    *slog.Logger
 	now    func() time.Time
 
@@ -80,6 +85,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		sms:    o.SMS,
 		tsp:    o.TSP,
 		ops:    o.Operators,
+		promo:  o.Promotions,
 		log:    o.Log,
 		now:    o.Now,
 		cards:  make(map[string]*account),

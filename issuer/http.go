@@ -29,6 +29,7 @@ func (h *Host) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/report-stolen", h.staff(h.handleReportStolen))
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/replace", h.staff(h.handleReplaceCard))
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/tokens", h.staff(h.handleCardTokens))
+	h.campaignRoutes(mux) // promo_api.go
 	return mux
 }
 

@@ -96,7 +96,9 @@ func StartParty(ctx context.Context, env *node.Env) (*Party, error) {
 	host, err := NewHost(ctx, Options{Ref: env.Ref, DB: db, Hasher: hsmHasher{env.HSM, HashKey}, SMS: sms, Log: log,
 		// The TSP starts after the issuer host: its address is read at each call.
 		TSP:    NewHTTPTSP(func() string { return env.Peer(node.RoleTSP, "http") }, env.DataDir),
-		Writer: store.WriterConfig{Registerer: env.Metrics}, Operators: ops})
+		Writer: store.WriterConfig{Registerer: env.Metrics}, Operators: ops,
+		// The switch (and its campaign API) starts after the issuer host.
+		Promotions: NewHTTPPromo(func() string { return env.Peer(node.RoleNetwork, "http") }, env.DataDir)})
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -2,8 +2,10 @@ package network
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -163,26 +165,56 @@ func addPromotion(e *TransactionEvent, rec *authRecord) {
 	}
 }
 
-// promoOperatorAuth admits the network operator (the admin bearer secret)
-// to the campaign API for every bank of the reference data. Banks' own
-// credentials for it are not built yet.
+// promoOperatorAuth admits to the campaign API the network operator (the
+// admin bearer secret) for every bank of the reference data, and a bank's
+// issuer host for its own issuer id only: header HeaderPromoIssuer names it
+// and the bearer is that bank's member key, PromoMemberKey(secret, id).
+// The switch derives member keys and stores none; the operator hands each
+// bank its own, so a bank holding only its key can act for no other.
 func promoOperatorAuth(secret string, ref *config.Reference) promo.BankAuth {
 	sum := sha256.Sum256([]byte(secret))
 	all := make([]string, 0, len(ref.Issuers))
+	known := make(map[string]bool, len(ref.Issuers))
 	for i := range ref.Issuers {
 		all = append(all, ref.Issuers[i].ID)
+		known[ref.Issuers[i].ID] = true
 	}
 	return func(r *http.Request) ([]string, bool) {
 		h := r.Header.Get("Authorization")
 		if secret == "" || len(h) < 7 || len(h) > 512 || !strings.EqualFold(h[:7], "bearer ") {
 			return nil, false
 		}
-		got := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
+		presented := strings.TrimSpace(h[7:])
+		if id := r.Header.Get(HeaderPromoIssuer); id != "" {
+			if !known[id] {
+				return nil, false
+			}
+			want := sha256.Sum256([]byte(PromoMemberKey(secret, id)))
+			got := sha256.Sum256([]byte(presented))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				return nil, false
+			}
+			return []string{id}, true
+		}
+		got := sha256.Sum256([]byte(presented))
 		if subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
 			return nil, false
 		}
 		return all, true
 	}
+}
+
+// HeaderPromoIssuer names the bank an issuer host acts for at the campaign
+// API (with that bank's member key as bearer).
+const HeaderPromoIssuer = "X-Mipay-Issuer"
+
+// PromoMemberKey is a bank's key to the campaign API: HMAC-SHA256 of
+// "mipay promo member v1|" and the issuer id under the admin secret,
+// base64url. issuer.PromoMemberKey derives the same.
+func PromoMemberKey(secret, issuerID string) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("mipay promo member v1|" + issuerID))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // withPromoAPI serves the campaign API (/v1/promo/) and the public offers
