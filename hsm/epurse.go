@@ -124,3 +124,42 @@ func (s *Soft) tacKey(mtk Handle, diversifier [8]byte) ([8]byte, error) {
 	defer clear(dtk[:])
 	return emv.EPurseTACKey(dtk), nil
 }
+
+// EPursePurchaseTACCheck is one purchase TAC for EPurseVerifyPurchaseTACs.
+type EPursePurchaseTACCheck struct {
+	Diversifier [8]byte
+	Tx          emv.EPurseTx
+	TermSerial  [4]byte
+	TAC         [4]byte
+}
+
+// EPurseBatchVerifier is implemented by HSMs that check many purchase TACs
+// in one call (clearing a gate batch), deriving each card's TAC key once per
+// call instead of once per record. The keys never leave the HSM.
+type EPurseBatchVerifier interface {
+	EPurseVerifyPurchaseTACs(ctx context.Context, mtk Handle, checks []EPursePurchaseTACCheck) ([]bool, error)
+}
+
+// EPurseVerifyPurchaseTACs checks each TAC as EPurseVerifyPurchaseTAC does.
+func (s *Soft) EPurseVerifyPurchaseTACs(_ context.Context, mtk Handle, checks []EPursePurchaseTACCheck) ([]bool, error) {
+	k, err := s.get(mtk, TDES2)
+	if err != nil {
+		return nil, err
+	}
+	keys := make(map[[8]byte][8]byte) // diversifier → TAC key, for this call only
+	defer clear(keys)
+	out := make([]bool, len(checks))
+	for i := range checks {
+		c := &checks[i]
+		tk, ok := keys[c.Diversifier]
+		if !ok {
+			dtk := emv.DiversifyKey(k.tdes, c.Diversifier)
+			tk = emv.EPurseTACKey(dtk)
+			clear(dtk[:])
+			keys[c.Diversifier] = tk
+		}
+		want := emv.EPursePurchaseTAC(tk, c.Tx, c.TermSerial)
+		out[i] = subtle.ConstantTimeCompare(want[:], c.TAC[:]) == 1
+	}
+	return out, nil
+}
