@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/store"
 )
 
@@ -119,28 +122,49 @@ func (s *Service) Clear(ctx context.Context, b Batch) (*BatchResult, error) {
 		return prev, err
 	}
 	res := &BatchResult{BatchID: b.ID, Records: len(b.Records), Exceptions: []Exception{}, Gaps: []Gap{}}
-	// TACs first, outside the transaction.
+	// TACs first, outside the transaction, in one HSM call when the HSM
+	// can (each card's TAC key derived once per batch, not per record).
 	valid := make([]bool, len(b.Records))
-	mtk := CityKeys(b.City).DTK
+	kinds := make([]string, len(b.Records)) // the exception of record i, if any
+	checks := make([]hsm.EPursePurchaseTACCheck, 0, len(b.Records))
+	idx := make([]int, 0, len(b.Records))
+	divs := make(map[string][8]byte)
 	for i := range b.Records {
 		r := &b.Records[i]
 		tx, tsn, tac, ok := tacInput(r)
-		div, err := emv.EPurseDiversifier(r.CardNumber)
-		if !ok || err != nil {
-			res.Exceptions = append(res.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExMalformed})
+		div, seen := divs[r.CardNumber]
+		if !seen {
+			var err error
+			if div, err = emv.EPurseDiversifier(r.CardNumber); err != nil {
+				ok = false
+			} else {
+				divs[r.CardNumber] = div
+			}
+		}
+		if !ok {
+			kinds[i] = ExMalformed
 			continue
 		}
-		good, err := s.hsm.EPurseVerifyPurchaseTAC(ctx, mtk, div, tx, tsn, tac)
-		if err != nil {
-			return nil, fmt.Errorf("transit: verify TAC: %w", err)
-		}
-		if !good {
-			res.Exceptions = append(res.Exceptions, Exception{r.CardNumber, r.OfflineSerial, ExBadTAC})
-			continue
-		}
-		valid[i] = true
+		checks = append(checks, hsm.EPursePurchaseTACCheck{Diversifier: div, Tx: tx, TermSerial: tsn, TAC: tac})
+		idx = append(idx, i)
 	}
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	good, err := s.verifyTACs(ctx, CityKeys(b.City).DTK, checks)
+	if err != nil {
+		return nil, fmt.Errorf("transit: verify TAC: %w", err)
+	}
+	for k, i := range idx {
+		if good[k] {
+			valid[i] = true
+		} else {
+			kinds[i] = ExBadTAC
+		}
+	}
+	for i, kind := range kinds {
+		if kind != "" {
+			res.Exceptions = append(res.Exceptions, Exception{b.Records[i].CardNumber, b.Records[i].OfflineSerial, kind})
+		}
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		out := *res
 		out.Exceptions = append([]Exception(nil), res.Exceptions...)
 		if err := s.applyBatch(ctx, tx, b, valid, &out); err != nil {
@@ -165,24 +189,51 @@ func (s *Service) applyBatch(ctx context.Context, tx *sql.Tx, b Batch, valid []b
 		agg    cardAgg
 	}
 	cards := map[string]*cardState{}
-	var order []string
 	for i := range b.Records {
-		n := b.Records[i].CardNumber
-		if !valid[i] || cards[n] != nil {
-			continue
+		if valid[i] {
+			cards[b.Records[i].CardNumber] = &cardState{agg: cardAgg{maxSerial: -1}}
 		}
-		var city, status string
-		var bits []byte
-		err := tx.QueryRowContext(ctx, `SELECT city, status, cleared_bits FROM transit_cards WHERE card_number = $1`, n).Scan(&city, &status, &bits)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	}
+	nums := make([]string, 0, len(cards))
+	for n := range cards {
+		nums = append(nums, n)
+	}
+	sort.Strings(nums)
+	// The cards' rows in chunks of cardsPerQuery, in card order (on
+	// PostgreSQL locked, in the same order by every batch: no deadlock). A
+	// short chunk repeats its last number, so there is one statement text.
+	var order []string
+	q := `SELECT card_number, city, status, cleared_bits FROM transit_cards WHERE card_number IN (` + placeholders(cardsPerQuery) +
+		`) ORDER BY card_number` + s.db.ForUpdate()
+	args := make([]any, cardsPerQuery)
+	for lo := 0; lo < len(nums); lo += cardsPerQuery {
+		chunk := nums[lo:min(lo+cardsPerQuery, len(nums))]
+		for k := range args {
+			args[k] = chunk[min(k, len(chunk)-1)]
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
 			return err
 		}
-		cs := &cardState{ok: err == nil && city == b.City, status: status, agg: cardAgg{maxSerial: -1}}
-		cs.bits = make([]byte, clearedBitsBytes)
-		copy(cs.bits, bits)
-		cards[n] = cs
-		if cs.ok {
+		for rows.Next() {
+			var n, city, status string
+			var bits []byte
+			if err := rows.Scan(&n, &city, &status, &bits); err != nil {
+				rows.Close()
+				return err
+			}
+			cs := cards[n]
+			if cs == nil || city != b.City {
+				continue
+			}
+			cs.ok, cs.status = true, status
+			cs.bits = make([]byte, clearedBitsBytes)
+			copy(cs.bits, bits)
 			order = append(order, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
 		}
 	}
 	cleared := make([]GateRecord, 0, len(b.Records))
@@ -243,13 +294,122 @@ func (s *Service) applyBatch(ctx context.Context, tx *sql.Tx, b Batch, valid []b
 	if err != nil {
 		return err
 	}
-	recs, err := json.Marshal(cleared)
-	if err != nil {
-		return err
-	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO transit_batches (id, city, terminal, received, result, records) VALUES ($1,$2,$3,$4,$5,$6)`,
-		b.ID, b.City, b.Terminal, now, string(js), string(recs))
+		b.ID, b.City, b.Terminal, now, string(js), encodeRecords(cleared))
 	return err
+}
+
+// verifyTACs checks purchase TACs, in one call when the HSM offers it.
+func (s *Service) verifyTACs(ctx context.Context, mtk hsm.Handle, checks []hsm.EPursePurchaseTACCheck) ([]bool, error) {
+	if bv, ok := s.hsm.(hsm.EPurseBatchVerifier); ok {
+		return bv.EPurseVerifyPurchaseTACs(ctx, mtk, checks)
+	}
+	out := make([]bool, len(checks))
+	for i := range checks {
+		c := &checks[i]
+		good, err := s.hsm.EPurseVerifyPurchaseTAC(ctx, mtk, c.Diversifier, c.Tx, c.TermSerial, c.TAC)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = good
+	}
+	return out, nil
+}
+
+// The cleared records of a batch are kept (transit_batches.records) in a
+// line format a third the size of JSON and made without reflection — at
+// 100,000 records a second the JSON was a sixth of clearing's time:
+//
+//	v2\n then per record: card serial amount type terminal tsn date time tac "station"\n
+//
+// (fields separated by one space; every field but the quoted station was
+// validated before the record cleared). Rows written earlier are JSON
+// arrays and still read.
+const recordsV2 = "v2\n"
+
+func encodeRecords(recs []GateRecord) string {
+	b := make([]byte, 0, len(recs)*80+len(recordsV2))
+	b = append(b, recordsV2...)
+	for i := range recs {
+		r := &recs[i]
+		b = append(b, r.CardNumber...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.OfflineSerial, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.AmountMinor, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(r.Type), 10)
+		b = append(b, ' ')
+		b = append(b, r.Terminal...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.TSN, 10)
+		b = append(b, ' ')
+		b = append(b, r.Date...)
+		b = append(b, ' ')
+		b = append(b, r.Time...)
+		b = append(b, ' ')
+		b = append(b, r.TAC...)
+		b = append(b, ' ')
+		b = strconv.AppendQuote(b, r.Station)
+		b = append(b, '\n')
+	}
+	return string(b)
+}
+
+func decodeRecords(s string) ([]GateRecord, error) {
+	if strings.HasPrefix(s, "[") {
+		var recs []GateRecord
+		err := json.Unmarshal([]byte(s), &recs)
+		return recs, err
+	}
+	body, ok := strings.CutPrefix(s, recordsV2)
+	if !ok {
+		return nil, errors.New("transit: stored batch records in an unknown format")
+	}
+	var out []GateRecord
+	for line := range strings.Lines(body) {
+		line = strings.TrimSuffix(line, "\n")
+		f := strings.SplitN(line, " ", 10)
+		if len(f) != 10 {
+			return nil, errors.New("transit: malformed stored batch record")
+		}
+		var r GateRecord
+		var err error
+		nums := []*int64{&r.OfflineSerial, &r.AmountMinor, nil, &r.TSN}
+		for k, j := range []int{1, 2, 3, 5} {
+			v, perr := strconv.ParseInt(f[j], 10, 64)
+			if perr != nil {
+				return nil, fmt.Errorf("transit: malformed stored batch record: %w", perr)
+			}
+			if nums[k] != nil {
+				*nums[k] = v
+			} else {
+				r.Type = int(v)
+			}
+		}
+		r.CardNumber, r.Terminal, r.Date, r.Time, r.TAC = f[0], f[4], f[6], f[7], f[8]
+		if r.Station, err = strconv.Unquote(f[9]); err != nil {
+			return nil, fmt.Errorf("transit: malformed stored batch record: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// cardsPerQuery is how many cards one clearing SELECT reads.
+const cardsPerQuery = 64
+
+// placeholders is "$1,$2,…,$n".
+func placeholders(n int) string {
+	b := make([]byte, 0, n*4)
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(i), 10)
+	}
+	return string(b)
 }
 
 // clearedBitsBytes is the bitmap of every offline serial (0..65535).
@@ -280,8 +440,8 @@ func (s *Service) cardRecords(ctx context.Context, number string, limit int) ([]
 		if err := rows.Scan(&js); err != nil {
 			return nil, err
 		}
-		var recs []GateRecord
-		if err := json.Unmarshal([]byte(js), &recs); err != nil {
+		recs, err := decodeRecords(js)
+		if err != nil {
 			return nil, err
 		}
 		for _, r := range recs {
