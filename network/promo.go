@@ -53,6 +53,11 @@ func (s *Switch) applyPromotion(ctx context.Context, out *iso8583.Message, rec *
 		// per-card limits.
 		FirstPayment: res != nil && res.CryptogramValid && res.ATC == 1,
 	}
+	if res != nil && res.AccountRef != "" {
+		// The TSP's opaque reference of the Mi account (never its id): a
+		// campaign's per-account limit counts every card of the account.
+		p.AccountKey = "acct:" + res.AccountRef
+	}
 	r, ok, err := s.cfg.Promotions.Reserve(ctx, p)
 	if err != nil {
 		s.log.WarnContext(ctx, "promotion engine failed; paying without an offer", "err", err)

@@ -85,6 +85,10 @@ type AuthResult struct {
 	CryptogramValid  bool
 	ATC              uint16
 	TokenAssurance   string // how the binding was authenticated
+	// AccountRef is the opaque reference of the wallet account the token
+	// was made for (account_ref.go; "" when unknown): the same for every
+	// card of one Mi account, for per-account promotion limits.
+	AccountRef string
 }
 
 // AuthorizerConfig is what NewAuthorizer needs.
@@ -266,6 +270,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req AuthRequest) (AuthResult
 	}
 	res.TokenRef, res.IssuerID, res.TokenPSN, res.PAR = e.ref, e.issuerID, e.psn, e.par
 	res.TokenRequestorID, res.DeviceID, res.TokenAssurance = e.requestorID, e.deviceID, e.assurance
+	res.AccountRef = e.accountRef
 	switch e.state {
 	case StateActive:
 	case StateSuspended:
@@ -394,6 +399,9 @@ func (a *Authorizer) lookup(ctx context.Context, dpan string) (*cacheEntry, erro
 		return nil, err
 	}
 	e := newCacheEntry(&r.Token, now)
+	if e.accountRef, err = loadAccountRef(ctx, a.db.DB, r.Ref); err != nil {
+		return nil, err
+	}
 	return a.cache.put(e, gen), nil
 }
 

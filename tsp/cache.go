@@ -19,6 +19,7 @@ type cacheEntry struct {
 	requestorID       string
 	deviceID          string
 	assurance         string
+	accountRef        string // account_ref.go
 	panSealed         []byte
 	lastATC           atomic.Int64
 	loaded            time.Time

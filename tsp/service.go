@@ -360,6 +360,9 @@ func (s *Service) createToken(ctx context.Context, card CardData, issuer *config
 		if err != nil {
 			return nil, err
 		}
+		if err := s.recordAccountRef(ctx, row.Ref, req.AccountID); err != nil {
+			s.log.ErrorContext(ctx, "token without account reference: per-account promotion limits count it per card", "token", row.Ref, "err", err)
+		}
 		s.announce(ctx, first, NoticeTokenCreated, row.DecisionID)
 		s.log.InfoContext(ctx, "token created", "token", row.Ref, "issuer", issuer.ID, "state", state, "pan", MaskPAN(card.PAN))
 		return &row.Token, nil
