@@ -459,3 +459,44 @@ func TestFoundItLiftsSwitchOffHotlist(t *testing.T) {
 		t.Fatal("a stranger's found it was accepted")
 	}
 }
+
+// TestLateRecoveryCharges: a debit whose answer was lost is still recorded
+// (and cleared) when the card comes back after gate.RecoveryWindow, but
+// that later tap is a new passage and pays.
+func TestLateRecoveryCharges(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	now := time.Now()
+	cfg := gate.Config{DataDir: t.TempDir(), City: a.City(t, "cq"), Station: "bus-4", Mode: gate.ModeBus, Agency: a.URL,
+		OperatorToken: a.Token, Now: func() time.Time { return now }}
+	if _, err := gate.Provision(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	g, err := gate.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	ph := a.NewPhone(t, "late")
+	card := ph.Issue(t, "cq")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	fare := a.City(t, "cq").BusFareMinor
+	if _, err := g.Process(ctx, lossyCard{transittest.SECard{S: ph.SE}}); err == nil {
+		t.Fatal("the lost answer was not noticed")
+	}
+	now = now.Add(gate.RecoveryWindow + time.Minute)
+	r := tap(t, g, ph)
+	if !r.Open || r.Recovered || r.ChargedMinor != fare || ph.Balance(t, card) != 1000-2*fare {
+		t.Fatalf("late tap: %+v, balance %d", r, ph.Balance(t, card))
+	}
+	res := upload(t, g)
+	if len(res) != 1 || res[0].Cleared != 2 {
+		t.Fatalf("upload %+v", res)
+	}
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ShadowBalance != ph.Balance(t, card) {
+		t.Fatalf("shadow %d, card %d", c.ShadowBalance, ph.Balance(t, card))
+	}
+}

@@ -1,0 +1,111 @@
+package gate
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/mipay-oss/mipay/transit/transittest"
+)
+
+func openTestGate(t *testing.T, a *transittest.Agency, data string) *Gate {
+	t.Helper()
+	cfg := Config{DataDir: data, City: a.City(t, "gz"), Station: "bus-5", Mode: ModeBus, Agency: a.URL, OperatorToken: a.Token}
+	if _, err := OpenPSAM(cfg.Dir()); err != nil {
+		if _, err := Provision(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestJournalRestartAndReplay: a full journal restarts under a new
+// generation after its records reached the store; a gate that died without
+// closing replays its journal into the store at the next open (once, however
+// often it reopens); a damaged slot ends the journal there — a debit whose
+// "opened" mark is lost lets the card through once more without a charge.
+func TestJournalRestartAndReplay(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	g := openTestGate(t, a, data)
+	ph := a.NewPhone(t, "j")
+	card := ph.Issue(t, "gz")
+	if _, err := ph.TopUp(ctx, card, 5000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	tap := func(g *Gate) {
+		t.Helper()
+		r, err := g.Process(ctx, transittest.SECard{S: ph.SE})
+		if err != nil || !r.Open {
+			t.Fatalf("tap: %+v %v", r, err)
+		}
+	}
+	tap(g)
+	tap(g)
+	oldGen := g.j.gen
+	g.j.next = journalSlots - 2 // as if full: the next tap restarts it
+	tap(g)
+	if g.j.gen == oldGen || g.j.next != 4 || len(g.j.recs) != 3 {
+		t.Fatalf("after the restart: gen %x→%x, next %d, %d records", oldGen, g.j.gen, g.j.next, len(g.j.recs))
+	}
+	var inStore int
+	if err := g.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_records WHERE state = 'done'`).Scan(&inStore); err != nil || inStore != 2 {
+		t.Fatalf("%d done records in the store before the restart (%v), want 2", inStore, err)
+	}
+	tap(g)
+	// The process dies: no Close, nothing mirrored since the restart.
+	g.j.f.Close()
+	g.db.Close()
+
+	// Damage the last record (tap 4's "opened"): the journal ends before
+	// it, so tap 4 is a debit whose barrier may not have opened.
+	f, err := os.OpenFile(filepath.Join(g.cfg.Dir(), journalFile), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("MGJ1 garbage"), int64(6)*slotBytes); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	g2 := openTestGate(t, a, data)
+	if n, err := g2.Pending(ctx); err != nil || n != 4 {
+		t.Fatalf("after reopening: %d records to upload (%v), want 4", n, err)
+	}
+	if p := g2.pending[card]; p == nil || p.state != stateUnopened || g2.tsn != 4 {
+		t.Fatalf("after reopening: pending %+v, tsn %d", p, g2.tsn)
+	}
+	bal := ph.Balance(t, card)
+	r, err := g2.Process(ctx, transittest.SECard{S: ph.SE})
+	if err != nil || !r.Open || !r.Recovered || ph.Balance(t, card) != bal {
+		t.Fatalf("re-tap after an unopened debit: %+v %v, balance %d→%d", r, err, bal, ph.Balance(t, card))
+	}
+	if err := g2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // replaying again changes nothing
+		g3 := openTestGate(t, a, data)
+		if n, err := g3.Pending(ctx); err != nil || n != 4 || len(g3.pending) != 0 || g3.tsn != 4 {
+			t.Fatalf("reopened: %d to upload (%v), pending %v, tsn %d", n, err, g3.pending, g3.tsn)
+		}
+		if err := g3.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g4 := openTestGate(t, a, data)
+	defer g4.Close()
+	tap(g4)
+	res, err := g4.Upload(ctx)
+	if err != nil || len(res) != 1 || res[0].Cleared != 5 || len(res[0].Exceptions) != 0 {
+		t.Fatalf("upload: %+v %v", res, err)
+	}
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ShadowBalance != ph.Balance(t, card) || c.ClearedRecords != 5 {
+		t.Fatalf("cleared %+v, card %d", c, ph.Balance(t, card))
+	}
+}
