@@ -68,7 +68,7 @@ func TestCardRewards(t *testing.T) {
 	}
 	deliver("ev1", event("tx1", true, 60, 60, at))
 	deliver("ev2", event("tx2", true, 50, 110, at.Add(time.Minute)))
-	deliver("ev1", event("tx1", true, 60, 60, at))                  // redelivered late
+	deliver("ev1", event("tx1", true, 60, 60, at))                   // redelivered late
 	deliver("ev0", event("tx0", true, 10, 10, at.Add(-time.Minute))) // an older one arriving last
 	deliver("ev3", event("tx3", true, 0, -1, at.Add(2*time.Minute))) // the issuer said nothing
 	deliver("ev4", event("tx4", false, 99, 999, at.Add(3*time.Minute)))
