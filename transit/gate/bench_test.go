@@ -2,6 +2,7 @@ package gate_test
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"testing"
 	"time"
@@ -24,9 +25,15 @@ func BenchmarkGateTap(b *testing.B) {
 	g := mustGate(b, a, b.TempDir(), "sz", "bus-1", gate.ModeBus)
 	ph := a.NewPhone(b, "bench")
 	card := ph.Issue(b, "sz")
-	if _, err := ph.TopUp(ctx, card, 100000, "bench", transittest.CutNone); err != nil {
-		b.Fatal(err)
+	fare := a.City(b, "sz").BusFareMinor
+	topups := 0
+	topUp := func() {
+		topups++
+		if _, err := ph.TopUp(ctx, card, 100000-ph.Balance(b, card), fmt.Sprint("bench-", topups), transittest.CutNone); err != nil {
+			b.Fatal(err)
+		}
 	}
+	topUp()
 	r, err := nfc.Listen("127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -35,6 +42,11 @@ func BenchmarkGateTap(b *testing.B) {
 	lat := make([]time.Duration, 0, 1024)
 	b.ResetTimer()
 	for b.Loop() {
+		if ph.Balance(b, card) < fare {
+			b.StopTimer()
+			topUp()
+			b.StartTimer()
+		}
 		done := make(chan error, 1)
 		go func() { done <- nfc.Tap(ctx, r.Addr(), ph.SE) }()
 		sess, err := r.Wait(ctx)
