@@ -165,6 +165,11 @@ func maskPhone(p string) string {
 	return "***" + p[len(p)-4:]
 }
 
+// batchCtx is the ctx of the statements a write runs in a writer batch: the
+// caller's values without its cancellation. The batch has its own deadline,
+// and on SQLite a cancellable ctx costs a watcher goroutine per statement.
+func batchCtx(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // Decide answers a tokenization request for bank issuerID. Counters (per
 // card and device per day, failed card-detail attempts) are read and the
 // decision recorded in one write of the group-commit writer, so concurrent
@@ -204,6 +209,7 @@ func (h *Host) Decide(ctx context.Context, issuerID string, req DecisionRequest)
 
 	day := dayOf(now)
 	err := h.w.Write(ctx, func(tx *sql.Tx) error {
+		ctx := batchCtx(ctx)
 		out := d // the function may be the only place d is decided; start clean
 		failure, err := h.decide(ctx, tx, bank, acct, &req, cvn2Hash, day, now, &out)
 		if err != nil {
@@ -375,6 +381,7 @@ func (h *Host) SendOTP(ctx context.Context, issuerID, decisionID, methodID strin
 	maxSends := 1 + bank.OTP.MaxResends
 	var row *decisionRow
 	err = h.w.Write(ctx, func(tx *sql.Tx) error {
+		ctx := batchCtx(ctx)
 		r, err := loadDecision(ctx, tx, bank.ID, decisionID)
 		if err != nil {
 			return err
@@ -405,7 +412,7 @@ func (h *Host) SendOTP(ctx context.Context, issuerID, decisionID, methodID strin
 	if err := h.sms.Send(ctx, acct.card.Phone, text, bank.BankCode); err != nil {
 		// The user never got this code: give the send back.
 		if uerr := h.w.Write(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `UPDATE decisions SET otp_sends = otp_sends - 1 WHERE id = $1 AND otp_sends > 0`, row.id)
+			_, err := tx.ExecContext(batchCtx(ctx), `UPDATE decisions SET otp_sends = otp_sends - 1 WHERE id = $1 AND otp_sends > 0`, row.id)
 			return err
 		}); uerr != nil {
 			h.log.Error("otp: give back failed send", "decisionId", row.id, "err", uerr)
@@ -492,6 +499,7 @@ func (h *Host) VerifyOTP(ctx context.Context, issuerID, decisionID, code string)
 	now := h.now()
 	var v OTPVerdict
 	err = h.w.Write(ctx, func(tx *sql.Tx) error {
+		ctx := batchCtx(ctx)
 		r, err := loadDecision(ctx, tx, bank.ID, decisionID)
 		if err != nil {
 			return err
@@ -581,6 +589,7 @@ func (h *Host) RecordNotice(ctx context.Context, issuerID string, n TokenNotice)
 		return mipay.Errorf(mipay.EINVALID, "decisionId is required for TOKEN_CREATED")
 	}
 	return h.w.Write(ctx, func(tx *sql.Tx) error {
+		ctx := batchCtx(ctx)
 		if n.DecisionID != "" {
 			r, err := loadDecision(ctx, tx, bank.ID, n.DecisionID)
 			if err != nil {
