@@ -572,7 +572,10 @@ func (s *Service) apply(ctx context.Context, t *tokenRow, action Action, by Caus
 // Provisioning returns the SE card profile of an ACTIVE token: the card key
 // derived in the HSM and sealed to the token's SE, and the profile in clear.
 func (s *Service) Provisioning(ctx context.Context, ref string) (Profile, error) {
-	t, err := s.token(ctx, ref)
+	if !validTokenRef(ref) {
+		return Profile{}, errNoToken
+	}
+	t, err := s.vault.GetNoATC(ctx, ref) // a profile carries no ATC
 	if err != nil {
 		return Profile{}, err
 	}
