@@ -663,3 +663,40 @@ func (s *SE) purseReadRecord(p *purse, cmd emv.Command) []byte {
 	}
 	return sw(nil, emv.SWFileNotFound)
 }
+
+// PurchaseProof is a purchase's TAC as GET TRANSACTION PROOF gives it.
+type PurchaseProof struct {
+	OfflineSerial uint16
+	TAC           [4]byte
+}
+
+// PurchaseProofs reads, over the e-purse's own APDUs (SELECT, then GET
+// TRANSACTION PROOF per purchase in the log), the proofs of a card's
+// purchases still in its log: what the phone reports to the agency so taps
+// a gate holds in doubt (it never got the card's answer) can clear.
+func (s *SE) PurchaseProofs(cardNumber string) ([]PurchaseProof, error) {
+	s.mu.Lock()
+	p := s.purseByNumber(cardNumber)
+	if p == nil {
+		s.mu.Unlock()
+		return nil, mipay.Errorf(mipay.ENOTFOUND, "no transit card %s in the secure element", cardNumber)
+	}
+	aid, log := slices.Clone(p.AID), slices.Clone(p.Log)
+	s.mu.Unlock()
+	defer s.Reset()
+	sel := s.Transmit(append(append([]byte{0x00, 0xA4, 0x04, 0x00, byte(len(aid))}, aid...), 0x00))
+	if len(sel) < 2 || binary.BigEndian.Uint16(sel[len(sel)-2:]) != emv.SWSuccess {
+		return nil, fmt.Errorf("se: the e-purse of %s does not select", cardNumber)
+	}
+	var out []PurchaseProof
+	for _, r := range log {
+		if r.Type != emv.EPurseTypePurchase && r.Type != emv.EPurseTypeCompositePurchase {
+			continue
+		}
+		resp := s.Transmit([]byte{0x80, insProof, 0x00, r.Type, 0x02, byte(r.Serial >> 8), byte(r.Serial), 0x08})
+		if len(resp) == 10 && binary.BigEndian.Uint16(resp[8:]) == emv.SWSuccess {
+			out = append(out, PurchaseProof{OfflineSerial: r.Serial, TAC: [4]byte(resp[4:8])})
+		}
+	}
+	return out, nil
+}
