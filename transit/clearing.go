@@ -40,6 +40,10 @@ type Batch struct {
 	City     string       `json:"city"`
 	Terminal string       `json:"terminal"`
 	Records  []GateRecord `json:"records"`
+	// InDoubt are taps whose intent the gate made durable but whose card
+	// answer (TAC) it never got: TAC is empty. The card's proof, reported
+	// by its phone, clears them (indoubt.go).
+	InDoubt []GateRecord `json:"inDoubt,omitempty"`
 }
 
 // Exception kinds.
@@ -73,6 +77,7 @@ type BatchResult struct {
 	Amount     int64       `json:"clearedMinor"`
 	Exceptions []Exception `json:"exceptions"`
 	Gaps       []Gap       `json:"gaps"`
+	InDoubt    int         `json:"inDoubt,omitempty"` // in-doubt taps newly recorded
 }
 
 // tacInput assembles what the HSM checks for a record.
@@ -115,7 +120,7 @@ func (s *Service) Clear(ctx context.Context, b Batch) (*BatchResult, error) {
 	if b.ID == "" || len(b.ID) > 64 {
 		return nil, mipay.Errorf(mipay.EINVALID, "batchId must be 1–64 characters")
 	}
-	if len(b.Records) > MaxBatchRecords {
+	if len(b.Records) > MaxBatchRecords || len(b.InDoubt) > MaxBatchRecords {
 		return nil, mipay.Errorf(mipay.ETOOLARGE, "a batch holds at most %d records", MaxBatchRecords)
 	}
 	if prev, err := s.batchResult(ctx, b.ID); err != nil || prev != nil {
@@ -167,6 +172,11 @@ func (s *Service) Clear(ctx context.Context, b Batch) (*BatchResult, error) {
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		out := *res
 		out.Exceptions = append([]Exception(nil), res.Exceptions...)
+		n, err := s.recordInDoubt(ctx, tx, b, s.nowMS())
+		if err != nil {
+			return err
+		}
+		out.InDoubt = n
 		if err := s.applyBatch(ctx, tx, b, valid, &out); err != nil {
 			return err
 		}

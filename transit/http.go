@@ -24,6 +24,7 @@ import (
 //	POST /v1/cards/{number}/move             MoveRequest → IssueResult (+ the transfer load)
 //	GET  /v1/cards/{number}/pending-load     the open load, if any
 //	POST /v1/cards/{number}/profile          {"sePublicKey"} → IssueResult (install again, no fee)
+//	POST /v1/cards/{number}/proofs           {"proofs": [CardProof]} → {"cleared": n} (in-doubt taps)
 //	POST /v1/devices/{id}/hotlist            every card of a lost device
 //	POST /v1/devices/{id}/found              the cards that hotlist put on the list come off
 //	POST /v1/loads                           LoadRequest → Load (paid)
@@ -50,6 +51,7 @@ func Handler(s *Service, operatorToken string) http.Handler {
 	mux.HandleFunc("POST /v1/cards/{number}/move", h.move)
 	mux.HandleFunc("GET /v1/cards/{number}/pending-load", h.pendingLoad)
 	mux.HandleFunc("POST /v1/cards/{number}/profile", h.reinstall)
+	mux.HandleFunc("POST /v1/cards/{number}/proofs", h.proofs)
 	mux.HandleFunc("POST /v1/devices/{id}/hotlist", h.hotlistDevice)
 	mux.HandleFunc("POST /v1/devices/{id}/found", h.deviceFound)
 	mux.HandleFunc("POST /v1/loads", h.startLoad)
@@ -177,6 +179,22 @@ func (h *handler) hotlistDevice(w http.ResponseWriter, r *http.Request) {
 		nums = []string{}
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"hotlisted": nums})
+}
+
+func (h *handler) proofs(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Proofs []CardProof `json:"proofs"`
+	}
+	if err := httpx.DecodeJSON(w, r, &in); err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	n, err := h.s.SettleProofs(r.Context(), bearer(r), r.PathValue("number"), in.Proofs)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]int{"cleared": n})
 }
 
 func (h *handler) deviceFound(w http.ResponseWriter, r *http.Request) {

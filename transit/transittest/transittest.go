@@ -443,3 +443,25 @@ type SECard struct{ S *se.SE }
 func (c SECard) Transmit(_ context.Context, apdu []byte) ([]byte, error) {
 	return c.S.Transmit(apdu), nil
 }
+
+// ReportProofs sends the card's purchase proofs to the agency (what the
+// app does when it lists its cards) and returns how many in-doubt taps
+// they cleared.
+func (p *Phone) ReportProofs(ctx context.Context, number string) (int, error) {
+	proofs, err := p.SE.PurchaseProofs(number)
+	if err != nil {
+		return 0, err
+	}
+	in := struct {
+		Proofs []transit.CardProof `json:"proofs"`
+	}{Proofs: []transit.CardProof{}}
+	for _, pr := range proofs {
+		in.Proofs = append(in.Proofs, transit.CardProof{OfflineSerial: int64(pr.OfflineSerial), TAC: fmt.Sprintf("%X", pr.TAC)})
+	}
+	var out struct {
+		Cleared int `json:"cleared"`
+	}
+	cl := p.client()
+	err = cl.Do(ctx, "POST", "/v1/cards/"+number+"/proofs", in, &out)
+	return out.Cleared, err
+}
