@@ -347,7 +347,9 @@ func (g *Gate) applyRec(ctx context.Context, tx *sql.Tx, r *jrec) error {
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'',$9,$10,$11,$12) ON CONFLICT (tsn) DO NOTHING`, tsn, r.card, int64(r.serial), int64(r.amount), int(r.txType),
 			fmt.Sprintf("%X", r.term), hex.EncodeToString(r.date[:]), hex.EncodeToString(r.time[:]), g.cfg.Station, r.created, statePending, hex.EncodeToString(r.random[:]))
 	case recCompleted:
-		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET tac = $2, state = $3 WHERE tsn = $1 AND state = $4`, tsn, fmt.Sprintf("%X", r.tac), stateUnopened, statePending)
+		// A pending tap reported in doubt goes up again, as a record.
+		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET tac = $2, state = $3, batch_id = '', uploaded = 0 WHERE tsn = $1 AND state = $4`,
+			tsn, fmt.Sprintf("%X", r.tac), stateUnopened, statePending)
 	case recOpened:
 		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET state = $2 WHERE tsn = $1 AND state = $3`, tsn, stateDone, stateUnopened)
 	case recVoid:
@@ -772,8 +774,12 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 		id = fmt.Sprintf("%s-%d", g.psam.ID(), g.cfg.Now().UnixNano())
 		var n int64
 		err = g.db.Tx(ctx, func(tx *sql.Tx) error {
-			r, err := tx.ExecContext(ctx, `UPDATE gate_records SET batch_id = $1 WHERE tsn IN (SELECT tsn FROM gate_records WHERE uploaded = 0 AND batch_id = '' AND state <> $3 ORDER BY tsn LIMIT $2)`,
-				id, MaxUploadRecords, statePending)
+			// Records with their TAC, and intents pending for longer than
+			// RecoveryWindow (reported in doubt: the card's own proof,
+			// reported by its phone, can clear them at the agency).
+			r, err := tx.ExecContext(ctx, `UPDATE gate_records SET batch_id = $1 WHERE tsn IN (SELECT tsn FROM gate_records
+				WHERE uploaded = 0 AND batch_id = '' AND (state <> $3 OR created < $4) ORDER BY tsn LIMIT $2)`,
+				id, MaxUploadRecords, statePending, g.cfg.Now().Add(-RecoveryWindow).UnixMilli())
 			if err != nil {
 				return err
 			}
@@ -789,7 +795,7 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 	} else if err != nil {
 		return nil, err
 	}
-	rows, err := g.db.DB.QueryContext(ctx, `SELECT tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station
+	rows, err := g.db.DB.QueryContext(ctx, `SELECT tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, state
 		FROM gate_records WHERE batch_id = $1 ORDER BY tsn`, id)
 	if err != nil {
 		return nil, err
@@ -798,8 +804,13 @@ func (g *Gate) nextBatch(ctx context.Context) (*transit.Batch, error) {
 	b := &transit.Batch{ID: id, City: g.cfg.City.ID, Terminal: g.psam.ID()}
 	for rows.Next() {
 		var r transit.GateRecord
-		if err := rows.Scan(&r.TSN, &r.CardNumber, &r.OfflineSerial, &r.AmountMinor, &r.Type, &r.Terminal, &r.Date, &r.Time, &r.TAC, &r.Station); err != nil {
+		var st string
+		if err := rows.Scan(&r.TSN, &r.CardNumber, &r.OfflineSerial, &r.AmountMinor, &r.Type, &r.Terminal, &r.Date, &r.Time, &r.TAC, &r.Station, &st); err != nil {
 			return nil, err
+		}
+		if st == statePending {
+			b.InDoubt = append(b.InDoubt, r)
+			continue
 		}
 		b.Records = append(b.Records, r)
 	}

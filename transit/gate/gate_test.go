@@ -500,3 +500,91 @@ func TestLateRecoveryCharges(t *testing.T) {
 		t.Fatalf("shadow %d, card %d", c.ShadowBalance, ph.Balance(t, card))
 	}
 }
+
+// droppingCard loses the DEBIT before it reaches the card (the card never
+// debits).
+type droppingCard struct{ transittest.SECard }
+
+func (c droppingCard) Transmit(ctx context.Context, apdu []byte) ([]byte, error) {
+	if len(apdu) > 2 && apdu[0] == 0x80 && apdu[1] == 0x54 {
+		return nil, errors.New("phone left the field")
+	}
+	return c.SECard.Transmit(ctx, apdu)
+}
+
+// TestInDoubtTapsClearedByTheCardsProof: two gates lose a DEBIT's answer
+// and never see the card again — at one the card did not debit, at the
+// other it did (same offline serial). After RecoveryWindow they report the
+// taps in doubt; the phone's proofs clear exactly the real debit (its TAC
+// verifies only over that gate's session), and the agency's balance is the
+// card's again.
+func TestInDoubtTapsClearedByTheCardsProof(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	now := time.Now()
+	clock := func() time.Time { return now }
+	data := t.TempDir()
+	open := func(station string) *gate.Gate {
+		cfg := gate.Config{DataDir: data, City: a.City(t, "sz"), Station: station, Mode: gate.ModeBus, Agency: a.URL, OperatorToken: a.Token, Now: clock}
+		if _, err := gate.Provision(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		g, err := gate.Open(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Close() })
+		return g
+	}
+	ga, gc, gb := open("bus-a"), open("bus-c"), open("bus-b")
+	ph := a.NewPhone(t, "doubt")
+	card := ph.Issue(t, "sz")
+	if _, err := ph.TopUp(ctx, card, 1000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	fare := a.City(t, "sz").BusFareMinor
+	if _, err := ga.Process(ctx, droppingCard{transittest.SECard{S: ph.SE}}); err == nil {
+		t.Fatal("the dropped DEBIT was not noticed")
+	}
+	if _, err := gc.Process(ctx, lossyCard{transittest.SECard{S: ph.SE}}); err == nil {
+		t.Fatal("the lost answer was not noticed")
+	}
+	if r := tap(t, gb, ph); !r.Open || r.ChargedMinor != fare {
+		t.Fatalf("tap at b: %+v", r)
+	}
+	if got := ph.Balance(t, card); got != 1000-2*fare {
+		t.Fatalf("the card holds %d", got)
+	}
+	if res := upload(t, ga, gc); len(res) != 0 {
+		t.Fatalf("in-doubt taps reported before the recovery window ended: %+v", res)
+	}
+	now = now.Add(gate.RecoveryWindow + time.Second)
+	res := upload(t, ga, gc, gb)
+	inDoubt, cleared := 0, 0
+	for _, r := range res {
+		inDoubt, cleared = inDoubt+r.InDoubt, cleared+r.Cleared
+	}
+	if inDoubt != 2 || cleared != 1 {
+		t.Fatalf("uploads: %+v", res)
+	}
+	if again := upload(t, ga, gc); len(again) != 0 {
+		t.Fatalf("in-doubt taps reported twice: %+v", again)
+	}
+	n, err := ph.ReportProofs(ctx, card)
+	if err != nil || n != 1 {
+		t.Fatalf("proofs cleared %d (%v), want the one real debit", n, err)
+	}
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ShadowBalance != ph.Balance(t, card) || c.ClearedRecords != 2 {
+		t.Fatalf("after the proofs: %+v, card %d", c, ph.Balance(t, card))
+	}
+	if n, err := ph.ReportProofs(ctx, card); err != nil || n != 0 {
+		t.Fatalf("proofs reported again cleared %d (%v)", n, err)
+	}
+	// Someone else's session cannot report (nor learn anything).
+	stranger := a.NewPhone(t, "stranger")
+	body := map[string][]transit.CardProof{"proofs": {{OfflineSerial: 0, TAC: "00000000"}}}
+	if err := clientOf(a, stranger).Do(ctx, "POST", "/v1/cards/"+card+"/proofs", body, nil); err == nil {
+		t.Fatal("a stranger reported proofs of the card")
+	}
+}
