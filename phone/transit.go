@@ -383,7 +383,37 @@ func (p *Phone) TransitCards(ctx context.Context, agencyURL string) ([]TransitCa
 			out = append(out, TransitCard{City: ac.City, CardNumber: ac.CardNumber, Status: ac.Status, ShadowBalance: ac.ShadowBalance})
 		}
 	}
+	// Best effort, again at every listing: the card's purchase proofs let
+	// the agency clear taps a gate holds in doubt (it never got the answer).
+	for _, tc := range p.se.TransitCards() {
+		_, _ = p.reportProofs(ctx, c, tc.CardNumber)
+	}
 	return out, nil
+}
+
+// reportProofs sends a card's purchase proofs (GET TRANSACTION PROOF of
+// each purchase in its log) to the agency; it answers how many in-doubt
+// taps they cleared.
+func (p *Phone) reportProofs(ctx context.Context, c httpx.Client, number string) (int, error) {
+	proofs, err := p.se.PurchaseProofs(number)
+	if err != nil || len(proofs) == 0 {
+		return 0, err
+	}
+	type proof struct {
+		OfflineSerial int64  `json:"offlineSerial"`
+		TAC           string `json:"tac"`
+	}
+	in := struct {
+		Proofs []proof `json:"proofs"`
+	}{}
+	for _, pr := range proofs {
+		in.Proofs = append(in.Proofs, proof{OfflineSerial: int64(pr.OfflineSerial), TAC: hex.EncodeToString(pr.TAC[:])})
+	}
+	var out struct {
+		Cleared int `json:"cleared"`
+	}
+	err = c.Do(ctx, "POST", "/v1/cards/"+url.PathEscape(number)+"/proofs", in, &out)
+	return out.Cleared, err
 }
 
 // TransitHistoryEntry is one line of a card's history.
