@@ -20,10 +20,29 @@ type Reference struct {
 	Version int `json:"version"`
 	// NoCVMLimitMinor is the contactless no-CVM limit in CNY fen (1000 CNY =
 	// 100000): above it the CTQ must say CDCVM performed, or online PIN.
-	NoCVMLimitMinor int64            `json:"noCvmLimitMinor"`
-	TokenRequestors []TokenRequestor `json:"tokenRequestors"`
-	Issuers         []Issuer         `json:"issuers"`
-	Cities          []City           `json:"cities,omitempty"`
+	NoCVMLimitMinor int64 `json:"noCvmLimitMinor"`
+	// MaxCardsPerDevice is how many payment cards (tokens) one device may
+	// hold in the wallet; 0 means DefaultMaxCardsPerDevice (8, Mi Pay's
+	// limit). Load generators raise it (mipay bench lifecycle).
+	MaxCardsPerDevice int              `json:"maxCardsPerDevice,omitempty"`
+	TokenRequestors   []TokenRequestor `json:"tokenRequestors"`
+	Issuers           []Issuer         `json:"issuers"`
+	Cities            []City           `json:"cities,omitempty"`
+}
+
+// Per-device card limits.
+const (
+	DefaultMaxCardsPerDevice = 8
+	// MaxCardsPerDeviceLimit bounds what a reference file may ask for.
+	MaxCardsPerDeviceLimit = 10000
+)
+
+// DeviceCardLimit is MaxCardsPerDevice, or its default when unset.
+func (r *Reference) DeviceCardLimit() int {
+	if r == nil || r.MaxCardsPerDevice == 0 {
+		return DefaultMaxCardsPerDevice
+	}
+	return r.MaxCardsPerDevice
 }
 
 // TokenRequestor is a wallet allowed to request tokens (Mi Pay).

@@ -34,6 +34,9 @@ func (r *Reference) Validate() error {
 	if r.NoCVMLimitMinor <= 0 {
 		return fmt.Errorf("noCvmLimitMinor must be positive (CNY fen, e.g. 100000 for 1000 CNY)")
 	}
+	if r.MaxCardsPerDevice < 0 || r.MaxCardsPerDevice > MaxCardsPerDeviceLimit {
+		return fmt.Errorf("maxCardsPerDevice must be 0 (the default, %d) to %d", DefaultMaxCardsPerDevice, MaxCardsPerDeviceLimit)
+	}
 	if len(r.TokenRequestors) == 0 {
 		return fmt.Errorf("tokenRequestors: at least one is needed (Mi Pay)")
 	}

@@ -45,6 +45,9 @@ type Config struct {
 	Name      string // the handset's name
 	WalletURL string // e.g. http://127.0.0.1:8410
 	SMSURL    string // the SMS gateway, e.g. http://127.0.0.1:8440
+	// SE are the secure element's options (zero: a handset's); a load
+	// generator's phone raises MaxPaymentCards and may be Volatile.
+	SE se.Options
 }
 
 // Phone is one handset.
@@ -82,12 +85,12 @@ func Open(ctx context.Context, cfg Config) (*Phone, error) {
 	seDir := filepath.Join(dir, "se")
 	var err error
 	if se.Exists(seDir) {
-		p.se, err = se.Open(seDir, se.Options{})
+		p.se, err = se.Open(seDir, cfg.SE)
 	} else {
 		var f *se.Factory
 		f, err = se.OpenFactory(cfg.DataDir)
 		if err == nil {
-			p.se, err = se.Manufacture(seDir, f, se.Options{})
+			p.se, err = se.Manufacture(seDir, f, cfg.SE)
 		}
 	}
 	if err != nil {

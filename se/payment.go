@@ -110,8 +110,11 @@ func (s *SE) Install(profileJSON []byte) (Card, error) {
 	if s.card(p.TokenRef) != nil {
 		return Card{}, mipay.Errorf(mipay.ECONFLICT, "card %s is already installed", p.TokenRef)
 	}
-	if len(s.st.Cards) >= MaxPaymentCards {
-		return Card{}, ErrCardsFull
+	if max := s.paymentLimit(); len(s.st.Cards) >= max {
+		if max == MaxPaymentCards {
+			return Card{}, ErrCardsFull
+		}
+		return Card{}, mipay.Errorf(mipay.ELIMIT, "the secure element already holds %d payment cards", max)
 	}
 	c, err := s.personalize(&p)
 	if err != nil {
@@ -341,4 +344,12 @@ func inAFL(afl []byte, sfi, rec int) bool {
 		}
 	}
 	return false
+}
+
+// paymentLimit is Options.MaxPaymentCards, or MaxPaymentCards.
+func (s *SE) paymentLimit() int {
+	if s.maxPayment > 0 {
+		return s.maxPayment
+	}
+	return MaxPaymentCards
 }

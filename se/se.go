@@ -30,8 +30,9 @@ import (
 
 // Limits.
 const (
-	// MaxPaymentCards is how many payment applet instances the SE holds; the
-	// 9th install is refused (Mi Pay binds at most 8 cards per device).
+	// MaxPaymentCards is how many payment applet instances an SE holds
+	// unless Options.MaxPaymentCards says otherwise; the 9th install is
+	// refused (Mi Pay binds at most 8 cards per device).
 	MaxPaymentCards = 8
 	// DefaultArmWindow is how long a fingerprint match arms a payment applet.
 	DefaultArmWindow = 60 * time.Second
@@ -67,6 +68,7 @@ type SE struct {
 	rewriteState bool
 	ep           epSession    // the selected e-purse applet's session (epurse.go)
 	maxTransit   int          // Options.MaxTransitCards
+	maxPayment   int          // Options.MaxPaymentCards
 	epRand       func([]byte) // tests: the e-purse's random numbers (nil: crypto/rand)
 }
 
@@ -96,6 +98,10 @@ type Options struct {
 	Now func() time.Time
 	// MaxTransitCards bounds the e-purse instances; 0 means DefaultMaxTransitCards.
 	MaxTransitCards int
+	// MaxPaymentCards bounds the payment applet instances; 0 means
+	// MaxPaymentCards (8). Only load generators (a bench SE holding 1,000
+	// tokens) raise it; it is not kept in the SE's state.
+	MaxPaymentCards int
 	// Volatile keeps every change in memory only: a load generator's copy of
 	// an SE (mipay bench) must not pay an fsync per cryptogram. A volatile SE
 	// forgets its ATCs when closed, so it must never be reopened for real use.
@@ -178,7 +184,7 @@ func newSE(dir string, sealKey []byte, opts Options) (*SE, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &SE{dir: dir, now: now, aead: aead, maxTransit: opts.MaxTransitCards, volatile: opts.Volatile}, nil
+	return &SE{dir: dir, now: now, aead: aead, maxTransit: opts.MaxTransitCards, maxPayment: opts.MaxPaymentCards, volatile: opts.Volatile}, nil
 }
 
 func (s *SE) load() error {

@@ -165,6 +165,20 @@ type fakeBus struct {
 }
 
 func (b *fakeBus) Publish(_ context.Context, subject string, v any) error {
+	if subject == SubjectStatesChanged { // a batch: recorded change by change
+		data, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		var cs StateChanges
+		if err := json.Unmarshal(data, &cs); err != nil {
+			return err
+		}
+		b.mu.Lock()
+		b.events = append(b.events, cs.Changes...)
+		b.mu.Unlock()
+		return nil
+	}
 	if subject != SubjectStateChanged {
 		return fmt.Errorf("unexpected subject %s", subject)
 	}

@@ -68,6 +68,7 @@ func (a *API) Handler() http.Handler {
 	for _, act := range []Action{ActionSuspend, ActionResume, ActionDelete} {
 		mux.HandleFunc("POST /v1/tokens/{ref}/"+string(act), a.auth(a.lifecycle(act), callerRequestor, callerIssuer))
 	}
+	mux.HandleFunc("POST /v1/tokens/lifecycle", a.auth(a.lifecycleBatch, callerRequestor, callerIssuer))
 	mux.HandleFunc("POST /v1/issuer/cards/lifecycle", a.auth(a.cardLifecycle, callerIssuer))
 	mux.HandleFunc("POST /v1/issuer/cards/replace", a.auth(a.cardReplace, callerIssuer))
 	mux.HandleFunc("POST /v1/issuer/cards/tokens", a.auth(a.cardTokensList, callerIssuer))

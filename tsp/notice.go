@@ -30,12 +30,19 @@ type notifier struct {
 	issuers IssuerAPI
 	log     *slog.Logger
 	queues  []chan noticeJob
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // workers
 	once    sync.Once
+
+	// Background senders of a batch's notices (sendAll): close waits for
+	// them before the queues close, so none sends on a closed queue.
+	mu      sync.Mutex
+	closed  bool
+	senders sync.WaitGroup
+	drained chan struct{} // closed when every notice was delivered after close
 }
 
 func newNotifier(issuers IssuerAPI, log *slog.Logger, workers, queue int) *notifier {
-	nt := &notifier{issuers: issuers, log: log, queues: make([]chan noticeJob, workers)}
+	nt := &notifier{issuers: issuers, log: log, queues: make([]chan noticeJob, workers), drained: make(chan struct{})}
 	for i := range nt.queues {
 		q := make(chan noticeJob, queue)
 		nt.queues[i] = q
@@ -50,15 +57,42 @@ func newNotifier(issuers IssuerAPI, log *slog.Logger, workers, queue int) *notif
 	return nt
 }
 
+func (nt *notifier) queueOf(tokenRef string) chan noticeJob {
+	h := fnv.New32a()
+	h.Write([]byte(tokenRef))
+	return nt.queues[h.Sum32()%uint32(len(nt.queues))]
+}
+
 // send queues a notice, or delivers it in the caller when its queue is full.
 func (nt *notifier) send(issuerID string, n TokenNotice) {
-	h := fnv.New32a()
-	h.Write([]byte(n.TokenRef))
 	select {
-	case nt.queues[h.Sum32()%uint32(len(nt.queues))] <- noticeJob{issuerID, n}:
+	case nt.queueOf(n.TokenRef) <- noticeJob{issuerID, n}:
 	default:
 		nt.deliver(noticeJob{issuerID, n})
 	}
+}
+
+// sendAll queues many notices (a batch's) from a background goroutine that
+// waits for room in the queues: the caller does not wait for the issuer, as
+// send's full-queue fallback would make it do for a thousand tokens.
+// Notices of one token stay in order (one queue per token).
+func (nt *notifier) sendAll(jobs []noticeJob) {
+	nt.mu.Lock()
+	if nt.closed {
+		nt.mu.Unlock()
+		for _, j := range jobs {
+			nt.deliver(j)
+		}
+		return
+	}
+	nt.senders.Add(1)
+	nt.mu.Unlock()
+	go func() {
+		defer nt.senders.Done()
+		for _, j := range jobs {
+			nt.queueOf(j.n.TokenRef) <- j
+		}
+	}()
 }
 
 // deliver sends one notice, retrying a few times (the issuer records
@@ -79,17 +113,24 @@ func (nt *notifier) deliver(j noticeJob) {
 	nt.log.Warn("token notice to issuer failed", "token", j.n.TokenRef, "issuer", j.issuerID, "event", j.n.Event, "state", j.n.State, "err", err)
 }
 
-// close stops taking notices and waits, bounded by ctx, for the queued ones.
+// close stops taking notices and waits, bounded by ctx, for the queued ones
+// (background senders first, then the queues drain).
 func (nt *notifier) close(ctx context.Context) error {
 	nt.once.Do(func() {
-		for _, q := range nt.queues {
-			close(q)
-		}
+		nt.mu.Lock()
+		nt.closed = true
+		nt.mu.Unlock()
+		go func() {
+			nt.senders.Wait() // the workers keep draining meanwhile
+			for _, q := range nt.queues {
+				close(q)
+			}
+			nt.wg.Wait()
+			close(nt.drained)
+		}()
 	})
-	done := make(chan struct{})
-	go func() { nt.wg.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-nt.drained:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -135,6 +135,10 @@ type fakeTSP struct {
 	tokenizes int
 	lastReq   TokenizeRequest
 	seq       int
+	// batches counts POST /v1/tokens/lifecycle calls; noBatch answers them
+	// 404 as a TSP without the endpoint would.
+	batches int
+	noBatch bool
 }
 
 type fakeToken struct {
@@ -157,6 +161,7 @@ func newFakeTSP(tb testing.TB) *fakeTSP {
 		httpx.WriteJSON(w, 200, map[string]string{"kid": "tsp/box", "key": base64.StdEncoding.EncodeToString(k.PublicKey().Bytes()), "alg": "test"})
 	})
 	mux.HandleFunc("POST /v1/tokenize", f.authed(f.tokenize))
+	mux.HandleFunc("POST /v1/tokens/lifecycle", f.authed(f.batch))
 	mux.HandleFunc("POST /v1/tokens/{ref}/{action...}", f.authed(f.action))
 	mux.HandleFunc("GET /v1/tokens/{ref}", f.authed(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -281,6 +286,41 @@ func (f *fakeTSP) action(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	httpx.WriteJSON(w, 200, map[string]any{"tokenUniqueReference": ref, "state": t.state, "provisioned": t.provisioned})
+}
+
+// batch is the TSP's POST /v1/tokens/lifecycle over the fake's tokens.
+func (f *fakeTSP) batch(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noBatch {
+		http.NotFound(w, r)
+		return
+	}
+	f.batches++
+	var in struct {
+		TokenRefs []string `json:"tokenRefs"`
+		Action    string   `json:"action"`
+		CausedBy  string   `json:"causedBy"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.CausedBy == "" {
+		httpx.WriteJSON(w, 400, httpx.ErrorBody{Error: httpx.ErrorDetail{Code: "invalid", Message: "bad batch"}})
+		return
+	}
+	to := map[string]string{"suspend": StateSuspended, "resume": StateActive, "delete": StateDeactivated}[in.Action]
+	results := []map[string]any{}
+	for _, ref := range in.TokenRefs {
+		t, ok := f.tokens[ref]
+		switch {
+		case !ok:
+			results = append(results, map[string]any{"tokenUniqueReference": ref, "changed": false, "code": "not_found", "message": "no such token"})
+		case t.state == StateDeactivated || t.state == to:
+			results = append(results, map[string]any{"tokenUniqueReference": ref, "state": t.state, "changed": false, "code": "conflict", "message": "already so"})
+		default:
+			t.state = to
+			results = append(results, map[string]any{"tokenUniqueReference": ref, "state": to, "changed": true})
+		}
+	}
+	httpx.WriteJSON(w, 200, map[string]any{"results": results})
 }
 
 func (f *fakeTSP) count() int {

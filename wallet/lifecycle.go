@@ -117,18 +117,28 @@ func (s *Service) deviceAction(ctx context.Context, accountID, deviceID, action,
 	}
 	ctx = context.WithoutCancel(ctx) // changes made at the TSP must be recorded
 	out := &DeviceChange{DeviceID: deviceID, Cards: make([]CardChange, len(cards))}
-	sem := make(chan struct{}, maxParallelTSPCalls)
-	var wg sync.WaitGroup
+	var todo []*Card
+	var idx []int
 	for i := range cards {
 		c := &cards[i]
 		out.Cards[i] = CardChange{CardID: c.ID, State: c.State}
-		wanted := false
 		for _, f := range from {
-			wanted = wanted || c.State == f
+			if c.State == f {
+				todo, idx = append(todo, c), append(idx, i)
+				break
+			}
 		}
-		if !wanted {
-			continue
+	}
+	// One TSP call and one write for the whole device (lifecycle_batch.go).
+	if bt, ok := s.cfg.TSP.(BatchTSP); ok && len(todo) > 0 {
+		if err := s.deviceActionBatch(ctx, bt, todo, idx, out, action, reason); !errors.Is(err, errNoBatch) {
+			return out, err
 		}
+	}
+	sem := make(chan struct{}, maxParallelTSPCalls)
+	var wg sync.WaitGroup
+	for k, c := range todo {
+		i := idx[k]
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {

@@ -186,8 +186,10 @@ func applyPromotion(t *Transaction, e *TransactionEvent) {
 const (
 	SubjectTransactionAuthorized = "transaction.authorized"
 	SubjectTokenStateChanged     = "token.state_changed"
+	SubjectTokenStatesChanged    = "token.states_changed" // a batch's changes (lifecycle_batch.go)
 	DurableTransactions          = "wallet-transactions"
 	DurableTokenStates           = "wallet-token-states"
+	DurableTokenStateBatches     = "wallet-token-state-batches"
 )
 
 // maxEventTextBytes bounds text fields taken from events into the store.
@@ -278,6 +280,11 @@ func (s *Service) HandleTokenState(ctx context.Context, eventID string, data jso
 		s.cfg.Log.ErrorContext(ctx, "malformed token state event dropped", "event", eventID, "err", err)
 		return nil
 	}
+	return s.applyTokenState(ctx, eventID, &e)
+}
+
+// applyTokenState records one token's state change on its card.
+func (s *Service) applyTokenState(ctx context.Context, eventID string, e *TokenStateEvent) error {
 	c, err := s.repo.cardByTokenRef(ctx, e.TokenRef)
 	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
 		return nil
@@ -289,10 +296,12 @@ func (s *Service) HandleTokenState(ctx context.Context, eventID string, data jso
 	if at.IsZero() {
 		at = s.now()
 	}
-	if cardReplaced(c, &e) {
-		if err := s.applyCardReplaced(ctx, c, &e, at); err != nil {
+	if cardReplaced(c, e) {
+		if err := s.applyCardReplaced(ctx, c, e, at); err != nil {
 			return err
 		}
+	} else if c.State == e.State {
+		return nil // already recorded (e.g. from the TSP's answer to this wallet's own call): no write
 	}
 	err = s.changeCardState(ctx, c, e.State, clip(e.CausedBy), clip(e.Reason), at)
 	if mipay.ErrorCode(err) == mipay.EUNAVAILABLE {

@@ -78,6 +78,9 @@ func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 			cfg.TSP = NewHTTPTSPTokenFile(env.Peer(node.RoleTSP, "http"), TSPTokenPath(env.DataDir), DefaultTSPTimeout)
 		}
 	}
+	if cfg.MaxCardsPerDevice == 0 && env.Ref != nil {
+		cfg.MaxCardsPerDevice = env.Ref.DeviceCardLimit() // the reference data's per-device limit (default 8)
+	}
 	if cfg.Transit == nil {
 		// Read at each call: the transit party starts after the wallet.
 		cfg.Transit = &HTTPTransit{Base: func() string { return env.Peer(node.RoleTransit, "http") }}
@@ -156,6 +159,9 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 		}},
 		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenState(ctx, id, data)
+		}},
+		{SubjectTokenStatesChanged, DurableTokenStateBatches, func(ctx context.Context, id string, data []byte) error {
+			return p.svc.HandleTokenStates(ctx, id, data)
 		}},
 	}
 	for _, h := range handlers {

@@ -494,10 +494,7 @@ func (s *Service) changeCardState(ctx context.Context, c *Card, state, causedBy,
 	if err != nil || !changed {
 		return err
 	}
-	payload := map[string]string{
-		"cardId": c.ID, "previousState": c.State, "state": state, "causedBy": causedBy, "reason": reason,
-		"panLast4": c.PANLast4, "bank": c.Bank,
-	}
+	payload := cardStatePayload(c, state, causedBy, reason)
 	if _, err := s.repo.notify(ctx, c.DeviceID, NotifyCardState, payload, s.now(), s.cfg.NotificationsKept); err != nil {
 		return err
 	}

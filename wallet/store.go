@@ -545,30 +545,38 @@ func (r *repo) cards(ctx context.Context, accountID, deviceID string, includeRem
 func (r *repo) setCardState(ctx context.Context, id, state string, at, now time.Time) (bool, error) {
 	var changed bool
 	err := r.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE cards SET state = $2, state_ms = $3, updated_ms = $4
-			 WHERE id = $1 AND state <> $2 AND state <> $5 AND state <> $6 AND state_ms <= $3`,
-			id, state, ms(at), ms(now), StateDeactivated, StatePending)
-		if err != nil {
-			return fmt.Errorf("wallet: set card state: %w", err)
-		}
-		n, err := res.RowsAffected()
-		changed = n == 1
-		if err != nil || !changed || state != StateDeactivated {
-			return err
-		}
-		// A removed card is nobody's default; the oldest remaining card is.
-		_, err = tx.ExecContext(ctx,
-			`UPDATE devices SET default_card_id = COALESCE((
-			    SELECT c.id FROM cards c WHERE c.device_id = devices.id AND c.state IN ($2, $3, $4)
-			    ORDER BY c.created_ms, c.id LIMIT 1), '')
-			 WHERE default_card_id = $1`, id, StateActive, StateInactive, StateSuspended)
-		if err != nil {
-			return fmt.Errorf("wallet: reassign default card: %w", err)
-		}
-		return nil
+		var err error
+		changed, err = setCardStateTx(ctx, tx, id, state, at, now)
+		return err
 	})
 	return changed, err
+}
+
+// setCardStateTx is setCardState inside a transaction (lifecycle_batch.go
+// records a whole device's changes in one).
+func setCardStateTx(ctx context.Context, tx *sql.Tx, id, state string, at, now time.Time) (bool, error) {
+	res, err := tx.ExecContext(ctx,
+		`UPDATE cards SET state = $2, state_ms = $3, updated_ms = $4
+		 WHERE id = $1 AND state <> $2 AND state <> $5 AND state <> $6 AND state_ms <= $3`,
+		id, state, ms(at), ms(now), StateDeactivated, StatePending)
+	if err != nil {
+		return false, fmt.Errorf("wallet: set card state: %w", err)
+	}
+	n, err := res.RowsAffected()
+	changed := n == 1
+	if err != nil || !changed || state != StateDeactivated {
+		return changed, err
+	}
+	// A removed card is nobody's default; the oldest remaining card is.
+	_, err = tx.ExecContext(ctx,
+		`UPDATE devices SET default_card_id = COALESCE((
+		    SELECT c.id FROM cards c WHERE c.device_id = devices.id AND c.state IN ($2, $3, $4)
+		    ORDER BY c.created_ms, c.id LIMIT 1), '')
+		 WHERE default_card_id = $1`, id, StateActive, StateInactive, StateSuspended)
+	if err != nil {
+		return changed, fmt.Errorf("wallet: reassign default card: %w", err)
+	}
+	return changed, nil
 }
 
 func (r *repo) setProvisioned(ctx context.Context, id string, now time.Time) error {
