@@ -38,7 +38,11 @@ const (
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "lifecycle" {
+		return runBenchLifecycle(ctx, args[1:], stdout, stderr) // bench_lifecycle.go
+	}
 	if len(args) == 0 || args[0] != "auth" {
+		fmt.Fprintln(stderr, "Usage: mipay bench lifecycle [--tokens 1000] [--rounds 20] [--json]")
 		fmt.Fprintln(stderr, "Usage: mipay bench auth [--duration 10s] [--concurrency 64] [--rate 0] [--campaigns 0] [--json]")
 		return usagef("bench: name what to measure: auth")
 	}
@@ -51,7 +55,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	country := fs.String("country", "", "also drive cross-border authorizations from a terminal in this country (ISO 3166 numeric, e.g. 392) and report both")
 	currency := fs.String("currency", "", "the cross-border transaction currency (ISO 4217 numeric, e.g. 392); needs --country")
 	campaigns := fs.Int("campaigns", 0, "also measure with this many active bank campaigns (a few matching) and report the cost in throughput (bench_promo.go)")
-	matching := fs.Int("matching", benchMatchingCampaigns, "how many of --campaigns match the benchmark's payments (0: evaluation only, no discount granted)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -69,8 +72,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("bench auth: --country and --currency go together")
 	case *campaigns < 0 || *campaigns > maxBenchCampaigns:
 		return usagef("bench auth: --campaigns must be 0..%d", maxBenchCampaigns)
-	case *matching < 0 || *matching > *campaigns && *campaigns > 0:
-		return usagef("bench auth: --matching must be 0..--campaigns")
 	case *campaigns > 0 && *country != "":
 		return usagef("bench auth: --campaigns and --country are measured in separate runs")
 	}
@@ -83,7 +84,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr, country: *country, currency: *currency,
-		campaigns: *campaigns, matching: *matching}
+		campaigns: *campaigns}
 	if *asJSON {
 		b.progress = io.Discard
 	}
@@ -111,7 +112,6 @@ type authBench struct {
 	// campaigns, when set, adds loads with that many active bank campaigns
 	// and without (bench_promo.go).
 	campaigns      int
-	matching       int          // of campaigns, how many the payments qualify for
 	terminalPrefix string       // two letters of the terminal ids ("BN")
 	discounted     atomic.Int64 // answers with a saving (DE124)
 }
