@@ -55,6 +55,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	country := fs.String("country", "", "also drive cross-border authorizations from a terminal in this country (ISO 3166 numeric, e.g. 392) and report both")
 	currency := fs.String("currency", "", "the cross-border transaction currency (ISO 4217 numeric, e.g. 392); needs --country")
 	campaigns := fs.Int("campaigns", 0, "also measure with this many active bank campaigns (a few matching) and report the cost in throughput (bench_promo.go)")
+	matching := fs.Int("matching", benchMatchingCampaigns, "how many of --campaigns match the benchmark's payments (0: evaluation only, no discount granted)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -72,6 +73,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("bench auth: --country and --currency go together")
 	case *campaigns < 0 || *campaigns > maxBenchCampaigns:
 		return usagef("bench auth: --campaigns must be 0..%d", maxBenchCampaigns)
+	case *matching < 0 || *matching > *campaigns && *campaigns > 0:
+		return usagef("bench auth: --matching must be 0..--campaigns")
 	case *campaigns > 0 && *country != "":
 		return usagef("bench auth: --campaigns and --country are measured in separate runs")
 	}
@@ -84,7 +87,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	b := &authBench{duration: *duration, concurrency: *concurrency, rate: *rate, progress: stderr, country: *country, currency: *currency,
-		campaigns: *campaigns}
+		campaigns: *campaigns, matching: *matching}
 	if *asJSON {
 		b.progress = io.Discard
 	}
@@ -112,6 +115,7 @@ type authBench struct {
 	// campaigns, when set, adds loads with that many active bank campaigns
 	// and without (bench_promo.go).
 	campaigns      int
+	matching       int          // of campaigns, how many the payments qualify for
 	terminalPrefix string       // two letters of the terminal ids ("BN")
 	discounted     atomic.Int64 // answers with a saving (DE124)
 }

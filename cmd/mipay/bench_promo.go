@@ -27,7 +27,8 @@ import (
 // so a slow drift of a shared machine or of the growing stores weighs on
 // both alike. Each side's throughput is its requests over its seconds.
 
-// benchMatchingCampaigns is how many of the N campaigns apply.
+// benchMatchingCampaigns is how many of the N campaigns apply by default
+// (--matching).
 const benchMatchingCampaigns = 5
 
 // maxBenchCampaigns bounds --campaigns (promo.DefaultMaxActiveCampaigns).
@@ -91,9 +92,9 @@ func (a *promoAdmin) setAll(ctx context.Context, action string, only func(promo.
 }
 
 // benchCampaigns are n campaigns over the reference's issuers: the first
-// benchMatchingCampaigns give 0.10 CNY off the benchmark's 1.00 CNY
+// matching ones give 0.10 CNY off the benchmark's 1.00 CNY
 // payments (category pos.DefaultMCC, Mi Pay), the others never apply.
-func benchCampaigns(sys *local.System, n int) []promo.Campaign {
+func benchCampaigns(sys *local.System, n, matching int) []promo.Campaign {
 	now := time.Now()
 	out := make([]promo.Campaign, 0, n)
 	issuers := sys.Ref.Issuers
@@ -107,7 +108,7 @@ func benchCampaigns(sys *local.System, n int) []promo.Campaign {
 			Eligibility: promo.Eligibility{Channel: promo.ChannelMiPay},
 		}
 		switch {
-		case i < benchMatchingCampaigns:
+		case i < matching:
 			c.Eligibility.MCCs = []string{pos.DefaultMCC}
 		case i%3 == 0: // another category: not even looked at
 			c.Eligibility.MCCs = []string{"5812"}
@@ -127,10 +128,10 @@ var benchPattern = []bool{true, false, false, true, true, false}
 
 // runCampaigns creates the campaigns and runs the alternation.
 func (b *authBench) runCampaigns(ctx context.Context, sys *local.System, cards []benchCard, admin *promoAdmin, codes map[string]int) (*CampaignBench, error) {
-	cb := &CampaignBench{Campaigns: b.campaigns, Matching: min(benchMatchingCampaigns, b.campaigns)}
+	cb := &CampaignBench{Campaigns: b.campaigns, Matching: min(b.matching, b.campaigns)}
 	fmt.Fprintf(b.progress, "creating %d campaigns through the campaign API…\n", b.campaigns)
 	ours := map[string]bool{}
-	for _, c := range benchCampaigns(sys, b.campaigns) {
+	for _, c := range benchCampaigns(sys, b.campaigns, cb.Matching) {
 		if err := admin.c.Do(ctx, http.MethodPost, "/v1/promo/campaigns", c, nil); err != nil {
 			return nil, fmt.Errorf("bench: create campaign %s: %w", c.ID, err)
 		}
