@@ -207,7 +207,7 @@ func (s *Service) announceBatch(ctx context.Context, done []*batchChange) {
 	}
 }
 
-// issuerNotice is the token notice of a change (as announce makes it).
+// issuerNotice is the token notice of a change (announce's and a batch's).
 func issuerNotice(c StateChange, event, decisionID string) TokenNotice {
 	causedBy := c.CausedBy
 	if causedBy == CausedByTSP {

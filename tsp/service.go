@@ -409,11 +409,7 @@ func (s *Service) announce(ctx context.Context, c StateChange, event, decisionID
 			s.log.ErrorContext(ctx, "publish token state change failed", "token", c.TokenRef, "state", c.State, "err", err)
 		}
 	}
-	causedBy := c.CausedBy
-	if causedBy == CausedByTSP {
-		causedBy = "" // the issuer API knows ISSUER, TOKEN_REQUESTOR, CARDHOLDER only
-	}
-	n := TokenNotice{TokenRef: c.TokenRef, DecisionID: decisionID, PANLast4: c.PANLast4, Event: event, State: c.State, CausedBy: causedBy, Reason: c.Reason}
+	n := issuerNotice(c, event, decisionID)
 	if s.notices != nil {
 		s.notices.send(c.IssuerID, n)
 		return
