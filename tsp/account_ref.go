@@ -12,7 +12,8 @@ import (
 // migrations/0010_account_refs.sql. The reference is
 // HMAC(KeyPANHMAC, label ‖ account id), base64url of its first 16 bytes:
 // the same for every token of one account, and nobody without the TSP's
-// key can tell which account it is.
+// key can tell which account it is. Vault.Insert records it with the token,
+// in the same write.
 
 const hmacLabelAccount = "mipay tsp account ref v1\x00"
 
@@ -26,21 +27,6 @@ func (s *Service) accountRef(ctx context.Context, accountID string) (string, err
 		return "", fmt.Errorf("tsp: account ref HMAC: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(mac[:min(len(mac), 16)]), nil
-}
-
-// recordAccountRef keeps the account reference of a new token. A token
-// without one still pays; its card's promotions then count per card only.
-func (s *Service) recordAccountRef(ctx context.Context, tokenRef, accountID string) error {
-	ref, err := s.accountRef(ctx, accountID)
-	if err != nil || ref == "" {
-		return err
-	}
-	_, err = s.vault.db.DB.ExecContext(ctx, `INSERT INTO token_accounts (ref, account_ref) VALUES ($1, $2)
-		ON CONFLICT (ref) DO NOTHING`, tokenRef, ref)
-	if err != nil {
-		return fmt.Errorf("tsp: record account ref: %w", err)
-	}
-	return nil
 }
 
 // loadAccountRef reads a token's account reference ("" when it has none).

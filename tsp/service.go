@@ -319,6 +319,14 @@ func (s *Service) createToken(ctx context.Context, card CardData, issuer *config
 	if product == "" {
 		product = productOf(issuer, "").Code
 	}
+	// The account reference is hashed before the write (no HSM call inside
+	// a batch). A token without one still pays; its card's promotions then
+	// count per card only.
+	acctRef, err := s.accountRef(ctx, req.AccountID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "token without account reference: per-account promotion limits count it per card", "err", err)
+		acctRef = ""
+	}
 	row := &tokenRow{Token: Token{
 		PANRef: panRefFromMAC(refMAC), PAR: parFromMAC(parMAC), PANHMAC: panMAC, PANLast4: last4(card.PAN),
 		PANExpiry: card.Expiry, Expiry: card.Expiry, PSN: 0, IssuerID: issuer.ID, CardType: cardType,
@@ -353,15 +361,12 @@ func (s *Service) createToken(ctx context.Context, card CardData, issuer *config
 		}
 		row.Ref, row.DPAN, row.PANSealed = ref, dpan, sealed
 		first := s.change(&row.Token, "", state, CausedByTSP, "TOKEN_CREATED", now)
-		err = s.vault.Insert(ctx, row, dpanMAC, first)
+		err = s.vault.Insert(ctx, row, dpanMAC, first, acctRef)
 		if errors.Is(err, errDPANTaken) || errors.Is(err, errDPANIsPAN) {
 			continue // taken, or some card's PAN: never hand that number out
 		}
 		if err != nil {
 			return nil, err
-		}
-		if err := s.recordAccountRef(ctx, row.Ref, req.AccountID); err != nil {
-			s.log.ErrorContext(ctx, "token without account reference: per-account promotion limits count it per card", "token", row.Ref, "err", err)
 		}
 		s.announce(ctx, first, NoticeTokenCreated, row.DecisionID)
 		s.log.InfoContext(ctx, "token created", "token", row.Ref, "issuer", issuer.ID, "state", state, "pan", MaskPAN(card.PAN))

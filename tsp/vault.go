@@ -132,7 +132,11 @@ func scanToken(sc interface{ Scan(...any) error }) (*tokenRow, error) {
 // The statements run without the caller's ctx: the modernc SQLite driver
 // starts a goroutine per statement to watch a cancellable ctx, these
 // statements are short, and the batch has its own deadline.
-func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange) error {
+//
+// accountRef, when not empty, is the token's account reference
+// (account_ref.go), recorded in the same transaction: a token never exists
+// without it, and it costs no commit of its own.
+func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first StateChange, accountRef string) error {
 	err := v.write(ctx, func(tx *sql.Tx) error {
 		var isPAN int
 		err := tx.QueryRow(`SELECT COUNT(*) FROM tokens WHERE pan_hmac = $1`, dpanHMAC).Scan(&isPAN)
@@ -153,6 +157,11 @@ func (v *Vault) Insert(ctx context.Context, r *tokenRow, dpanHMAC []byte, first 
 		}
 		if _, err := tx.Exec(`INSERT INTO token_atc (ref, last_atc) VALUES ($1, $2)`, r.Ref, r.LastATC); err != nil {
 			return err
+		}
+		if accountRef != "" {
+			if _, err := tx.Exec(`INSERT INTO token_accounts (ref, account_ref) VALUES ($1, $2)`, r.Ref, accountRef); err != nil {
+				return err
+			}
 		}
 		return insertHistory(context.Background(), tx, 1, first)
 	})

@@ -65,7 +65,7 @@ func TestInsertRefusesADPANThatIsAPAN(t *testing.T) {
 	r.Ref, r.DPAN = "DTSP"+"0123456789abcdef0123456789abcdef", "6299990000000001"
 	first := f.svc.change(&r.Token, "", StateActive, CausedByTSP, "TOKEN_CREATED", time.Now())
 	// The new DPAN's lookup HMAC equals the PAN HMAC of a card in the vault.
-	if err := f.vault.Insert(ctx, &r, held.PANHMAC, first); !errors.Is(err, errDPANIsPAN) {
+	if err := f.vault.Insert(ctx, &r, held.PANHMAC, first, "acct-ref-1"); !errors.Is(err, errDPANIsPAN) {
 		t.Fatalf("insert: %v", err)
 	}
 	if _, err := f.vault.Get(ctx, r.Ref); mipay.ErrorCode(err) != mipay.ENOTFOUND {
@@ -74,15 +74,21 @@ func TestInsertRefusesADPANThatIsAPAN(t *testing.T) {
 	if h, err := f.vault.History(ctx, r.Ref); err != nil || len(h) != 0 {
 		t.Fatalf("history of the refused token: %v %v", h, err)
 	}
+	if a, err := loadAccountRef(ctx, f.vault.db.DB, r.Ref); err != nil || a != "" {
+		t.Fatalf("account reference of the refused token: %q %v", a, err)
+	}
 	other, err := f.keys.MAC(ctx, []byte(hmacLabelDPAN+r.DPAN))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.vault.Insert(ctx, &r, other, first); err != nil {
+	if err := f.vault.Insert(ctx, &r, other, first, "acct-ref-1"); err != nil {
 		t.Fatalf("insert with a DPAN that is no PAN: %v", err)
 	}
+	if a, err := loadAccountRef(ctx, f.vault.db.DB, r.Ref); err != nil || a != "acct-ref-1" {
+		t.Fatalf("account reference stored with the token: %q %v", a, err)
+	}
 	// The same reference again is a collision, not a PAN.
-	if err := f.vault.Insert(ctx, &r, other, first); !errors.Is(err, errDPANTaken) {
+	if err := f.vault.Insert(ctx, &r, other, first, ""); !errors.Is(err, errDPANTaken) {
 		t.Fatalf("second insert: %v", err)
 	}
 }
