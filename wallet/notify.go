@@ -142,6 +142,9 @@ type TransactionEvent struct {
 	OfferBank        string `json:"offerBank"`
 	CampaignID       string `json:"campaignId"`
 	PointsMultiplier int64  `json:"pointsMultiplier"`
+	// Points is what the issuer said the approval earned and the card's
+	// balance after it (rewards.go).
+	Points *EventPoints `json:"points"`
 }
 
 // PromotionCurrency is the currency of every bank promotion's saving (the
@@ -247,9 +250,20 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		ConversionRate: clip(e.ConversionRate),
 	}
 	applyPromotion(t, &e)
+	pts := validPoints(&e)
+	if pts != nil {
+		t.PointsEarned = &pts.Earned // shown in the notification too
+	}
 	inserted, err := s.repo.insertTransaction(ctx, t, s.now(), s.cfg.NotificationsKept)
 	if err != nil {
 		return err
+	}
+	if pts != nil {
+		// Its own write, idempotent like the transaction's: a redelivery
+		// after a failure here records it then.
+		if err := s.repo.recordPoints(ctx, t.ID, c.ID, pts.Earned, pts.Balance, t.Time); err != nil {
+			return err
+		}
 	}
 	if inserted {
 		s.metrics.transactions.Inc()

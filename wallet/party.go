@@ -152,10 +152,7 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 		fn               func(context.Context, string, []byte) error
 	}{
 		{SubjectTransactionAuthorized, DurableTransactions, func(ctx context.Context, id string, data []byte) error {
-			if err := p.svc.HandleTransaction(ctx, id, data); err != nil {
-				return err
-			}
-			return p.svc.HandleTransactionPoints(ctx, id, data)
+			return p.svc.HandleTransaction(ctx, id, data)
 		}},
 		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenState(ctx, id, data)

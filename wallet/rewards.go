@@ -3,7 +3,6 @@ package wallet
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -186,59 +185,20 @@ func (a *API) cardRewards(w http.ResponseWriter, r *http.Request, accountID stri
 	return nil
 }
 
-// pointsEvent is the part of transaction.authorized about points.
-type pointsEvent struct {
-	TransactionID string    `json:"transactionId"`
-	ID            string    `json:"id"`
-	TokenRef      string    `json:"tokenRef"`
-	TokenUniqRef  string    `json:"tokenUniqueReference"`
-	Approved      bool      `json:"approved"`
-	Time          time.Time `json:"time"`
-	Points        *struct {
-		Earned  int64 `json:"earned"`
-		Balance int64 `json:"balance"`
-	} `json:"points"`
+// EventPoints is the points part of transaction.authorized.
+type EventPoints struct {
+	Earned  int64 `json:"earned"`
+	Balance int64 `json:"balance"`
 }
 
-// HandleTransactionPoints records the points of an approval of one of the
-// wallet's cards (once per transaction; the card's balance moves only to a
-// newer approval's). Events without points, or for tokens this wallet does
-// not hold, are ignored.
-func (s *Service) HandleTransactionPoints(ctx context.Context, eventID string, data json.RawMessage) error {
-	var e pointsEvent
-	if err := json.Unmarshal(data, &e); err != nil {
-		return nil // HandleTransaction logs it
-	}
-	if !e.Approved || e.Points == nil || e.Points.Earned < 0 || e.Points.Earned > maxEventPoints ||
-		e.Points.Balance < -maxEventPoints || e.Points.Balance > maxEventPoints {
+// validPoints returns an approval's points when they are believable (an
+// approval, within 12 digits), else nil.
+func validPoints(e *TransactionEvent) *EventPoints {
+	p := e.Points
+	if !e.Approved || p == nil || p.Earned < 0 || p.Earned > maxEventPoints || p.Balance < -maxEventPoints || p.Balance > maxEventPoints {
 		return nil
 	}
-	ref := e.TokenRef
-	if ref == "" {
-		ref = e.TokenUniqRef
-	}
-	id := e.TransactionID
-	if id == "" {
-		id = e.ID
-	}
-	if id == "" {
-		id = eventID
-	}
-	if ref == "" || id == "" {
-		return nil
-	}
-	c, err := s.repo.cardByTokenRef(ctx, ref)
-	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	at := e.Time
-	if at.IsZero() {
-		at = s.now()
-	}
-	return s.repo.recordPoints(ctx, clip(id), c.ID, e.Points.Earned, e.Points.Balance, at)
+	return p
 }
 
 func (r *repo) recordPoints(ctx context.Context, txID, cardID string, earned, balance int64, at time.Time) error {

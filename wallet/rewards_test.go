@@ -55,9 +55,6 @@ func TestCardRewards(t *testing.T) {
 		if err := e.svc.HandleTransaction(ctx, id, ev); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.svc.HandleTransactionPoints(ctx, id, ev); err != nil {
-			t.Fatal(err)
-		}
 	}
 	rewards := func() map[string]any {
 		t.Helper()
