@@ -15,7 +15,7 @@ import (
 // BenchmarkGateTap is a bus tap over the loopback NFC link, from the
 // phone entering the field (SELECT) to the gate opening, PSAM work included,
 // and both durable writes of a tap: the gate's intent (journal fdatasync)
-// and the card's debit (SE journal fdatasync). Both live under b.TempDir(),
+// and the card's debit (SE journal fdatasync), which overlap. Both live under b.TempDir(),
 // so put TMPDIR on the disk being measured. It reports p50 and p99 (the
 // goal: p99 under 20 ms).
 func BenchmarkGateTap(b *testing.B) {

@@ -571,11 +571,13 @@ func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	// The gate's one durable write: from here on the card may debit, and
-	// whatever happens the gate knows which card, serial and session to
-	// settle (journal.go).
-	if err := g.record(jrec{kind: recIntent, tsn: g.tsn, card: number, serial: binary.BigEndian.Uint16(serial[:]), amount: amount,
-		txType: txType, term: term, date: date, time: tm, random: random, created: now.UnixMilli()}, true); err != nil {
+	// The gate's one durable write: written before DEBIT (a killed gate
+	// keeps it, and so knows which card, serial and session to settle), made
+	// durable while the card makes its own debit durable; the gate opens
+	// only when both are (journal.go).
+	intentSynced, err := g.j.appendAsync(jrec{kind: recIntent, tsn: g.tsn, card: number, serial: binary.BigEndian.Uint16(serial[:]), amount: amount,
+		txType: txType, term: term, date: date, time: tm, random: random, created: now.UnixMilli()})
+	if err != nil {
 		return res, err
 	}
 	pt := &pendingTap{state: statePending, card: number, serial: binary.BigEndian.Uint16(serial[:]), tsn: tsn, tx: tx, ps: ps, created: now}
@@ -592,6 +594,12 @@ func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
 	debit := append([]byte{0x80, 0x54, 0x01, 0x00, 0x0F}, tsn[:]...)
 	debit = append(append(append(debit, date[:]...), tm[:]...), mac1[:]...)
 	out, err := c.Transmit(ctx, append(debit, 0x08))
+	if serr := <-intentSynced; serr != nil && err == nil {
+		// The card answered, but the gate's intent is not known to be on
+		// disk: no opening on that. The tap stays pending (the kernel has
+		// the intent) and settles when the card comes back.
+		return res, serr
+	}
 	if err != nil {
 		// The card may have debited: the tap stays pending, settled with
 		// GET TRANSACTION PROOF when the card comes back.

@@ -15,23 +15,26 @@ import (
 // The gate's tap journal: its one durable write per tap.
 //
 // A tap's money is safe only if, at every instant, a debit the card may have
-// made is recorded somewhere it can be cleared from. The gate therefore makes
-// its record durable BEFORE it sends DEBIT FOR PURCHASE, as an intent (card,
+// made is recorded somewhere it can be cleared from. The gate therefore
+// writes its record BEFORE it sends DEBIT FOR PURCHASE, as an intent (card,
 // offline serial, terminal serial, amount, date, time, and the card's random
-// so the PSAM can check a MAC2 later): one fdatasync of a preallocated file,
-// overwritten in place (no size or extent change to journal). What comes
-// after the card's answer — the TAC ("completed"), then "opened" when the
-// barrier opens — is written without waiting for the disk: it survives the
-// gate process being killed (the kernel has it) and reaches the disk with
-// the next tap's fdatasync or the background flush FlushDelay later, in one
-// flush for however many taps came in between (group commit). Upload
-// mirrors the journal into the gate's SQLite store in one transaction.
+// so the PSAM can check a MAC2 later), into a preallocated file overwritten
+// in place (no size or extent change to journal). From the moment write(2)
+// returns, a killed gate process cannot lose it (the kernel has it); its
+// fdatasync runs while the card makes its own debit durable, and the gate
+// opens only after both — so a tap costs about one flush, not two in a row.
+// What comes after the card's answer — the TAC ("completed"), then "opened"
+// when the barrier opens — is written without waiting for the disk and
+// reaches it with the next tap's fdatasync or the background flush
+// FlushDelay later, in one flush for however many taps came in between
+// (group commit). Upload mirrors the journal into the gate's SQLite store in
+// one transaction.
 //
 // What a crash leaves (the card's own state is durable before it answers):
 //
-//   - killed before the intent is durable: DEBIT was never sent; nothing
+//   - killed before the intent is written: DEBIT was never sent; nothing
 //     happened.
-//   - intent durable, no completion (killed or power cut while the card
+//   - intent written, no completion (gate or phone killed while the card
 //     worked, or the card's answer was lost): the tap is "pending". When the
 //     card comes back to this gate, GET TRANSACTION PROOF for that serial
 //     says whether it debited: if so its MAC2 (checked with the PSAM and the
@@ -39,17 +42,25 @@ import (
 //     charging again if that is within RecoveryWindow of the tap; if the card
 //     has no such transaction the intent is void. The card keeps the proofs
 //     of its last purchases (as deep as its log), so later taps elsewhere do
-//     not erase it.
+//     not erase it. A card that never comes back is reported in doubt, and
+//     its phone's proofs clear it at the agency (transit/indoubt.go).
 //   - completed, not opened (killed between the card's answer and the
 //     barrier): the record clears; a tap of the card within RecoveryWindow
 //     opens without charging.
 //   - a power cut after opening may lose the unsynced completion: the
-//     durable intent is then pending and completes from the card's proof as
-//     above (a re-tap within the window passes free: the passenger paid once).
+//     intent was durable before the opening, so the tap is pending and
+//     completes as above (a re-tap within the window passes free: the
+//     passenger paid once).
+//   - a power cut while DEBIT is out and the intent's flush has not
+//     returned (about one fsync; the gate has not opened) may lose the
+//     intent while the card debits: the gate then knows nothing of it and a
+//     re-tap pays again. That debit is never cleared, so the agency's shadow
+//     balance keeps the fare and a move or a refund pays it back; the card's
+//     log shows it. This is the price of overlapping the two flushes.
 //
 // So the gate never opens on a debit that is not durable at the card and
-// whose intent is not durable at the gate, and a card is never charged
-// twice for one passage.
+// whose intent is not durable at the gate, and a killed process never makes
+// a card pay twice for one passage.
 //
 // Layout: slot 0 is the header (magic, generation); slots 1… hold one record
 // each, numbered by slot, with the generation and a CRC-32C; reading stops at
@@ -166,7 +177,7 @@ type journal struct {
 	timer   *time.Timer
 	dirty   bool
 
-	syncMu sync.Mutex // the background flush against close
+	syncMu sync.RWMutex // background flushes (shared) against close (exclusive)
 	closed bool
 }
 
@@ -290,6 +301,31 @@ func (j *journal) append(r jrec, durable bool) error {
 	return nil
 }
 
+// appendAsync writes a record now (a killed process cannot lose it: the
+// kernel has it) and makes it durable in the background: the channel says
+// when fdatasync returned, and with what. The gate overlaps that flush with
+// the card's own (DEBIT), and opens only after both.
+func (j *journal) appendAsync(r jrec) (<-chan error, error) {
+	if err := j.append(r, false); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		j.syncMu.RLock()
+		defer j.syncMu.RUnlock()
+		if j.closed {
+			done <- nil // close synced it
+			return
+		}
+		err := fdatasync(j.f)
+		if err != nil {
+			err = fmt.Errorf("gate: journal sync: %w", err)
+		}
+		done <- err
+	}()
+	return done, nil
+}
+
 // flush makes the records written so far durable (the background group
 // commit of completions).
 func (j *journal) flush() {
@@ -299,8 +335,8 @@ func (j *journal) flush() {
 	j.dirty = false
 	j.flushMu.Unlock()
 	if dirty {
-		j.syncMu.Lock()
-		defer j.syncMu.Unlock()
+		j.syncMu.RLock()
+		defer j.syncMu.RUnlock()
 		if j.closed {
 			return // close synced
 		}

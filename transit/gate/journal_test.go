@@ -59,8 +59,12 @@ func TestJournalRestartAndReplay(t *testing.T) {
 		t.Fatalf("%d done records in the store before the restart (%v), want 2", inStore, err)
 	}
 	tap(g)
-	// The process dies: no Close, nothing mirrored since the restart.
+	// The process dies: no Close, nothing mirrored since the restart (the
+	// file is closed as the kernel would, after its last write).
+	g.j.syncMu.Lock()
+	g.j.closed = true
 	g.j.f.Close()
+	g.j.syncMu.Unlock()
 	g.db.Close()
 
 	// Damage the last record (tap 4's "opened"): the journal ends before
