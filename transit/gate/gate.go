@@ -158,6 +158,18 @@ type Gate struct {
 	j        *journal
 	mirrored int                    // j.recs[:mirrored] are in the SQLite store
 	pending  map[string]*pendingTap // by card number
+	lost     *lostTap               // after an unclean stop: the intent a power cut may have taken
+}
+
+// lostTap is the one tap a power cut may have taken from the journal: the
+// intent of the tap in flight is written before DEBIT but flushed while the
+// card works, so after an unclean stop the next TSN may have gone to a card
+// that debited. For RecoveryWindow the gate reads each card's newest log
+// record: a purchase at this terminal with the serial just before the
+// card's, unknown to the gate, is that tap (journal.go).
+type lostTap struct {
+	tsn   uint32
+	until time.Time
 }
 
 // Tap states (gate_records.state).
@@ -256,6 +268,11 @@ func (g *Gate) recoverState(ctx context.Context) error {
 	for _, r := range g.j.recs { // a voided intent is gone from the store, its TSN stays used
 		g.tsn = max(g.tsn, r.tsn)
 	}
+	if n := len(g.j.recs); !g.j.fresh && (n == 0 || g.j.recs[n-1].kind != recClosed) {
+		// Not closed cleanly: the next TSN may be a lost tap's; skip it.
+		g.tsn++
+		g.lost = &lostTap{tsn: g.tsn, until: g.cfg.Now().Add(RecoveryWindow)}
+	}
 	rows, err := g.db.DB.QueryContext(ctx, `SELECT state, tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, random, created
 		FROM gate_records WHERE state <> $1`, stateDone)
 	if err != nil {
@@ -305,6 +322,7 @@ func (g *Gate) Close() error {
 		return nil
 	}
 	err := g.mirrorLocked(context.Background())
+	err = errors.Join(err, g.record(jrec{kind: recClosed, tsn: g.tsn}, true))
 	err = errors.Join(err, g.j.close())
 	g.j = nil
 	return errors.Join(err, g.db.Close())
@@ -562,6 +580,11 @@ func (g *Gate) process(ctx context.Context, c Card) (Result, error) {
 	}
 	serial := [2]byte(init[4:6])
 	random := [4]byte(init[11:15])
+	if g.lost != nil {
+		if done, err := g.findLostTap(ctx, c, number, binary.BigEndian.Uint16(serial[:]), now, &res); err != nil || done {
+			return res, err
+		}
+	}
 	g.tsn++
 	var tsn [4]byte
 	binary.BigEndian.PutUint32(tsn[:], g.tsn)
@@ -687,6 +710,84 @@ func (g *Gate) recover(ctx context.Context, c Card, p *pendingTap, res *Result) 
 	g.open(p, res)
 	return true, nil
 }
+
+// findLostTap looks, after an unclean stop, for the tap a power cut took
+// from the journal (lostTap): the card's newest log record is a purchase at
+// this terminal with the serial just before the card's and the gate knows
+// nothing of it. Its proof's TAC and the lost TSN make the record (clearing
+// checks the TAC; the MAC2 cannot be checked, the session's random is gone);
+// within RecoveryWindow of the tap the card passes without a new charge.
+func (g *Gate) findLostTap(ctx context.Context, c Card, number string, cardSerial uint16, now time.Time, res *Result) (bool, error) {
+	if now.After(g.lost.until) {
+		g.lost = nil
+		return false, nil
+	}
+	rec, err := c.Transmit(ctx, []byte{0x00, 0xB2, 0x01, transitSFILog<<3 | 0x04, 0x00})
+	if err != nil {
+		return false, err
+	}
+	if sw(rec) != emv.SWSuccess || len(rec) != 25 {
+		return false, nil
+	}
+	serial := binary.BigEndian.Uint16(rec[0:2])
+	typ, term := rec[9], g.psam.Terminal()
+	if serial+1 != cardSerial || (typ != emv.EPurseTypePurchase && typ != emv.EPurseTypeCompositePurchase) || !bytes.Equal(rec[10:16], term[:]) {
+		return false, nil
+	}
+	if known, err := g.knows(ctx, number, serial); err != nil || known {
+		return false, err
+	}
+	proof, err := c.Transmit(ctx, []byte{0x80, 0x5A, 0x00, typ, 0x02, rec[0], rec[1], 0x08})
+	if err != nil {
+		return false, err
+	}
+	if sw(proof) != emv.SWSuccess || len(proof) != 10 {
+		return false, nil
+	}
+	tx := emv.EPurseTx{Amount: binary.BigEndian.Uint32(rec[5:9]), Type: typ, Terminal: term, Date: [4]byte(rec[16:20]), Time: [3]byte(rec[20:23])}
+	at, err := time.ParseInLocation("20060102150405", hex.EncodeToString(rec[16:23]), now.Location())
+	if err != nil {
+		at = now.Add(-RecoveryWindow - time.Second) // not a time this gate writes: no free passage
+	}
+	tsn := g.lost.tsn
+	g.lost = nil
+	if err := g.record(jrec{kind: recIntent, tsn: tsn, card: number, serial: serial, amount: tx.Amount, txType: typ,
+		term: term, date: tx.Date, time: tx.Time, created: at.UnixMilli()}, true); err != nil {
+		return false, err
+	}
+	p := &pendingTap{state: statePending, card: number, serial: serial, tx: tx, created: at}
+	binary.BigEndian.PutUint32(p.tsn[:], tsn)
+	if err := g.record(jrec{kind: recCompleted, tsn: tsn, tac: [4]byte(proof[4:8])}, false); err != nil {
+		return false, err
+	}
+	p.state = stateUnopened
+	if now.Sub(at) > RecoveryWindow {
+		return false, g.record(jrec{kind: recOpened, tsn: tsn}, false)
+	}
+	res.Recovered, res.ChargedMinor = true, int64(tx.Amount)
+	bal, err := c.Transmit(ctx, []byte{0x80, 0x5C, 0x00, 0x02, 0x04})
+	if err == nil && sw(bal) == emv.SWSuccess && len(bal) == 6 {
+		res.BalanceMinor = int64(binary.BigEndian.Uint32(bal))
+	}
+	g.open(p, res)
+	return true, nil
+}
+
+// knows reports whether the gate has a record or intent of the card's
+// offline serial.
+func (g *Gate) knows(ctx context.Context, number string, serial uint16) (bool, error) {
+	for i := range g.j.recs {
+		if r := &g.j.recs[i]; r.kind == recIntent && r.card == number && r.serial == serial {
+			return true, nil
+		}
+	}
+	var n int
+	err := g.db.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM gate_records WHERE card_number = $1 AND offline_serial = $2`, number, int64(serial)).Scan(&n)
+	return n > 0, err
+}
+
+// transitSFILog is the e-purse's transaction log (se.SFILog).
+const transitSFILog = 0x18
 
 // transitSFICAPP is the e-purse's CAPP file (se.SFICAPP).
 const transitSFICAPP = 0x17

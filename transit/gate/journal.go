@@ -53,14 +53,21 @@ import (
 //     passenger paid once).
 //   - a power cut while DEBIT is out and the intent's flush has not
 //     returned (about one fsync; the gate has not opened) may lose the
-//     intent while the card debits: the gate then knows nothing of it and a
-//     re-tap pays again. That debit is never cleared, so the agency's shadow
-//     balance keeps the fare and a move or a refund pays it back; the card's
-//     log shows it. This is the price of overlapping the two flushes.
+//     intent while the card debits — the price of overlapping the two
+//     flushes. A clean Close journals "closed"; after any other stop the
+//     gate skips the next TSN (the lost intent's, since taps are one at a
+//     time) and, for RecoveryWindow, reads each card's newest log record: a
+//     purchase at this terminal with the serial just before the card's that
+//     the gate does not know is that tap. Its proof's TAC and the skipped
+//     TSN make the record (clearing's TAC check proves the TSN), and the
+//     card passes without a new charge within the window.
 //
 // So the gate never opens on a debit that is not durable at the card and
-// whose intent is not durable at the gate, and a killed process never makes
-// a card pay twice for one passage.
+// whose intent is not durable at the gate, and neither a killed process nor
+// a power cut makes a card pay twice for one passage (a card that does not
+// come back within the window pays for its new passage; its lost tap is
+// then never cleared, so the agency's shadow balance keeps the fare, which
+// a move or a refund pays back).
 //
 // Layout: slot 0 is the header (magic, generation); slots 1… hold one record
 // each, numbered by slot, with the generation and a CRC-32C; reading stops at
@@ -89,6 +96,7 @@ const (
 	recCompleted byte = 'C'
 	recOpened    byte = 'O'
 	recVoid      byte = 'V'
+	recClosed    byte = 'S' // a clean Close: nothing was in flight
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -158,7 +166,7 @@ func decodeRec(b []byte, gen uint64, slot int) (jrec, bool) {
 		r.created = int64(binary.BigEndian.Uint64(b[65:]))
 	case recCompleted:
 		copy(r.tac[:], b[21:25])
-	case recOpened, recVoid:
+	case recOpened, recVoid, recClosed:
 	default:
 		return jrec{}, false
 	}
@@ -168,10 +176,11 @@ func decodeRec(b []byte, gen uint64, slot int) (jrec, bool) {
 // journal is the open tap journal. Appends come from the tap path (one at
 // a time, under Gate.mu); the flusher only calls fdatasync.
 type journal struct {
-	f    *os.File
-	gen  uint64
-	next int    // the next slot
-	recs []jrec // this generation's records, in order (mirrored to SQLite on demand)
+	f     *os.File
+	gen   uint64
+	next  int    // the next slot
+	recs  []jrec // this generation's records, in order (mirrored to SQLite on demand)
+	fresh bool   // made by this open: no tap can have been in flight
 
 	flushMu sync.Mutex
 	timer   *time.Timer
@@ -225,7 +234,7 @@ func createJournal(path string) (*journal, error) {
 		f.Close()
 		return nil, fmt.Errorf("gate: journal: %w", err)
 	}
-	j := &journal{f: f}
+	j := &journal{f: f, fresh: true}
 	if err := j.restart(); err != nil {
 		f.Close()
 		return nil, err
