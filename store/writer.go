@@ -339,7 +339,15 @@ func (w *Writer) run() {
 		}
 		var err error
 		start := time.Now()
-		batch, err = w.stream(append(batch[:0], first), min(expect, w.cfg.MaxBatch), timer)
+		if w.cfg.Committers > 1 {
+			// Several committers: one collects (holding collecting) while
+			// the others run their batches, whose statements overlap.
+			batch = w.collect(append(batch[:0], first), min(expect, w.cfg.MaxBatch), timer)
+			w.collecting.Unlock()
+			err = w.runBatch(batch)
+		} else {
+			batch, err = w.stream(append(batch[:0], first), min(expect, w.cfg.MaxBatch), timer)
+		}
 		w.finish(batch, start, err)
 		// The writers of this batch and those that queued meanwhile are
 		// the population to expect next: callers answered now come back
@@ -358,11 +366,14 @@ func (w *Writer) run() {
 // takeFirst blocks for the first write of a batch and claims it. If the
 // writer was idle longer than the wait window, the next write is committed
 // at once (expect = 1). It returns false once the queue is closed and empty.
+// With several committers it returns holding collecting (see collect): one
+// committer gathers a batch while the others run theirs.
 func (w *Writer) takeFirst(expect *int) (*writeReq, bool) {
+	several := w.cfg.Committers > 1
 	for {
-		// One committer takes at a time; with several, the others are
-		// running their batches meanwhile.
-		w.collecting.Lock()
+		if several {
+			w.collecting.Lock()
+		}
 		var (
 			r  *writeReq
 			ok bool
@@ -376,21 +387,59 @@ func (w *Writer) takeFirst(expect *int) (*writeReq, bool) {
 				*expect = 1
 			}
 		}
-		w.collecting.Unlock()
+		if ok && w.claim(r) {
+			return r, true
+		}
+		if several {
+			w.collecting.Unlock()
+		}
 		if !ok {
 			return nil, false
 		}
-		if w.claim(r) {
-			return r, true
+	}
+}
+
+// collect (several committers) gathers a batch without running it.
+func (w *Writer) collect(batch []*writeReq, expect int, t *time.Timer) []*writeReq {
+	batch, _ = w.gather(batch, expect, t, nil)
+	return batch
+}
+
+// gather takes writes into batch — without waiting while more are queued,
+// and waiting at most MaxWait in all while fewer than expect are in — and
+// passes each to run (when not nil) as it is taken. It stops at the first
+// error of run, which is the batch's.
+func (w *Writer) gather(batch []*writeReq, expect int, t *time.Timer, run func(*writeReq) error) ([]*writeReq, error) {
+	budget := w.cfg.MaxWait
+	for len(batch) < w.cfg.MaxBatch {
+		var wait time.Duration
+		if len(batch) < expect && budget > 0 {
+			wait = budget
+		}
+		t0 := time.Now()
+		r, closed := w.take(wait, t)
+		if wait > 0 {
+			budget -= time.Since(t0)
+		}
+		if r == nil || closed {
+			break
+		}
+		if !w.claim(r) {
+			continue
+		}
+		batch = append(batch, r)
+		if run != nil {
+			if err := run(r); err != nil {
+				return batch, err
+			}
 		}
 	}
+	return batch, nil
 }
 
 // take returns the next queued write, waiting up to wait for one
 // (wait <= 0: only what is queued). closed reports a closed, drained queue.
 func (w *Writer) take(wait time.Duration, t *time.Timer) (r *writeReq, closed bool) {
-	w.collecting.Lock()
-	defer w.collecting.Unlock()
 	select {
 	case r, ok := <-w.queue:
 		return r, !ok
@@ -426,10 +475,9 @@ func (w *Writer) claim(r *writeReq) bool {
 }
 
 // stream runs one batch: it begins the transaction, runs the claimed first
-// write, then takes and runs writes as they come — without waiting while
-// more are queued, and waiting at most MaxWait in all while fewer than
-// expect are in — and commits. The returned error is the batch's
-// (begin/commit/broken savepoint); each write's own error is in r.err.
+// write, then runs writes as gather takes them, and commits. The returned
+// error is the batch's (begin/commit/broken savepoint); each write's own
+// error is in r.err.
 func (w *Writer) stream(batch []*writeReq, expect int, t *time.Timer) ([]*writeReq, error) {
 	bt, err := w.begin()
 	if err != nil {
@@ -438,27 +486,9 @@ func (w *Writer) stream(batch []*writeReq, expect int, t *time.Timer) ([]*writeR
 	if err := bt.run(batch[0]); err != nil {
 		return batch, err
 	}
-	budget := w.cfg.MaxWait
-	for len(batch) < w.cfg.MaxBatch {
-		var wait time.Duration
-		if len(batch) < expect && budget > 0 {
-			wait = budget
-		}
-		t0 := time.Now()
-		r, closed := w.take(wait, t)
-		if wait > 0 {
-			budget -= time.Since(t0)
-		}
-		if r == nil || closed {
-			break
-		}
-		if !w.claim(r) {
-			continue
-		}
-		batch = append(batch, r)
-		if err := bt.run(r); err != nil {
-			return batch, err
-		}
+	batch, err = w.gather(batch, expect, t, bt.run)
+	if err != nil {
+		return batch, err
 	}
 	return batch, bt.commit()
 }
