@@ -20,9 +20,10 @@ import (
 // de-tokenization (issue 8). *promo.Engine implements it.
 type Promotions interface {
 	Reserve(ctx context.Context, p promo.PaymentContext) (promo.Reservation, bool, error)
-	// ConfirmLater marks the reservation used without the payment waiting
-	// for it (a confirmation moves no money).
-	ConfirmLater(id string)
+	// Confirm marks the reservation used, durably: the switch waits for it
+	// before answering an approval, so a crash after the answer can never
+	// leave the discount "reserved" for the sweeper to give back.
+	Confirm(ctx context.Context, id string) (bool, error)
 	Release(ctx context.Context, id string) (bool, error)
 }
 
@@ -106,13 +107,26 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 	id := rec.promo.ID
 	switch {
 	case resp.String(39) == RCApproved && !rec.StandIn:
-		s.cfg.Promotions.ConfirmLater(id)
+		s.confirmPromotion(ctx, id)
 		resp.SetString(iso8583.FieldPromotion, rec.promoField)
 	case resp.String(39) == RCApproved:
 		// stand-in: keep the budget, show nothing the issuer did not approve.
-		s.cfg.Promotions.ConfirmLater(id)
+		s.confirmPromotion(ctx, id)
 	default:
 		s.releasePromotion(ctx, id)
+	}
+}
+
+// confirmPromotion makes an approved payment's reservation "confirmed"
+// before the approval is recorded and answered. The approval stands if it
+// fails (the issuer has approved; the payment is not declined over a
+// bookkeeping write): the reservation then stays "reserved", and the error
+// says the sweeper may give that discount's budget back.
+func (s *Switch) confirmPromotion(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), promo.DefaultConfirmTimeout)
+	defer cancel()
+	if _, err := s.cfg.Promotions.Confirm(ctx, id); err != nil {
+		s.log.ErrorContext(ctx, "promotion confirmation failed: the sweeper may release this discount's budget", "reservation", id, "err", err)
 	}
 }
 

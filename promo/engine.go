@@ -33,9 +33,8 @@ const (
 	// nodes (or the issuer API) changed.
 	DefaultRefreshInterval = 5 * time.Second
 	maxKeyBytes            = 64
-	// DefaultMaxPendingConfirms bounds background confirmations.
-	DefaultMaxPendingConfirms = 4096
-	// DefaultConfirmTimeout bounds one background confirmation.
+	// DefaultConfirmTimeout bounds one confirmation (the switch waits for
+	// it before answering an approval).
 	DefaultConfirmTimeout = 30 * time.Second
 )
 
@@ -107,11 +106,6 @@ type Engine struct {
 	now func() time.Time
 	log *slog.Logger
 	max int
-
-	// Confirmations in the background (ConfirmLater): bounded, waited for
-	// by Close.
-	bg    sync.WaitGroup
-	bgSem chan struct{}
 
 	mu        sync.RWMutex
 	campaigns map[string]*compiled   // every campaign not ended
@@ -194,8 +188,7 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.MaxActiveCampaigns <= 0 {
 		cfg.MaxActiveCampaigns = DefaultMaxActiveCampaigns
 	}
-	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, max: cfg.MaxActiveCampaigns, campaigns: map[string]*compiled{},
-		bgSem: make(chan struct{}, DefaultMaxPendingConfirms)}
+	e := &Engine{db: cfg.DB, now: cfg.Now, log: cfg.Log, max: cfg.MaxActiveCampaigns, campaigns: map[string]*compiled{}}
 	if err := e.Refresh(ctx); err != nil {
 		return nil, err
 	}
@@ -203,35 +196,9 @@ func Open(ctx context.Context, cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Close waits for background confirmations and stops the writer (not the
-// store).
+// Close stops the writer (not the store).
 func (e *Engine) Close() error {
-	e.bg.Wait()
 	return e.w.Close()
-}
-
-// ConfirmLater confirms in the background: a confirmation changes no money
-// (a release gives back a reserved or a confirmed reservation alike), so the
-// payment need not wait for its commit. When DefaultMaxPendingConfirms are
-// pending it confirms in the caller.
-func (e *Engine) ConfirmLater(id string) {
-	select {
-	case e.bgSem <- struct{}{}:
-	default:
-		if _, err := e.Confirm(context.Background(), id); err != nil {
-			e.log.Warn("promo: confirm", "reservation", id, "err", err)
-		}
-		return
-	}
-	e.bg.Add(1)
-	go func() {
-		defer func() { <-e.bgSem; e.bg.Done() }()
-		ctx, cancel := context.WithTimeout(context.Background(), DefaultConfirmTimeout)
-		defer cancel()
-		if _, err := e.Confirm(ctx, id); err != nil {
-			e.log.Warn("promo: confirm", "reservation", id, "err", err)
-		}
-	}()
 }
 
 // Run reloads campaigns every interval until ctx ends, so a pause or a new

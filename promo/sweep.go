@@ -12,11 +12,14 @@ import (
 // "reserved" that nobody will settle: its budget and counters would stay
 // taken for good. The sweeper releases reservations still "reserved" after
 // a bound far above any authorization's life (issuer timeout, stand-in,
-// background confirmation), through Release, so each is given back exactly
+// confirmation), through Release, so each is given back exactly
 // once even when several nodes sweep the same store at once.
 //
 // Every outcome that keeps a discount confirms its reservation (issuer
-// approval and stand-in alike), so only undecided payments are swept.
+// approval and stand-in alike), durably before the switch answers, so only
+// payments no approval was answered for are swept: a switch that crashed
+// after the issuer approved but before answering is reversed by the
+// acquirer's 0400, and the issuer gives its discount back.
 
 // Sweeper defaults.
 const (
