@@ -142,6 +142,13 @@ type ReversalResult struct {
 	Code     ResponseCode
 	Released bool // this reversal released the hold (false: already released, declined original, or unknown)
 	AuthID   string
+	// Points: the reversal of an approval that earned points answers what
+	// it took back and the card's balance after it (DE124 tags 05/06 of
+	// the 0410, for the wallet), and the discount booking it took back.
+	Points        bool
+	PointsTaken   int64
+	PointsBalance int64
+	DiscountMinor int64
 }
 
 // normAcquirer drops DE32's leading zeros: DE90 carries the acquirer id
@@ -584,10 +591,10 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	a.mu.Unlock()
 
 	now := h.now().UnixMilli()
-	var pointsBack int64
+	var pointsBack, discountBack int64
 	err = h.w.Write(ctx, func(tx *sql.Tx) error {
 		ctx := context.Background() // see authorizeNew
-		pointsBack = 0
+		pointsBack, discountBack = 0, 0
 		res, err := tx.ExecContext(ctx, sqlMarkReversed, orig.id, now)
 		if err != nil {
 			return fmt.Errorf("mark reversed: %w", err)
@@ -602,7 +609,7 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		if err := reverseFee(ctx, tx, orig.id, now); err != nil {
 			return fmt.Errorf("reverse fee: %w", err)
 		}
-		if pointsBack, err = reversePromotion(ctx, tx, orig.id, orig.cardID, now); err != nil {
+		if pointsBack, discountBack, err = reversePromotion(ctx, tx, orig.id, orig.cardID, orig.issuerID, now); err != nil {
 			return fmt.Errorf("reverse promotion: %w", err)
 		}
 		_, err = tx.ExecContext(ctx, sqlInsertRev, newID("rev_"), orig.issuerID, req.MTI, orig.ident, orig.alt, orig.id, 1, now)
@@ -628,8 +635,9 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 		h.log.Error("reversal not stored", "issuer", orig.issuerID, "err", err)
 		return ReversalResult{Code: RCSystemError}
 	}
-	a.takePoints(pointsBack)
-	return ReversalResult{Code: RCApproved, Released: true, AuthID: orig.id}
+	balance := a.takePoints(pointsBack)
+	return ReversalResult{Code: RCApproved, Released: true, AuthID: orig.id, Points: true,
+		PointsTaken: pointsBack, PointsBalance: balance, DiscountMinor: discountBack}
 }
 
 var errAlreadyReversed = errors.New("issuer: authorization already reversed")

@@ -130,7 +130,15 @@ func (h *Host) isoReverse(ctx context.Context, m *iso8583.Message) *iso8583.Mess
 	}
 	code := RCFormatError
 	if ok {
-		code = h.Reverse(ctx, req).Code
+		res := h.Reverse(ctx, req)
+		code = res.Code
+		if res.Points {
+			if f, err := reversalPointsField(res); err == nil {
+				resp.SetString(iso8583.FieldPromotion, f)
+			} else {
+				h.log.ErrorContext(ctx, "reversal points field", "err", err)
+			}
+		}
 	}
 	resp.SetString(iso8583.FieldResponseCode, string(code))
 	return resp

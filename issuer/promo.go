@@ -146,14 +146,14 @@ func insertPostingRows(ctx context.Context, tx *sql.Tx, rows [][promoPostingCol]
 // reversePromotion takes an authorization's discount booking and points
 // back: each of its PROMO/POINTS legs is posted again with the opposite
 // sign. Looked up by entry id (the primary key), so no scan. It returns the
-// points taken off the card's points account.
-func reversePromotion(ctx context.Context, tx *sql.Tx, authID, cardID string, ms int64) (int64, error) {
+// points taken off the card's points account and the discount taken back
+// from the bank's marketing account.
+func reversePromotion(ctx context.Context, tx *sql.Tx, authID, cardID, issuerID string, ms int64) (points, discount int64, err error) {
 	r, err := tx.QueryContext(ctx, `SELECT entry_id, leg, issuer_id, account, amount_minor, kind FROM postings
 		WHERE entry_id IN ($1, $2) ORDER BY entry_id, leg`, promoEntryPfx+authID, pointsEntryPfx+authID)
 	if err != nil {
-		return 0, fmt.Errorf("promotion of %s: %w", authID, err)
+		return 0, 0, fmt.Errorf("promotion of %s: %w", authID, err)
 	}
-	var points int64
 	var rows [][promoPostingCol]any
 	for r.Next() {
 		var entry, issuerID, account, kind string
@@ -161,10 +161,13 @@ func reversePromotion(ctx context.Context, tx *sql.Tx, authID, cardID string, ms
 		var amount int64
 		if err := r.Scan(&entry, &leg, &issuerID, &account, &amount, &kind); err != nil {
 			r.Close()
-			return 0, err
+			return 0, 0, err
 		}
 		if cardID != "" && account == pointsAccount(cardID) {
 			points += amount
+		}
+		if account == marketingAccount(issuerID) {
+			discount -= amount // the approval debited marketing by the discount
 		}
 		rk := kindPromoRev
 		if kind == kindPoints {
@@ -174,9 +177,9 @@ func reversePromotion(ctx context.Context, tx *sql.Tx, authID, cardID string, ms
 	}
 	r.Close()
 	if err := r.Err(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return points, insertPostingRows(ctx, tx, rows)
+	return points, discount, insertPostingRows(ctx, tx, rows)
 }
 
 // earnPoints adds what an approval (already stored) earned to the card's
@@ -195,14 +198,13 @@ func (a *account) earnPoints(req *AuthRequest, paidMinor int64) (earned, balance
 	return earned, balance
 }
 
-// takePoints follows a stored reversal's points in memory.
-func (a *account) takePoints(n int64) {
-	if n == 0 {
-		return
-	}
+// takePoints follows a stored reversal's points in memory and returns the
+// card's balance after it.
+func (a *account) takePoints(n int64) int64 {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.points -= n
-	a.mu.Unlock()
+	return a.points
 }
 
 // loadPoints reads every card's points balance from the ledger at start
@@ -240,6 +242,23 @@ func pointsField(m *iso8583.Message, res AuthResult) (string, error) {
 	}
 	f.PointsEarned = strconv.FormatInt(res.PointsEarned, 10)
 	f.PointsBalance = strconv.FormatInt(res.PointsBalance, 10)
+	return f.Encode()
+}
+
+// reversalPointsField is the DE124 of a reversal's answer: the discount
+// taken back (tag 02), the points taken back (05) and the card's balance
+// after it (06), which the network passes to the wallet in
+// transaction.reversed.
+func reversalPointsField(res ReversalResult) (string, error) {
+	f := iso8583.Promotion{PointsEarned: strconv.FormatInt(res.PointsTaken, 10),
+		PointsBalance: strconv.FormatInt(res.PointsBalance, 10)}
+	if res.DiscountMinor > 0 {
+		d, err := iso8583.FormatAmount(res.DiscountMinor)
+		if err != nil {
+			return "", err
+		}
+		f.DiscountAmount = d
+	}
 	return f.Encode()
 }
 

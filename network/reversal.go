@@ -142,8 +142,9 @@ func (s *Switch) forwardReversals() (bool, error) {
 		return false, err
 	}
 	pending := false
+	published := false
 	for _, o := range owed {
-		err := s.sendReversal(ctx, o)
+		ev, err := s.sendReversal(ctx, o)
 		done := err == nil
 		msg := ""
 		if err != nil {
@@ -152,55 +153,87 @@ func (s *Switch) forwardReversals() (bool, error) {
 			s.log.Warn("issuer reversal not acknowledged yet", "attempt", o.attempts+1, "err", err)
 		}
 		uerr := s.db.Tx(ctx, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `UPDATE issuer_reversals SET attempts = attempts + 1, done = $1, last_error = $2,
-				updated_at = $3 WHERE id = $4`, boolInt(done), msg, s.now().UnixMilli(), o.id)
-			return err
+			res, err := tx.ExecContext(ctx, `UPDATE issuer_reversals SET attempts = attempts + 1, done = $1, last_error = $2,
+				updated_at = $3 WHERE id = $4 AND done = 0`, boolInt(done), msg, s.now().UnixMilli(), o.id)
+			if err != nil {
+				return err
+			}
+			// The event goes with the row's one change to done (another
+			// node may have forwarded it too): once per reversed approval.
+			if n, _ := res.RowsAffected(); n == 1 && done && ev != nil {
+				published = true
+				return insertOutbox(ctx, tx, ev)
+			}
+			return nil
 		})
 		if uerr != nil {
 			return true, uerr
 		}
 	}
+	if published {
+		s.kick(s.outboxCh)
+	}
 	return pending || len(owed) == maxReversalBatch, nil
 }
 
 // sendReversal builds the issuer's reversal of an original and sends it.
-func (s *Switch) sendReversal(ctx context.Context, o owedReversal) error {
+// Once the issuer acknowledged the reversal of a tokenized approval the
+// acquirer reversed, it returns the transaction.reversed event to record.
+func (s *Switch) sendReversal(ctx context.Context, o owedReversal) (*outboxEvent, error) {
 	var r authRecord
 	var billMinor int64
 	var rate string
-	err := s.db.DB.QueryRowContext(ctx, `SELECT mti, token_ref, issuer_id, processing, amount_minor, currency, stan, rrn,
-		tx_time, acquirer, terminal, merchant, country, billing_minor, billing_rate FROM auths WHERE dup_key = $1`, o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID,
-		&r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN, &r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant,
-		&r.Country, &billMinor, &rate)
+	var reversed int
+	err := s.db.DB.QueryRowContext(ctx, `SELECT mti, token_ref, token_last4, issuer_id, processing, amount_minor, currency, stan, rrn,
+		tx_time, acquirer, terminal, merchant, country, billing_minor, billing_rate, rc, reversed FROM auths WHERE dup_key = $1`, o.origKey).Scan(&r.MTI, &r.TokenRef,
+		&r.TokenLast4, &r.IssuerID, &r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN, &r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant,
+		&r.Country, &billMinor, &rate, &r.RC, &reversed)
 	if err != nil {
-		return fmt.Errorf("original: %w", err)
+		return nil, fmt.Errorf("original: %w", err)
 	}
+	answer, err := s.sendReversalOf(ctx, o, &r, billMinor, rate)
+	if err != nil {
+		return nil, err
+	}
+	// Only an approval the wallet was told of (tokenized, approved) and that
+	// the acquirer reversed (reverse sets reversed): a late issuer answer the
+	// switch reverses itself was never shown to the wallet as approved.
+	if r.TokenRef == "" || r.RC != RCApproved || reversed == 0 {
+		return nil, nil
+	}
+	return reversalEvent(o.origKey, &r, answer, s.now())
+}
+
+// sendReversalOf sends the issuer's reversal of the original r and returns
+// its acknowledgement.
+func (s *Switch) sendReversalOf(ctx context.Context, o owedReversal, r *authRecord, billMinor int64, rate string) (*iso8583.Message, error) {
+	var err error
 	if rate != "" {
 		// The original's billing amount and rate, not today's: the issuer
 		// releases exactly what it held.
 		rt, err := ParseDE10(rate)
 		if err != nil {
-			return fmt.Errorf("original's rate: %w", err)
+			return nil, fmt.Errorf("original's rate: %w", err)
 		}
 		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
-		return fmt.Errorf("no link to issuer %s", r.IssuerID)
+		return nil, fmt.Errorf("no link to issuer %s", r.IssuerID)
 	}
 	pan := ""
 	if r.TokenRef != "" {
 		if pan, _, err = s.cfg.Tokens.Detokenize(ctx, r.TokenRef, s.cfg.NodeID, "reversal"); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	amount, err := iso8583.FormatAmount(r.AmountMinor)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := s.now().UTC()
 	m := &iso8583.Message{}
@@ -222,21 +255,21 @@ func (s *Switch) sendReversal(ctx context.Context, o owedReversal) error {
 	}
 	if r.Bill.converted() {
 		if err := setBilling(m, r.Bill); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	m.SetString(90, de90)
 	answer, err := link.Send(ctx, m)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	switch rc := answer.String(39); rc {
 	case RCApproved, RCOriginalNotFound:
 		// 25: the issuer never approved it (the late answer was a decline, or
 		// the request never arrived): nothing to release.
-		return nil
+		return answer, nil
 	default:
-		return fmt.Errorf("issuer answered %s", rc)
+		return nil, fmt.Errorf("issuer answered %s", rc)
 	}
 }
 

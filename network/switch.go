@@ -524,7 +524,10 @@ func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *aut
 	}
 	rec.Answer = answer
 	var ev *outboxEvent
-	if rec.TokenRef != "" {
+	// A reversal's own answer is no transaction of the cardholder's: the
+	// wallet learns of it from transaction.reversed once the issuer
+	// acknowledged it (reversal_event.go).
+	if rec.TokenRef != "" && rec.MTI != iso8583.MTIReversalRequest && rec.MTI != iso8583.MTIReversalAdvice {
 		ev, err = transactionEvent(rec, s.now())
 		if err != nil {
 			return nil, err

@@ -97,6 +97,10 @@ type Transaction struct {
 	// PointsEarned is the rewards points the approval earned (nil: the
 	// issuer said nothing).
 	PointsEarned *int64 `json:"pointsEarned,omitempty"`
+	// Reversed: the acquirer reversed the approval; PointsReversed is what
+	// the issuer took back with it.
+	Reversed       bool   `json:"reversed,omitempty"`
+	PointsReversed *int64 `json:"pointsReversed,omitempty"`
 	// Paying abroad: the CNY billing amount and the rate.
 	BillingAmountMinor int64  `json:"billingAmountMinor,omitempty"`
 	ConversionRate     string `json:"conversionRate,omitempty"`

@@ -154,6 +154,9 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 		{SubjectTransactionAuthorized, DurableTransactions, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTransaction(ctx, id, data)
 		}},
+		{SubjectTransactionReversed, DurableReversals, func(ctx context.Context, id string, data []byte) error {
+			return p.svc.HandleReversal(ctx, id, data)
+		}},
 		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenState(ctx, id, data)
 		}},

@@ -243,6 +243,11 @@ type Transaction struct {
 	// PointsEarned is what the issuer said the approval earned (rewards.go);
 	// absent when it said nothing.
 	PointsEarned *int64 `json:"pointsEarned,omitempty"`
+	// Reversed: the acquirer reversed the approval (reversal.go); its
+	// pointsEarned is then 0 and PointsReversed what the issuer took back.
+	Reversed       bool       `json:"reversed,omitempty"`
+	ReversedAt     *time.Time `json:"reversedAt,omitempty"`
+	PointsReversed *int64     `json:"pointsReversed,omitempty"`
 }
 
 // Notification is one message for a device, numbered per device (Seq grows

@@ -244,6 +244,9 @@ func phoneCommands() []phoneCommand {
 						if !t.Approved {
 							status = "declined (" + t.ResponseCode + ")"
 						}
+						if t.Reversed {
+							status = "reversed"
+						}
 						extra := ""
 						if t.BillingAmountMinor > 0 {
 							extra += fmt.Sprintf("  billed %s at %s", formatMinor(t.BillingAmountMinor, "156"), t.ConversionRate)
@@ -253,6 +256,9 @@ func phoneCommands() []phoneCommand {
 						}
 						if t.PointsEarned != nil {
 							extra += fmt.Sprintf("  +%d points", *t.PointsEarned)
+						}
+						if t.PointsReversed != nil {
+							extra += fmt.Sprintf("  %d points reversed", *t.PointsReversed)
 						}
 						fmt.Fprintf(w, "%s  %s  %s  token •••• %s  %s%s\n", t.Time, formatMinor(t.AmountMinor, t.Currency), t.MerchantName, t.TokenLast4, status, extra)
 					}
