@@ -580,7 +580,7 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	a.mu.Lock()
 	if orig.reversed {
 		a.mu.Unlock()
-		return ReversalResult{Code: RCApproved, AuthID: orig.id}
+		return h.repeatedReversal(ctx, orig)
 	}
 	orig.reversed = true
 	a.available += orig.amount
@@ -618,7 +618,7 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	if errors.Is(err, errAlreadyReversed) {
 		// The store says it was released before (this record was loaded
 		// stale): memory must follow the store.
-		return ReversalResult{Code: RCApproved, AuthID: orig.id}
+		return h.repeatedReversal(ctx, orig)
 	}
 	if err != nil {
 		a.mu.Lock()

@@ -245,6 +245,34 @@ func pointsField(m *iso8583.Message, res AuthResult) (string, error) {
 	return f.Encode()
 }
 
+// repeatedReversal answers a reversal of an original reversed before (the
+// network retrying after a lost 0410) as the first was, from the ledger: the
+// discount and points that reversal took back, and the card's balance now.
+// Nothing is released again. Without the ledger's answer it still
+// acknowledges (the hold is released), without points.
+func (h *Host) repeatedReversal(ctx context.Context, orig *authRecord) ReversalResult {
+	res := ReversalResult{Code: RCApproved, AuthID: orig.id}
+	if orig.acct == nil || orig.cardID == "" {
+		return res
+	}
+	var points, marketing int64
+	err := h.db.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN account = $3 THEN amount_minor ELSE 0 END), 0),
+		COALESCE(SUM(CASE WHEN account = $4 THEN amount_minor ELSE 0 END), 0) FROM postings WHERE entry_id IN ($1, $2)`,
+		"rev-"+pointsEntryPfx+orig.id, "rev-"+promoEntryPfx+orig.id, pointsAccount(orig.cardID), marketingAccount(orig.issuerID)).
+		Scan(&points, &marketing)
+	if err != nil {
+		h.log.ErrorContext(ctx, "repeated reversal: points taken back", "err", err)
+		return res
+	}
+	a := orig.acct
+	a.mu.Lock()
+	res.PointsBalance = a.points
+	a.mu.Unlock()
+	// The reversal legs carry the opposite signs of the approval's.
+	res.Points, res.PointsTaken, res.DiscountMinor = true, -points, marketing
+	return res
+}
+
 // reversalPointsField is the DE124 of a reversal's answer: the discount
 // taken back (tag 02), the points taken back (05) and the card's balance
 // after it (06), which the network passes to the wallet in

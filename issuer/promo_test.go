@@ -54,6 +54,11 @@ func TestPromotionBooking(t *testing.T) {
 			if r.Code != RCApproved || r.Released != (i == 0) {
 				t.Fatalf("reversal %d: %+v", i, r)
 			}
+			// Every answer (a repeat after a lost 0410 too) tells what the
+			// reversal took back and the balance after it (DE124 of the 0410).
+			if !r.Points || r.PointsTaken != 150 || r.PointsBalance != 19 || r.DiscountMinor != 1000 {
+				t.Fatalf("reversal %d points: %+v", i, r)
+			}
 		}
 		if spent, _ := th.MarketingSpent(ctx, "icbc-debit"); spent != 0 {
 			t.Fatalf("marketing spent %d after the reversal", spent)

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,6 +96,10 @@ func startIssuer(t *testing.T) *fakeIssuer {
 		default:
 			f.reversals.Add(1)
 			resp.SetString(39, "00")
+			// As an issuer host answers the reversal of an approval that
+			// earned points: the discount and points taken back, the balance.
+			de124, _ := iso8583.Promotion{DiscountAmount: "000000000250", PointsEarned: "12", PointsBalance: "30"}.Encode()
+			resp.SetString(iso8583.FieldPromotion, de124)
 		}
 		return resp, nil
 	})
@@ -104,8 +109,10 @@ func startIssuer(t *testing.T) *fakeIssuer {
 }
 
 type fakeBus struct {
-	mu     sync.Mutex
-	events []TransactionEvent
+	mu       sync.Mutex
+	events   []TransactionEvent
+	subjects []string // of events, in order
+	raw      [][]byte // of events, in order
 }
 
 func (b *fakeBus) PublishID(_ context.Context, _, subject string, v any) error {
@@ -116,8 +123,23 @@ func (b *fakeBus) PublishID(_ context.Context, _, subject string, v any) error {
 	}
 	b.mu.Lock()
 	b.events = append(b.events, e)
+	b.subjects = append(b.subjects, subject)
+	b.raw = append(b.raw, raw)
 	b.mu.Unlock()
 	return nil
+}
+
+// published returns the payloads of the events published under subject.
+func (b *fakeBus) published(subject string) [][]byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out [][]byte
+	for i, s := range b.subjects {
+		if s == subject {
+			out = append(out, b.raw[i])
+		}
+	}
+	return out
 }
 
 type harness struct {
@@ -358,6 +380,39 @@ func TestReversal(t *testing.T) {
 	if n := h.iss.reversals.Load(); n != 1 {
 		t.Fatalf("issuer got %d reversals for one approval", n)
 	}
+	t.Run("transaction.reversed published once, with the issuer's points, no PAN", func(t *testing.T) {
+		waitFor(t, func() bool { return len(h.bus.published(SubjectTransactionReversed)) >= 1 })
+		time.Sleep(100 * time.Millisecond)
+		evs := h.bus.published(SubjectTransactionReversed)
+		if len(evs) != 1 {
+			t.Fatalf("%d transaction.reversed events for one reversed approval", len(evs))
+		}
+		var e ReversalEvent
+		if err := json.Unmarshal(evs[0], &e); err != nil {
+			t.Fatal(err)
+		}
+		var authorized []TransactionEvent
+		h.bus.mu.Lock()
+		for i, s := range h.bus.subjects {
+			if s == SubjectTransactionAuthorized {
+				authorized = append(authorized, h.bus.events[i])
+			}
+		}
+		h.bus.mu.Unlock()
+		if len(authorized) != 1 {
+			t.Fatalf("%d transaction.authorized events: the reversals' own answers are none", len(authorized))
+		}
+		if e.TransactionID != authorized[0].TransactionID || e.TokenRef == "" || e.AmountMinor != 1250 ||
+			e.DiscountMinor != 250 || e.Points == nil || e.Points.Earned != 12 || e.Points.Balance != 30 {
+			t.Fatalf("event %+v, approval %+v", e, authorized[0])
+		}
+		h.tokens.mu.Lock()
+		pan := h.tokens.pan
+		h.tokens.mu.Unlock()
+		if strings.Contains(string(evs[0]), pan) || strings.Contains(string(evs[0]), orig.String(2)) {
+			t.Fatalf("a card number in the event: %s", evs[0])
+		}
+	})
 	t.Run("reversal of an unknown original", func(t *testing.T) {
 		m := rev(900003)
 		de90, _ := iso8583.OriginalData{MTI: "0200", STAN: "123456", TransmissionTime: orig.String(7), AcquirerID: orig.String(32)}.Format()
