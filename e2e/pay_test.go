@@ -314,6 +314,9 @@ func TestPay(t *testing.T) {
 			a := s.account(t, "icbc-debit", card.PAN)
 			return a.AvailableMinor == before.AvailableMinor && a.HeldMinor == before.HeldMinor
 		})
+		// The issuer frees memory before its write commits: wait for the
+		// ledger to record the release (a loaded machine showed the gap).
+		waitFor(t, func() bool { return s.ledgerReport(t).OK })
 		s.ledgerOK(t)
 	})
 

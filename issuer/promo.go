@@ -255,13 +255,19 @@ func (h *Host) repeatedReversal(ctx context.Context, orig *authRecord) ReversalR
 	if orig.acct == nil || orig.cardID == "" {
 		return res
 	}
-	var points, marketing int64
+	var points, marketing, released int64
 	err := h.db.DB.QueryRowContext(ctx, `SELECT COALESCE(SUM(CASE WHEN account = $3 THEN amount_minor ELSE 0 END), 0),
-		COALESCE(SUM(CASE WHEN account = $4 THEN amount_minor ELSE 0 END), 0) FROM postings WHERE entry_id IN ($1, $2)`,
-		"rev-"+pointsEntryPfx+orig.id, "rev-"+promoEntryPfx+orig.id, pointsAccount(orig.cardID), marketingAccount(orig.issuerID)).
-		Scan(&points, &marketing)
+		COALESCE(SUM(CASE WHEN account = $4 THEN amount_minor ELSE 0 END), 0),
+		(SELECT COUNT(*) FROM postings WHERE entry_id = $5) FROM postings WHERE entry_id IN ($1, $2)`,
+		"rev-"+pointsEntryPfx+orig.id, "rev-"+promoEntryPfx+orig.id, pointsAccount(orig.cardID), marketingAccount(orig.issuerID),
+		"release/"+orig.id).Scan(&points, &marketing, &released)
 	if err != nil {
 		h.log.ErrorContext(ctx, "repeated reversal: points taken back", "err", err)
+		return res
+	}
+	if released == 0 {
+		// The first reversal's write is still in flight (memory is marked
+		// first): its points are not in the ledger yet, so none are told.
 		return res
 	}
 	a := orig.acct
