@@ -184,6 +184,7 @@ type authRecord struct {
 	day                  int64
 	acct                 *account
 	reversed             bool
+	reversing            chan struct{} // closed when the first reversal's write ends (nil: none in flight)
 	early                bool // a reversal that came before its original
 	failed               bool // not stored: the write failed; treat as absent
 	done                 chan struct{}
@@ -578,11 +579,32 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	}
 	a := orig.acct
 	a.mu.Lock()
-	if orig.reversed {
+	for orig.reversed {
+		wait := orig.reversing
 		a.mu.Unlock()
-		return h.repeatedReversal(ctx, orig)
+		if wait == nil {
+			return h.repeatedReversal(ctx, orig)
+		}
+		// The first reversal's write is in flight: a repeat is answered
+		// only once it is durable (or, if it failed, runs it again), never
+		// ahead of it — a crash would otherwise lose a reversal the
+		// acquirer was told of.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ReversalResult{Code: RCIssuerUnavailable}
+		}
+		a.mu.Lock()
 	}
 	orig.reversed = true
+	reversing := make(chan struct{})
+	orig.reversing = reversing
+	defer func() {
+		a.mu.Lock()
+		orig.reversing = nil
+		a.mu.Unlock()
+		close(reversing)
+	}()
 	a.available += orig.amount
 	a.held -= orig.amount
 	if a.day == orig.day {

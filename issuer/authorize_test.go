@@ -246,6 +246,42 @@ func TestReversal(t *testing.T) {
 			t.Fatalf("released twice: %+v", v)
 		}
 	})
+	t.Run("a repeat racing the first is answered only once the release is durable", func(t *testing.T) {
+		for i := range 20 {
+			req := th.auth("rev", int64(100+i))
+			a := th.Authorize(ctx, req)
+			if a.Code != RCApproved {
+				t.Fatal(a.Code)
+			}
+			rr := ReversalRequest{MTI: "0400", PAN: req.PAN, Transmission: req.Transmission, STAN: req.STAN,
+				RRN: req.RRN, Terminal: req.Terminal, Acquirer: req.Acquirer}
+			results := make(chan ReversalResult, 2)
+			for range 2 {
+				go func() { results <- th.Reverse(ctx, rr) }()
+			}
+			released := 0
+			for range 2 {
+				r := <-results
+				if r.Code != RCApproved {
+					t.Fatalf("reversal %d answered %s", i, r.Code)
+				}
+				if r.Released {
+					released++
+				}
+				// Whichever answer comes first, the release is in the store.
+				var n int
+				if err := th.db.DB.QueryRow("SELECT COUNT(*) FROM postings WHERE entry_id = $1", "release/"+a.AuthID).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n == 0 {
+					t.Fatalf("reversal %d answered %s before its release was stored", i, r.Code)
+				}
+			}
+			if released != 1 {
+				t.Fatalf("reversal %d released %d times", i, released)
+			}
+		}
+	})
 	t.Run("without DE90", func(t *testing.T) {
 		req := th.auth("rev", 300)
 		th.Authorize(ctx, req)
