@@ -185,8 +185,8 @@ type authRecord struct {
 	acct                 *account
 	reversed             bool
 	reversing            chan struct{} // closed when the first reversal's write ends (nil: none in flight)
-	early                bool // a reversal that came before its original
-	failed               bool // not stored: the write failed; treat as absent
+	early                bool          // a reversal that came before its original
+	failed               bool          // not stored: the write failed; treat as absent
 	done                 chan struct{}
 	next                 *authRecord // eviction queue
 }
