@@ -269,6 +269,10 @@ func TestLinkReconnects(t *testing.T) {
 	s2 := NewServer(ServerConfig{}, echoHandler)
 	go func() { _ = s2.Serve(ln2) }()
 	defer s2.Close()
+	// A request sent before the client has seen the old connection drop
+	// fails as lost in flight (the caller reverses it); wait until the
+	// link has reconnected to the new server.
+	waitFor(t, func() bool { return c.Stats().Reconnects >= 1 })
 	resp, err := c.Send(context.Background(), request(t, 2, "TERM0001"))
 	if err != nil {
 		t.Fatalf("after restart: %v", err)
