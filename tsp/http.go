@@ -1,6 +1,7 @@
 package tsp
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
@@ -69,9 +70,11 @@ func (a *API) Handler() http.Handler {
 		mux.HandleFunc("POST /v1/tokens/{ref}/"+string(act), a.auth(a.lifecycle(act), callerRequestor, callerIssuer))
 	}
 	mux.HandleFunc("POST /v1/tokens/lifecycle", a.auth(a.lifecycleBatch, callerRequestor, callerIssuer))
-	mux.HandleFunc("POST /v1/issuer/cards/lifecycle", a.auth(a.cardLifecycle, callerIssuer))
-	mux.HandleFunc("POST /v1/issuer/cards/replace", a.auth(a.cardReplace, callerIssuer))
-	mux.HandleFunc("POST /v1/issuer/cards/tokens", a.auth(a.cardTokensList, callerIssuer))
+	// The issuer's card endpoints take the PAN in the body (a POST, so it
+	// is never in a URL or an access log).
+	mux.HandleFunc("POST /v1/issuer/cards/lifecycle", a.auth(jsonCall(a.s.CardLifecycle), callerIssuer))
+	mux.HandleFunc("POST /v1/issuer/cards/replace", a.auth(jsonCall(a.s.ReplaceCard), callerIssuer))
+	mux.HandleFunc("POST /v1/issuer/cards/tokens", a.auth(jsonCall(a.s.CardTokens), callerIssuer))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, mipay.Errorf(mipay.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
@@ -214,6 +217,20 @@ func (a *API) lifecycle(act Action) func(http.ResponseWriter, *http.Request, cal
 			return
 		}
 		v, err := a.s.Lifecycle(r.Context(), r.PathValue("ref"), act, in.CausedBy, in.Reason)
+		reply(w, r, v, err)
+	}
+}
+
+// jsonCall is the handler of an endpoint whose JSON body is call's input
+// and whose answer is call's result.
+func jsonCall[In, Out any](call func(context.Context, In) (Out, error)) func(http.ResponseWriter, *http.Request, caller) {
+	return func(w http.ResponseWriter, r *http.Request, _ caller) {
+		var in In
+		if err := httpx.DecodeJSONLimit(w, r, &in, maxRequestBytes); err != nil {
+			httpx.WriteError(w, r, err)
+			return
+		}
+		v, err := call(r.Context(), in)
 		reply(w, r, v, err)
 	}
 }

@@ -4,10 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"net/http"
 
 	"github.com/mipay-oss/mipay"
-	"github.com/mipay-oss/mipay/httpx"
 )
 
 // Issuer-initiated lifecycle by card: a bank acts on every token of one of
@@ -292,38 +290,4 @@ func (v *Vault) ReplacePAN(ctx context.Context, ref string, oldHMAC, newHMAC, se
 		}
 		return insertHistory(ctx, tx, seq+1, c)
 	})
-}
-
-// cardLifecycle is POST /v1/issuer/cards/lifecycle (issuer role).
-func (a *API) cardLifecycle(w http.ResponseWriter, r *http.Request, _ caller) {
-	var in CardLifecycleRequest
-	if err := httpx.DecodeJSONLimit(w, r, &in, maxRequestBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	v, err := a.s.CardLifecycle(r.Context(), in)
-	reply(w, r, v, err)
-}
-
-// cardTokensList is POST /v1/issuer/cards/tokens (issuer role; a POST so
-// the PAN travels in the body, never in a URL or an access log).
-func (a *API) cardTokensList(w http.ResponseWriter, r *http.Request, _ caller) {
-	var in CardTokensRequest
-	if err := httpx.DecodeJSONLimit(w, r, &in, maxRequestBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	v, err := a.s.CardTokens(r.Context(), in)
-	reply(w, r, v, err)
-}
-
-// cardReplace is POST /v1/issuer/cards/replace (issuer role).
-func (a *API) cardReplace(w http.ResponseWriter, r *http.Request, _ caller) {
-	var in CardReplaceRequest
-	if err := httpx.DecodeJSONLimit(w, r, &in, maxRequestBytes); err != nil {
-		httpx.WriteError(w, r, err)
-		return
-	}
-	v, err := a.s.ReplaceCard(r.Context(), in)
-	reply(w, r, v, err)
 }
