@@ -200,16 +200,26 @@ type signInRequest struct {
 	Password string `json:"password"`
 }
 
-func (a *API) signIn(w http.ResponseWriter, r *http.Request, _ string) error {
+// decodeSignIn reads a login and password (sign-in and the portal's
+// challenge), both required.
+func decodeSignIn(w http.ResponseWriter, r *http.Request) (signInRequest, error) {
 	var in signInRequest
 	if err := decode(w, r, &in); err != nil {
-		return err
+		return in, err
 	}
 	switch {
 	case in.Login == "":
-		return required("login")
+		return in, required("login")
 	case in.Password == "":
-		return required("password")
+		return in, required("password")
+	}
+	return in, nil
+}
+
+func (a *API) signIn(w http.ResponseWriter, r *http.Request, _ string) error {
+	in, err := decodeSignIn(w, r)
+	if err != nil {
+		return err
 	}
 	sess, err := a.s.SignIn(r.Context(), clientAddr(r), in.Login, in.Password)
 	if err != nil {

@@ -19,15 +19,9 @@ func (a *API) lostRoutes() []route {
 }
 
 func (a *API) startChallenge(w http.ResponseWriter, r *http.Request, _ string) error {
-	var in signInRequest
-	if err := decode(w, r, &in); err != nil {
+	in, err := decodeSignIn(w, r)
+	if err != nil {
 		return err
-	}
-	switch {
-	case in.Login == "":
-		return required("login")
-	case in.Password == "":
-		return required("password")
 	}
 	ch, err := a.s.StartChallenge(r.Context(), clientAddr(r), in.Login, in.Password)
 	if err != nil {
