@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/mipay-oss/mipay"
@@ -159,16 +158,9 @@ func (r *repo) addReversals(ctx context.Context, ts []Transaction) error {
 	if len(ts) == 0 {
 		return nil
 	}
-	idx := make(map[string]int, len(ts))
-	args := make([]any, 0, len(ts))
-	ph := make([]string, 0, len(ts))
-	for i := range ts {
-		idx[ts[i].ID] = i
-		args = append(args, ts[i].ID)
-		ph = append(ph, fmt.Sprintf("$%d", len(args)))
-	}
+	idx, in, args := transactionIDsIn(ts)
 	rows, err := r.db.DB.QueryContext(ctx, `SELECT transaction_id, points_reversed, time_ms FROM transaction_reversals WHERE transaction_id IN (`+
-		strings.Join(ph, ", ")+`)`, args...)
+		in+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("wallet: transaction reversals: %w", err)
 	}

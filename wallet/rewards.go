@@ -240,21 +240,27 @@ func (r *repo) cardPoints(ctx context.Context, cardID string) (*CardPoints, erro
 	return &p, nil
 }
 
-// addPoints fills the points each transaction earned (one query per page).
-func (r *repo) addPoints(ctx context.Context, ts []Transaction) error {
-	if len(ts) == 0 {
-		return nil
-	}
-	idx := make(map[string]int, len(ts))
-	args := make([]any, 0, len(ts))
+// transactionIDsIn gives the ids of a page of transactions as the list of
+// an IN (...) with its arguments, and each id's index in ts.
+func transactionIDsIn(ts []Transaction) (idx map[string]int, in string, args []any) {
+	idx = make(map[string]int, len(ts))
+	args = make([]any, 0, len(ts))
 	ph := make([]string, 0, len(ts))
 	for i := range ts {
 		idx[ts[i].ID] = i
 		args = append(args, ts[i].ID)
 		ph = append(ph, fmt.Sprintf("$%d", len(args)))
 	}
-	rows, err := r.db.DB.QueryContext(ctx, `SELECT transaction_id, earned FROM transaction_points WHERE transaction_id IN (`+
-		strings.Join(ph, ", ")+`)`, args...)
+	return idx, strings.Join(ph, ", "), args
+}
+
+// addPoints fills the points each transaction earned (one query per page).
+func (r *repo) addPoints(ctx context.Context, ts []Transaction) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	idx, in, args := transactionIDsIn(ts)
+	rows, err := r.db.DB.QueryContext(ctx, `SELECT transaction_id, earned FROM transaction_points WHERE transaction_id IN (`+in+`)`, args...)
 	if err != nil {
 		return fmt.Errorf("wallet: transaction points: %w", err)
 	}
