@@ -124,24 +124,24 @@ func (c *HTTPTSP) client() (*httpx.Client, error) {
 	return &httpx.Client{Base: base, HTTP: c.http, Token: tok}, nil
 }
 
-// CardLifecycle implements TSPCards.
-func (c *HTTPTSP) CardLifecycle(ctx context.Context, req TSPCardLifecycle) (TSPCardResult, error) {
+// card posts one of the TSP's issuer card requests (the PAN in the body).
+func (c *HTTPTSP) card(ctx context.Context, path string, req any) (TSPCardResult, error) {
 	var out TSPCardResult
 	cl, err := c.client()
 	if err != nil {
 		return out, err
 	}
-	return out, cl.Do(ctx, http.MethodPost, "/v1/issuer/cards/lifecycle", req, &out)
+	return out, cl.Do(ctx, http.MethodPost, path, req, &out)
+}
+
+// CardLifecycle implements TSPCards.
+func (c *HTTPTSP) CardLifecycle(ctx context.Context, req TSPCardLifecycle) (TSPCardResult, error) {
+	return c.card(ctx, "/v1/issuer/cards/lifecycle", req)
 }
 
 // ReplaceCard implements TSPCards.
 func (c *HTTPTSP) ReplaceCard(ctx context.Context, req TSPCardReplace) (TSPCardResult, error) {
-	var out TSPCardResult
-	cl, err := c.client()
-	if err != nil {
-		return out, err
-	}
-	return out, cl.Do(ctx, http.MethodPost, "/v1/issuer/cards/replace", req, &out)
+	return c.card(ctx, "/v1/issuer/cards/replace", req)
 }
 
 // CardActionRequest is an operator's request on one card.

@@ -53,12 +53,7 @@ func (h *Host) CardTokens(ctx context.Context, issuerID string, req CardRequest)
 
 // CardTokens implements TSPCards.
 func (c *HTTPTSP) CardTokens(ctx context.Context, req TSPCardTokens) (TSPCardResult, error) {
-	var out TSPCardResult
-	cl, err := c.client()
-	if err != nil {
-		return out, err
-	}
-	return out, cl.Do(ctx, http.MethodPost, "/v1/issuer/cards/tokens", req, &out)
+	return c.card(ctx, "/v1/issuer/cards/tokens", req)
 }
 
 func (h *Host) handleCardTokens(w http.ResponseWriter, r *http.Request) {
