@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,9 +46,20 @@ func crashGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	city, _ := ref.City(os.Getenv("GATE_CITY"))
+	// GATE_KILL_AT makes the gate SIGKILL itself at one step of a tap (the
+	// kill points below); unset, it runs until the parent kills it.
+	at := os.Getenv(killAtEnv)
 	cfg := gate.Config{DataDir: os.Getenv("GATE_DATA"), City: city, Station: "bus-1", Mode: gate.ModeBus,
 		Agency: os.Getenv("GATE_AGENCY"), OperatorToken: os.Getenv("GATE_TOKEN"),
-		OnOpen: func(r gate.Result) { fmt.Fprintf(os.Stdout, "OPEN %v %d\n", r.Recovered, r.ChargedMinor) }}
+		OnOpen: func(r gate.Result) {
+			if at == killAtBarrier {
+				die(at)
+			}
+			fmt.Fprintf(os.Stdout, "OPEN %v %d\n", r.Recovered, r.ChargedMinor)
+			if at == killAfterBarrier {
+				die(at)
+			}
+		}}
 	g, err := gate.Open(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +69,62 @@ func crashGate(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(os.Stdout, "READY %s\n", r.Addr())
-	_ = g.Serve(ctx, r, func(res gate.Result, err error) {})
+	if at == "" {
+		_ = g.Serve(ctx, r, func(res gate.Result, err error) {})
+		return
+	}
+	for {
+		sess, err := r.Wait(ctx)
+		if err != nil {
+			continue
+		}
+		_, _ = g.Process(ctx, killingCard{sess, at})
+		sess.Close()
+	}
+}
+
+const killAtEnv = "GATE_KILL_AT"
+
+// Kill points of a gate child (GATE_KILL_AT): "before:INS" and "after:INS"
+// kill the gate just before it sends the card a command with that INS (hex)
+// or just after the card's answer reached it; killAtBarrier kills it in
+// OnOpen before the barrier opens (nothing printed), killAfterBarrier right
+// after the barrier opened and its OPEN line was written.
+const (
+	killAtBarrier    = "barrier"
+	killAfterBarrier = "after-barrier"
+)
+
+// die says where the gate dies (so the parent knows the point was reached)
+// and SIGKILLs the process: nothing after this line runs.
+func die(at string) {
+	fmt.Fprintf(os.Stdout, "DIE %s\n", at)
+	if p, err := os.FindProcess(os.Getpid()); err == nil {
+		p.Kill() // SIGKILL on Unix
+	}
+	select {}
+}
+
+// killingCard is the tap's card as the gate sees it, with the gate's death
+// at one command.
+type killingCard struct {
+	gate.Card
+	at string
+}
+
+func (c killingCard) Transmit(ctx context.Context, apdu []byte) ([]byte, error) {
+	step := ""
+	if len(apdu) > 1 {
+		step = fmt.Sprintf("%02X", apdu[1])
+	}
+	if c.at == "before:"+step {
+		die(c.at)
+	}
+	resp, err := c.Card.Transmit(ctx, apdu)
+	if c.at == "after:"+step {
+		die(c.at)
+	}
+	return resp, err
 }
 
 func crashPhone(t *testing.T) {
@@ -79,12 +146,21 @@ func crashPhone(t *testing.T) {
 
 // child is a running helper process with its output lines.
 type child struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	lines chan string
+	cmd     *exec.Cmd
+	stdin   io.WriteCloser
+	lines   chan string
+	readErr error // why reading its output stopped (nil: end of file); set before lines closes
 }
 
 func startChild(tb testing.TB, role string, env ...string) (*child, string) {
+	tb.Helper()
+	return startChildHeld(tb, nil, role, env...)
+}
+
+// startChildHeld starts a child whose output is read only once hold is
+// closed, after its READY line (nil: at once): a test's stand-in for a
+// loaded machine that runs the reading goroutine late.
+func startChildHeld(tb testing.TB, hold <-chan struct{}, role string, env ...string) (*child, string) {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
 	cmd.Env = append(append(os.Environ(), crashRoleEnv+"="+role), env...)
@@ -103,9 +179,13 @@ func startChild(tb testing.TB, role string, env ...string) (*child, string) {
 	c := &child{cmd: cmd, stdin: stdin, lines: make(chan string, 64)}
 	go func() {
 		sc := bufio.NewScanner(out)
-		for sc.Scan() {
+		for n := 0; sc.Scan(); n++ {
 			c.lines <- sc.Text()
+			if n == 0 && hold != nil {
+				<-hold
+			}
 		}
+		c.readErr = sc.Err()
 		close(c.lines)
 	}()
 	select {
@@ -120,15 +200,33 @@ func startChild(tb testing.TB, role string, env ...string) (*child, string) {
 	return nil, ""
 }
 
-// kill SIGKILLs the child and returns the lines it wrote before dying.
-func (c *child) kill() []string {
+// kill SIGKILLs the child and returns every line it wrote before dying.
+// The lines are read to the end of the pipe (the dead child's end closes)
+// before Wait, because Wait closes our end: a line the reading goroutine
+// had not read yet when Wait returned would be lost — an OPEN line lost that
+// way is an opening the test does not count, so it rides once more and sees
+// one debit more than openings.
+func (c *child) kill(tb testing.TB) []string {
+	tb.Helper()
 	c.cmd.Process.Kill()
-	c.cmd.Wait()
 	var out []string
-	for l := range c.lines {
-		out = append(out, l)
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-c.lines:
+			if !ok {
+				c.cmd.Wait()
+				if c.readErr != nil {
+					tb.Fatalf("reading the killed child's output: %v", c.readErr)
+				}
+				return out
+			}
+			out = append(out, l)
+		case <-timeout:
+			c.cmd.Wait()
+			tb.Fatalf("the killed child's output did not end")
+		}
 	}
-	return out
 }
 
 func countOpens(lines []string) (opens, recovered int) {
@@ -200,7 +298,7 @@ func TestGateSIGKILLMidTap(t *testing.T) {
 		go func() { done <- nfc.Tap(ctx, addr, ph.SE) }()
 		if rand.IntN(3) > 0 { // two taps in three are cut by a SIGKILL
 			time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
-			lines := g.kill()
+			lines := g.kill(t)
 			<-done
 			kills++
 			o, r := countOpens(lines)
@@ -226,7 +324,7 @@ func TestGateSIGKILLMidTap(t *testing.T) {
 			t.Fatal("the gate did not open")
 		}
 	}
-	g.kill()
+	g.kill(t)
 	debits := int64(ph.SE.TransitCards()[0].OfflineSerial)
 	balance := ph.Balance(t, card)
 	t.Logf("%d rides, %d openings (%d recovered), %d SIGKILLs, %d debits", rides, opens, recovered, kills, debits)
@@ -292,7 +390,7 @@ func TestPhoneSIGKILLMidTap(t *testing.T) {
 			opens++
 		}
 		if kill {
-			p.kill()
+			p.kill(t)
 			kills++
 			p, _ = startChild(t, "phone", env...)
 			continue
@@ -301,7 +399,7 @@ func TestPhoneSIGKILLMidTap(t *testing.T) {
 			t.Fatalf("phone said %q", l)
 		}
 	}
-	p.kill()
+	p.kill(t)
 	s, err := se.Open(ph.Dir, se.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -319,4 +417,139 @@ func TestPhoneSIGKILLMidTap(t *testing.T) {
 	}
 	g.Close()
 	checkCleared(t, a, cfg, card, balance, debits, fare)
+}
+
+// crashSetup is a provisioned bus gate (run in child processes) and a
+// phone whose card holds loaded.
+type crashSetup struct {
+	a      *transittest.Agency
+	cfg    gate.Config
+	env    []string
+	ph     *transittest.Phone
+	card   string
+	fare   int64
+	loaded int64
+}
+
+func newCrashSetup(t *testing.T) *crashSetup {
+	t.Helper()
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	cfg := gate.Config{DataDir: data, City: a.City(t, "sz"), Station: "bus-1", Mode: gate.ModeBus, Agency: a.URL, OperatorToken: a.Token}
+	if _, err := gate.Provision(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	ph := a.NewPhone(t, "rider")
+	card := ph.Issue(t, "sz")
+	const loaded = 100000
+	if _, err := ph.TopUp(ctx, card, loaded, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	return &crashSetup{a: a, cfg: cfg, ph: ph, card: card, fare: a.City(t, "sz").BusFareMinor, loaded: loaded,
+		env: []string{"GATE_DATA=" + data, "GATE_CITY=sz", "GATE_AGENCY=" + a.URL, "GATE_TOKEN=" + a.Token}}
+}
+
+// tapDying runs one tap at a gate child that SIGKILLs itself at the kill
+// point at ("" for none: the child is killed after the tap) and returns
+// the child's lines; it fails the test if the point was not reached.
+func (s *crashSetup) tapDying(t *testing.T, at string) []string {
+	t.Helper()
+	env := s.env
+	if at != "" {
+		env = append(env[:len(env):len(env)], killAtEnv+"="+at)
+	}
+	g, addr := startChild(t, "gate", env...)
+	err := nfc.Tap(context.Background(), addr, s.ph.SE)
+	lines := g.kill(t)
+	died := slices.Contains(lines, "DIE "+at)
+	if at != "" && !died {
+		t.Fatalf("the gate did not reach kill point %s: %q", at, lines)
+	}
+	if at == "" && err != nil {
+		t.Fatalf("tap: %v", err)
+	}
+	return lines
+}
+
+// TestKilledGateKeepsItsLastOpening: the SIGKILL lands just after the
+// barrier opened and its OPEN line was written, and the test's reading
+// goroutine runs late (as on a loaded 2-core machine running every package's
+// tests). The opening must still be counted: losing it made
+// TestGateSIGKILLMidTap ride once more and fail with one debit more than
+// openings ("15 rides, 15 openings (1 recovered), 15 SIGKILLs, 16 debits")
+// although every debit had opened the gate.
+func TestKilledGateKeepsItsLastOpening(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	s := newCrashSetup(t)
+	hold := make(chan struct{})
+	g, addr := startChildHeld(t, hold, "gate", append(s.env[:len(s.env):len(s.env)], killAtEnv+"="+killAfterBarrier)...)
+	_ = nfc.Tap(context.Background(), addr, s.ph.SE) // ends when the gate dies
+	// The reader wakes 300 ms later: long after a kill that reaps the dead
+	// gate first (and so closes the pipe) would have lost the OPEN line.
+	time.AfterFunc(300*time.Millisecond, func() { close(hold) })
+	lines := g.kill(t)
+	debits := int64(s.ph.SE.TransitCards()[0].OfflineSerial)
+	opens, _ := countOpens(lines)
+	if debits != 1 || opens != 1 {
+		t.Fatalf("%d debits, %d openings counted (lines %q)", debits, opens, lines)
+	}
+}
+
+// TestGateSIGKILLAtEachStep kills the gate at each step of a tap, and of
+// the recovery of a tap it was killed in, then lets the card tap at a gate
+// that runs on. Every debit opened the gate (a kill after the barrier
+// opened but before the gate journaled it gives one free passage more,
+// never a charge) and clears exactly once.
+func TestGateSIGKILLAtEachStep(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	const (
+		sel, initialize, debit, proof, balance, readRecord = "A4", "50", "54", "5A", "5C", "B2"
+	)
+	for _, tc := range []struct {
+		name      string
+		points    []string // one tap per point, each at a new gate process
+		debits    int64    // after the first, clean ride and a last tap at a gate that runs on
+		opens     int
+		recovered int
+	}{
+		{"before SELECT", []string{"before:" + sel}, 2, 2, 0},
+		{"after INITIALIZE", []string{"after:" + initialize}, 2, 2, 0},
+		{"intent written, DEBIT not sent", []string{"before:" + debit}, 2, 2, 0},
+		{"card debited, answer not handled", []string{"after:" + debit}, 2, 2, 1},
+		{"TAC journaled, barrier not opened", []string{killAtBarrier}, 2, 2, 1},
+		{"barrier opened, not journaled", []string{killAfterBarrier}, 2, 3, 1},
+		{"recovery: before GET TRANSACTION PROOF", []string{"after:" + debit, "before:" + proof}, 2, 2, 1},
+		{"recovery: proof received, not journaled", []string{"after:" + debit, "after:" + proof}, 2, 2, 1},
+		{"recovery: completion journaled, before GET BALANCE", []string{"after:" + debit, "before:" + balance}, 2, 2, 1},
+		{"recovery: barrier not opened", []string{"after:" + debit, killAtBarrier}, 2, 2, 1},
+		{"recovery: barrier opened, not journaled", []string{"after:" + debit, killAfterBarrier}, 2, 3, 2},
+		{"void: no proof, void not handled", []string{"before:" + debit, "after:" + proof}, 2, 2, 0},
+		{"void, then a new intent, DEBIT not sent", []string{"before:" + debit, "before:" + debit}, 2, 2, 0},
+		{"void, then the new DEBIT's answer not handled", []string{"before:" + debit, "after:" + debit}, 2, 2, 1},
+		{"void, then the lost-tap check's READ RECORD", []string{"before:" + debit, "after:" + readRecord}, 2, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newCrashSetup(t)
+			var lines []string
+			for _, at := range append(append([]string{""}, tc.points...), "") {
+				lines = append(lines, s.tapDying(t, at)...)
+			}
+			opens, recovered := countOpens(lines)
+			debits := int64(s.ph.SE.TransitCards()[0].OfflineSerial)
+			balance := s.ph.Balance(t, s.card)
+			t.Logf("%d openings (%d recovered), %d debits", opens, recovered, debits)
+			if balance != s.loaded-debits*s.fare {
+				t.Fatalf("balance %d after %d debits of %d", balance, debits, s.fare)
+			}
+			if debits != tc.debits || opens != tc.opens || recovered != tc.recovered {
+				t.Fatalf("%d debits, %d openings (%d recovered); want %d, %d (%d)", debits, opens, recovered, tc.debits, tc.opens, tc.recovered)
+			}
+			checkCleared(t, s.a, s.cfg, s.card, balance, debits, s.fare)
+		})
+	}
 }
