@@ -364,6 +364,11 @@ func (g *Gate) applyRec(ctx context.Context, tx *sql.Tx, r *jrec) error {
 		_, err = tx.ExecContext(ctx, `INSERT INTO gate_records (tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, created, state, random)
 			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,'',$9,$10,$11,$12) ON CONFLICT (tsn) DO NOTHING`, tsn, r.card, int64(r.serial), int64(r.amount), int(r.txType),
 			fmt.Sprintf("%X", r.term), hex.EncodeToString(r.date[:]), hex.EncodeToString(r.time[:]), g.cfg.Station, r.created, statePending, hex.EncodeToString(r.random[:]))
+	case recFound:
+		_, err = tx.ExecContext(ctx, `INSERT INTO gate_records (tsn, card_number, offline_serial, amount_minor, tx_type, terminal, tx_date, tx_time, tac, station, created, state, random)
+			VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) ON CONFLICT (tsn) DO NOTHING`, tsn, r.card, int64(r.serial), int64(r.amount), int(r.txType),
+			fmt.Sprintf("%X", r.term), hex.EncodeToString(r.date[:]), hex.EncodeToString(r.time[:]), fmt.Sprintf("%X", r.tac), g.cfg.Station, r.created,
+			stateUnopened, hex.EncodeToString(r.random[:]))
 	case recCompleted:
 		// A pending tap reported in doubt goes up again, as a record.
 		_, err = tx.ExecContext(ctx, `UPDATE gate_records SET tac = $2, state = $3, batch_id = '', uploaded = 0 WHERE tsn = $1 AND state = $4`,
@@ -751,16 +756,16 @@ func (g *Gate) findLostTap(ctx context.Context, c Card, number string, cardSeria
 	}
 	tsn := g.lost.tsn
 	g.lost = nil
-	if err := g.record(jrec{kind: recIntent, tsn: tsn, card: number, serial: serial, amount: tx.Amount, txType: typ,
-		term: term, date: tx.Date, time: tx.Time, created: at.UnixMilli()}, true); err != nil {
+	// One record, the tap and its TAC, durable before the barrier: an
+	// intent first and its completion after would leave, killed between
+	// the two, an intent without the session's random, whose MAC2 check
+	// fails on recovery — the debit voided, the card charged again.
+	if err := g.record(jrec{kind: recFound, tsn: tsn, card: number, serial: serial, amount: tx.Amount, txType: typ,
+		term: term, date: tx.Date, time: tx.Time, created: at.UnixMilli(), tac: [4]byte(proof[4:8])}, true); err != nil {
 		return false, err
 	}
-	p := &pendingTap{state: statePending, card: number, serial: serial, tx: tx, created: at}
+	p := &pendingTap{state: stateUnopened, card: number, serial: serial, tx: tx, created: at}
 	binary.BigEndian.PutUint32(p.tsn[:], tsn)
-	if err := g.record(jrec{kind: recCompleted, tsn: tsn, tac: [4]byte(proof[4:8])}, false); err != nil {
-		return false, err
-	}
-	p.state = stateUnopened
 	if now.Sub(at) > RecoveryWindow {
 		return false, g.record(jrec{kind: recOpened, tsn: tsn}, false)
 	}
@@ -777,7 +782,7 @@ func (g *Gate) findLostTap(ctx context.Context, c Card, number string, cardSeria
 // offline serial.
 func (g *Gate) knows(ctx context.Context, number string, serial uint16) (bool, error) {
 	for i := range g.j.recs {
-		if r := &g.j.recs[i]; r.kind == recIntent && r.card == number && r.serial == serial {
+		if r := &g.j.recs[i]; (r.kind == recIntent || r.kind == recFound) && r.card == number && r.serial == serial {
 			return true, nil
 		}
 	}

@@ -94,9 +94,13 @@ const (
 const (
 	recIntent    byte = 'I'
 	recCompleted byte = 'C'
-	recOpened    byte = 'O'
-	recVoid      byte = 'V'
-	recClosed    byte = 'S' // a clean Close: nothing was in flight
+	// recFound is a lost tap found in the card's log (findLostTap): its
+	// intent and the card's TAC in one record, so no crash can leave it an
+	// intent without its session random, which recovery would void.
+	recFound  byte = 'F'
+	recOpened byte = 'O'
+	recVoid   byte = 'V'
+	recClosed byte = 'S' // a clean Close: nothing was in flight
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -125,7 +129,7 @@ func (r *jrec) encode(gen uint64, slot int) []byte {
 	b[16] = r.kind
 	binary.BigEndian.PutUint32(b[17:], r.tsn)
 	switch r.kind {
-	case recIntent:
+	case recIntent, recFound:
 		b[21] = byte(len(r.card))
 		copy(b[22:41], r.card)
 		binary.BigEndian.PutUint16(b[41:], r.serial)
@@ -136,6 +140,9 @@ func (r *jrec) encode(gen uint64, slot int) []byte {
 		copy(b[58:61], r.time[:])
 		copy(b[61:65], r.random[:])
 		binary.BigEndian.PutUint64(b[65:], uint64(r.created))
+		if r.kind == recFound {
+			copy(b[73:77], r.tac[:])
+		}
 	case recCompleted:
 		copy(b[21:25], r.tac[:])
 	}
@@ -150,7 +157,7 @@ func decodeRec(b []byte, gen uint64, slot int) (jrec, bool) {
 	}
 	r := jrec{kind: b[16], tsn: binary.BigEndian.Uint32(b[17:])}
 	switch r.kind {
-	case recIntent:
+	case recIntent, recFound:
 		n := int(b[21])
 		if n == 0 || n > maxCardDigits {
 			return jrec{}, false
@@ -164,6 +171,9 @@ func decodeRec(b []byte, gen uint64, slot int) (jrec, bool) {
 		copy(r.time[:], b[58:61])
 		copy(r.random[:], b[61:65])
 		r.created = int64(binary.BigEndian.Uint64(b[65:]))
+		if r.kind == recFound {
+			copy(r.tac[:], b[73:77])
+		}
 	case recCompleted:
 		copy(r.tac[:], b[21:25])
 	case recOpened, recVoid, recClosed:

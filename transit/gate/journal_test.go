@@ -206,3 +206,85 @@ func TestPowerCutLostIntent(t *testing.T) {
 		}
 	}
 }
+
+// TestKilledAfterFindingTheLostTap: after a power cut took an intent (as in
+// TestPowerCutLostIntent), the gate finds the lost tap in the card's log and
+// journals it, and is killed right after that write, before any other (a
+// SIGKILL or a second power cut: nothing after the write reached the
+// journal). The lost tap's session random is gone, so its record must not
+// come back as an intent whose MAC2 recovery checks: that check fails, the
+// record is voided, the card's debit is never cleared and the card pays
+// again for the passage it was owed.
+func TestKilledAfterFindingTheLostTap(t *testing.T) {
+	ctx := context.Background()
+	a := transittest.NewAgency(t)
+	data := t.TempDir()
+	g := openTestGate(t, a, data)
+	ph := a.NewPhone(t, "cut")
+	card := ph.Issue(t, "gz")
+	if _, err := ph.TopUp(ctx, card, 5000, "t", transittest.CutNone); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := g.Process(ctx, transittest.SECard{S: ph.SE}); err != nil || !r.Open {
+		t.Fatalf("tap: %+v %v", r, err)
+	}
+	if _, err := g.Process(ctx, cutAfterDebit{transittest.SECard{S: ph.SE}}); err == nil {
+		t.Fatal("the cut was not noticed")
+	}
+	// The power cut: the last intent never reached the disk.
+	last := len(g.j.recs)
+	g.j.syncMu.Lock()
+	g.j.closed = true
+	if _, err := g.j.f.WriteAt(make([]byte, slotBytes), int64(last)*slotBytes); err != nil {
+		t.Fatal(err)
+	}
+	g.j.f.Close()
+	g.j.syncMu.Unlock()
+	g.db.Close()
+
+	g2 := openTestGate(t, a, data)
+	if g2.lost == nil || g2.lost.tsn != 2 {
+		t.Fatalf("after the unclean restart: lost %+v", g2.lost)
+	}
+	bal := ph.Balance(t, card)
+	// The gate finds the lost tap (it would open) and dies after its first
+	// journal write for it: every slot after that write is as never written.
+	if r, err := g2.Process(ctx, transittest.SECard{S: ph.SE}); err != nil || !r.Recovered {
+		t.Fatalf("re-tap after the lost intent: %+v %v", r, err)
+	}
+	first := -1
+	for i, r := range g2.j.recs {
+		if r.tsn == 2 {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		t.Fatal("the found tap was not journaled")
+	}
+	g2.j.syncMu.Lock()
+	g2.j.closed = true
+	for slot := first + 2; slot < g2.j.next; slot++ { // recs[i] is in slot i+1
+		if _, err := g2.j.f.WriteAt(make([]byte, slotBytes), int64(slot)*slotBytes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g2.j.f.Close()
+	g2.j.syncMu.Unlock()
+	g2.db.Close()
+
+	g3 := openTestGate(t, a, data)
+	defer g3.Close()
+	r, err := g3.Process(ctx, transittest.SECard{S: ph.SE})
+	if err != nil || !r.Open || !r.Recovered || ph.Balance(t, card) != bal {
+		t.Fatalf("re-tap after the kill: %+v %v, balance %d→%d", r, err, bal, ph.Balance(t, card))
+	}
+	res, err := g3.Upload(ctx)
+	if err != nil || len(res) != 1 || len(res[0].Exceptions) != 0 || len(res[0].Gaps) != 0 {
+		t.Fatalf("upload: %+v %v", res, err)
+	}
+	c, _ := a.Svc.Card(ctx, card)
+	if c.ClearedRecords != 2 || c.ShadowBalance != ph.Balance(t, card) {
+		t.Fatalf("cleared %d records, shadow balance %d; the card made 2 debits, holds %d", c.ClearedRecords, c.ShadowBalance, ph.Balance(t, card))
+	}
+}
