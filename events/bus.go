@@ -238,19 +238,9 @@ func (b *Bus) PublishID(ctx context.Context, id, subject string, v any) error {
 }
 
 func (b *Bus) publish(ctx context.Context, id, subject string, v any) error {
-	if err := validSubject(subject, false); err != nil {
-		return fmt.Errorf("events: publish: %w", err)
-	}
-	data, err := json.Marshal(v)
+	msg, err := b.encode(id, subject, v)
 	if err != nil {
-		return fmt.Errorf("events: publish %s: encode: %w", subject, err)
-	}
-	msg, err := json.Marshal(Event{ID: id, Subject: subject, Time: time.Now().UTC(), Data: data})
-	if err != nil {
-		return fmt.Errorf("events: publish %s: encode: %w", subject, err)
-	}
-	if len(msg) > DefaultMaxEventBytes {
-		return fmt.Errorf("events: publish %s: event of %d bytes exceeds %d", subject, len(msg), DefaultMaxEventBytes)
+		return err
 	}
 	if _, err := b.js.Publish(ctx, b.prefix+"."+subject, msg, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("events: publish %s: %w", subject, err)
@@ -364,3 +354,77 @@ func (l natsLogger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(f
 func (l natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l natsLogger) Tracef(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+
+// MaxPublishBatch bounds the events of one PublishBatch.
+const MaxPublishBatch = 1024
+
+// Outgoing is one event of a PublishBatch.
+type Outgoing struct {
+	ID      string // as PublishID's id
+	Subject string
+	Data    any
+}
+
+// PublishBatch publishes evs (at most MaxPublishBatch) with their ids, all
+// in flight at once, and waits for JetStream to store each: one round of
+// acknowledgements instead of one per event. It returns which were stored
+// (ok[i]) and the first error; an event not stored may be published again
+// later with the same id (JetStream and consumers drop the repeat).
+func (b *Bus) PublishBatch(ctx context.Context, evs []Outgoing) (ok []bool, err error) {
+	if len(evs) > MaxPublishBatch {
+		return nil, fmt.Errorf("events: publish batch of %d exceeds %d", len(evs), MaxPublishBatch)
+	}
+	ok = make([]bool, len(evs))
+	futures := make([]jetstream.PubAckFuture, len(evs))
+	for i, e := range evs {
+		if e.ID == "" || len(e.ID) > MaxIDBytes || strings.IndexFunc(e.ID, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
+			err = errors.Join(err, fmt.Errorf("events: publish %s: id must be 1–%d printable ASCII bytes", e.Subject, MaxIDBytes))
+			continue
+		}
+		msg, merr := b.encode(e.ID, e.Subject, e.Data)
+		if merr != nil {
+			err = errors.Join(err, merr)
+			continue
+		}
+		f, perr := b.js.PublishAsync(b.prefix+"."+e.Subject, msg, jetstream.WithMsgID(e.ID))
+		if perr != nil {
+			err = errors.Join(err, fmt.Errorf("events: publish %s: %w", e.Subject, perr))
+			continue
+		}
+		futures[i] = f
+	}
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+			ok[i] = true
+			b.m.publish(evs[i].Subject)
+		case perr := <-f.Err():
+			err = errors.Join(err, fmt.Errorf("events: publish %s: %w", evs[i].Subject, perr))
+		case <-ctx.Done():
+			return ok, errors.Join(err, fmt.Errorf("events: publish batch: %w", ctx.Err()))
+		}
+	}
+	return ok, err
+}
+
+// encode wraps v in an Event of subject with id.
+func (b *Bus) encode(id, subject string, v any) ([]byte, error) {
+	if err := validSubject(subject, false); err != nil {
+		return nil, fmt.Errorf("events: publish: %w", err)
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("events: publish %s: encode: %w", subject, err)
+	}
+	msg, err := json.Marshal(Event{ID: id, Subject: subject, Time: time.Now().UTC(), Data: data})
+	if err != nil {
+		return nil, fmt.Errorf("events: publish %s: encode: %w", subject, err)
+	}
+	if len(msg) > DefaultMaxEventBytes {
+		return nil, fmt.Errorf("events: publish %s: event of %d bytes exceeds %d", subject, len(msg), DefaultMaxEventBytes)
+	}
+	return msg, nil
+}

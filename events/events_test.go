@@ -454,6 +454,43 @@ func TestPublishID(t *testing.T) {
 	}
 }
 
+func TestPublishBatch(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	c := newCollector()
+	mustSubscribe(t, b, "outbox.>", "", c.handle)
+	ctx := context.Background()
+	t.Run("stored in order, repeats dropped", func(t *testing.T) {
+		evs := []Outgoing{{ID: "b-1", Subject: "outbox.x", Data: payload{N: 1}}, {ID: "b-2", Subject: "outbox.y", Data: payload{N: 2}},
+			{ID: "b-1", Subject: "outbox.x", Data: payload{N: 1}}}
+		ok, err := b.PublishBatch(ctx, evs)
+		if err != nil || len(ok) != 3 || !ok[0] || !ok[1] || !ok[2] {
+			t.Fatalf("PublishBatch = %v, %v", ok, err)
+		}
+		for _, want := range []string{"b-1", "b-2"} {
+			if e := c.next(t); e.ID != want {
+				t.Errorf("event %q, want %q", e.ID, want)
+			}
+		}
+		c.none(t, 300*time.Millisecond)
+	})
+	t.Run("a bad event fails alone", func(t *testing.T) {
+		evs := []Outgoing{{ID: "", Subject: "outbox.x", Data: 1}, {ID: "b-3", Subject: "outbox.x", Data: payload{N: 3}},
+			{ID: "b-4", Subject: "outbox.*", Data: 1}}
+		ok, err := b.PublishBatch(ctx, evs)
+		if err == nil || ok[0] || !ok[1] || ok[2] {
+			t.Fatalf("PublishBatch = %v, %v; want only the second stored and an error", ok, err)
+		}
+		if e := c.next(t); e.ID != "b-3" {
+			t.Errorf("event %q, want b-3", e.ID)
+		}
+	})
+	t.Run("too many", func(t *testing.T) {
+		if _, err := b.PublishBatch(ctx, make([]Outgoing, MaxPublishBatch+1)); err == nil {
+			t.Error("a batch over MaxPublishBatch was accepted")
+		}
+	})
+}
+
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b := MustOpen(t, Config{Dir: t.TempDir(), Metrics: reg})

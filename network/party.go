@@ -61,7 +61,8 @@ func StartParty(ctx context.Context, env *node.Env) (p *Party, err error) {
 	if p.db, err = store.Open(ctx, env.Store, node.RoleNetwork, Migrations()); err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
-	acfg := tsp.AuthorizerConfig{Store: env.Store, Keys: tsp.NewHSMKeys(env.HSM), Ref: env.Ref, Log: env.Log, Node: node.RoleNetwork}
+	acfg := tsp.AuthorizerConfig{Store: env.Store, Keys: tsp.NewHSMKeys(env.HSM), Ref: env.Ref, Log: env.Log, Node: node.RoleNetwork,
+		Writer: store.WriterConfig{Registerer: env.Metrics, Name: "authorizer"}}
 	if env.Bus != nil {
 		acfg.Subscriber = tsp.BusSubscriber{Bus: env.Bus}
 	}

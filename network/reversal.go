@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/iso8583"
 )
 
@@ -328,24 +330,66 @@ func (s *Switch) publishOutbox() (int, error) {
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	published := 0
-	var perr error
-	for _, e := range evs {
-		if perr = s.cfg.Bus.PublishID(ctx, e.ID, e.Subject, rawJSON(e.Payload)); perr != nil {
-			break
-		}
-		published++
+	out := make([]events.Outgoing, len(evs))
+	for i, e := range evs {
+		out[i] = events.Outgoing{ID: e.ID, Subject: e.Subject, Data: rawJSON(e.Payload)}
 	}
-	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
-		for _, e := range evs[:published] {
-			if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE id = $1`, e.ID); err != nil {
-				return err
-			}
+	ok, perr := s.cfg.Bus.PublishBatch(ctx, out)
+	done := make([]string, 0, len(evs))
+	for i, e := range evs {
+		if i < len(ok) && ok[i] {
+			done = append(done, e.ID)
 		}
-		return nil
-	})
+	}
+	// Deleting through the writer shares the authorizations' commits: a
+	// separate transaction would wait for SQLite's write lock behind them.
+	if len(done) > 0 {
+		err = s.w.Write(ctx, func(tx *sql.Tx) error { return deleteOutbox(ctx, tx, done) })
+	}
 	if perr != nil {
-		return published, perr
+		return len(done), perr
 	}
 	return len(evs), err
 }
+
+// deleteOutbox deletes published events, outboxDeleteChunk ids per
+// statement (one statement text, cached).
+func deleteOutbox(ctx context.Context, tx *sql.Tx, ids []string) error {
+	for len(ids) > 0 {
+		n := min(len(ids), outboxDeleteChunk)
+		q := outboxDeleteOne
+		if n == outboxDeleteChunk {
+			q = outboxDeleteMany
+		} else {
+			n = 1
+		}
+		args := make([]any, n)
+		for i := range n {
+			args[i] = ids[i]
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("network: delete published events: %w", err)
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
+
+const (
+	outboxDeleteChunk = 32
+	outboxDeleteOne   = `DELETE FROM outbox WHERE id = $1`
+)
+
+// outboxDeleteMany deletes outboxDeleteChunk ids ($1…$32).
+var outboxDeleteMany = func() string {
+	var b strings.Builder
+	b.WriteString(`DELETE FROM outbox WHERE id IN (`)
+	for i := range outboxDeleteChunk {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", i+1)
+	}
+	b.WriteString(")")
+	return b.String()
+}()

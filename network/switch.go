@@ -25,6 +25,7 @@ import (
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/store"
@@ -47,11 +48,15 @@ type IssuerLink interface {
 
 var _ IssuerLink = (*iso8583.Client)(nil)
 
-// Publisher publishes an event under an id of ours (the events bus), so a
+// Publisher publishes events under ids of ours (the events bus), so a
 // re-publication after a crash is the same event to subscribers.
 type Publisher interface {
 	PublishID(ctx context.Context, id, subject string, v any) error
+	// PublishBatch publishes several at once and tells which were stored.
+	PublishBatch(ctx context.Context, evs []events.Outgoing) (ok []bool, err error)
 }
+
+var _ Publisher = (*events.Bus)(nil)
 
 // Defaults.
 const (

@@ -13,6 +13,7 @@ import (
 
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/emv"
+	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/store/storetest"
 	"github.com/mipay-oss/mipay/tsp"
@@ -127,6 +128,17 @@ func (b *fakeBus) PublishID(_ context.Context, _, subject string, v any) error {
 	b.raw = append(b.raw, raw)
 	b.mu.Unlock()
 	return nil
+}
+
+func (b *fakeBus) PublishBatch(ctx context.Context, evs []events.Outgoing) ([]bool, error) {
+	ok := make([]bool, len(evs))
+	for i, e := range evs {
+		if err := b.PublishID(ctx, e.ID, e.Subject, e.Data); err != nil {
+			return ok, err
+		}
+		ok[i] = true
+	}
+	return ok, nil
 }
 
 // published returns the payloads of the events published under subject.

@@ -168,7 +168,7 @@ func (b *atcBatcher) commit(batch []*atcReq) {
 	err := b.w.Write(ctx, func(tx *sql.Tx) error {
 		var logs []*detokenization
 		for _, r := range batch {
-			res, err := tx.ExecContext(ctx, `UPDATE token_atc SET last_atc = $1 WHERE ref = $2 AND last_atc < $1`, r.atc, r.ref)
+			res, err := tx.ExecContext(ctx, `UPDATE token_atc SET last_atc = $1 WHERE ref = $2 AND last_atc < $3`, r.atc, r.ref, r.atc)
 			if err != nil {
 				return fmt.Errorf("tsp: accept ATC: %w", err)
 			}

@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mipay-oss/mipay/config"
@@ -137,6 +139,8 @@ type BenchResult struct {
 	CrossBorderCountry  string     `json:"crossBorderCountry,omitempty"`
 	CrossBorderCurrency string     `json:"crossBorderCurrency,omitempty"`
 	CrossBorderCost     float64    `json:"crossBorderCost,omitempty"`
+	// Writers is what each party's group-commit writer did during Auth.
+	Writers []WriterBreakdown `json:"writers,omitempty"`
 	// Campaigns is --campaigns' measurement (after Auth, measured with no
 	// active campaign).
 	Campaigns *CampaignBench `json:"campaigns,omitempty"`
@@ -152,6 +156,10 @@ type LoadStats struct {
 	P99Millis  float64 `json:"p99Ms"`
 	P999Millis float64 `json:"p999Ms"`
 	MeanMillis float64 `json:"meanMs"`
+	// CPUMicros is this process's CPU time (user + system, every party and
+	// the load generator) per request: what the throughput costs, and the
+	// figure that a shared machine disturbs least.
+	CPUMicros float64 `json:"cpuUsPerRequest"`
 }
 
 func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, error) {
@@ -208,13 +216,16 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 	}
 	res := &BenchResult{Machine: machineLine(), Concurrency: b.concurrency, OfferedRate: b.rate, ResponseCodes: map[string]int{}}
 	fmt.Fprintln(b.progress, "driving authorizations…")
+	startTrace(os.Getenv("MIPAY_BENCH_TRACE"))
 	stopProfile, err := startCPUProfile(os.Getenv("MIPAY_BENCH_CPUPROFILE"))
 	if err != nil {
 		return nil, err
 	}
 	var xb LoadStats
+	before := snapshotWriters(sys.Metrics)
 	res.Auth, xb, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
 	stopProfile()
+	res.Writers = writerBreakdown(before, snapshotWriters(sys.Metrics))
 	if err != nil {
 		return nil, err
 	}
@@ -457,6 +468,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 	}
 	stopProgress := progressBar(b.progress, b.duration, &done)
 	start := time.Now()
+	cpuStart := processCPU()
 	var wg sync.WaitGroup
 	for w := range queues {
 		wg.Add(1)
@@ -517,8 +529,23 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := processCPU() - cpuStart
 	stopProgress()
-	return stats(lat, int(errs.Load()), elapsed), stats(latX, 0, elapsed), nil
+	st, stX := stats(lat, int(errs.Load()), elapsed), stats(latX, 0, elapsed)
+	if n := len(lat) + len(latX); n > 0 {
+		st.CPUMicros = float64(cpu) / float64(time.Microsecond) / float64(n)
+		stX.CPUMicros = st.CPUMicros
+	}
+	return st, stX, nil
+}
+
+// processCPU is the CPU time this process has used (user + system).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func stats(lat []time.Duration, errs int, elapsed time.Duration) LoadStats {
@@ -613,8 +640,8 @@ func printBench(w io.Writer, r *BenchResult) {
 		name string
 		s    LoadStats
 	}{{map[bool]string{false: "authorizations", true: "domestic"}[r.CrossBorder != nil], r.Auth}, {"echo ceiling", r.Echo}} {
-		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs)\n",
-			l.name, l.s.PerSecond, l.s.P50Millis, l.s.P99Millis, l.s.P999Millis, l.s.Requests, l.s.Errors, l.s.Seconds)
+		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs, %.0f µs CPU each)\n",
+			l.name, l.s.PerSecond, l.s.P50Millis, l.s.P99Millis, l.s.P999Millis, l.s.Requests, l.s.Errors, l.s.Seconds, l.s.CPUMicros)
 	}
 	if x := r.CrossBorder; x != nil {
 		fmt.Fprintf(w, "%-15s %8.0f/s  p50 %6.2f ms  p99 %6.2f ms  p999 %6.2f ms  (%d requests, %d errors, %.1fs; country %s, currency %s)\n",
@@ -637,6 +664,7 @@ func printBench(w io.Writer, r *BenchResult) {
 		fmt.Fprintf(w, "  %s×%d", k, r.ResponseCodes[k])
 	}
 	fmt.Fprintln(w)
+	printBreakdown(w, r.Writers)
 }
 
 // startCPUProfile writes a CPU profile of the authorization load to path
@@ -654,4 +682,26 @@ func startCPUProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// startTrace writes an execution trace of 2 s of the load, starting 3 s in
+// (MIPAY_BENCH_TRACE): scheduling and blocking, which a CPU profile does not
+// show.
+func startTrace(path string) {
+	if path == "" {
+		return
+	}
+	go func() {
+		time.Sleep(3 * time.Second)
+		f, err := os.Create(path)
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return
+		}
+		time.Sleep(2 * time.Second)
+		trace.Stop()
+	}()
 }

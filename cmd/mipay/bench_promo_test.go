@@ -40,6 +40,23 @@ func TestBenchAuthCampaigns(t *testing.T) {
 	if res.ResponseCodes["00"] == 0 || len(res.ResponseCodes) != 1 {
 		t.Fatalf("response codes %v", res.ResponseCodes)
 	}
+	if res.Auth.CPUMicros <= 0 {
+		t.Errorf("CPU per authorization %v", res.Auth.CPUMicros)
+	}
+	// Every authorization is durable at the switch, the TSP (its ATC) and
+	// the issuer: their writers show in the breakdown.
+	seen := map[string]bool{}
+	for _, w := range res.Writers {
+		if w.Batches == 0 || w.WritesPerBatch < 1 || w.CommitMillis <= 0 {
+			t.Errorf("writer %+v", w)
+		}
+		seen[w.Party+"/"+w.Writer] = true
+	}
+	for _, want := range []string{"network/main", "tsp/authorizer", "issuer/authorizations"} {
+		if !seen[want] {
+			t.Errorf("no %s writer in the breakdown %+v", want, res.Writers)
+		}
+	}
 	t.Run("bad input", func(t *testing.T) {
 		for _, args := range [][]string{{"--campaigns", "-1"}, {"--campaigns", "20000"}, {"--campaigns", "5", "--country", "392", "--currency", "392"}} {
 			code, _, errOut := runCmd(t, append([]string{"bench", "auth"}, args...)...)

@@ -66,6 +66,8 @@ type System struct {
 	Bus     *events.Bus
 	HSM     *hsm.Soft
 	Peers   map[string]map[string]string
+	// Metrics is each party's registry (by role): what its /metrics serves.
+	Metrics map[string]*prometheus.Registry
 	parties []started
 }
 
@@ -90,7 +92,7 @@ func Start(ctx context.Context, o Options) (s *System, err error) {
 	if o.Store.Dir == "" && o.Store.URL == "" {
 		o.Store.Dir = o.DataDir
 	}
-	s = &System{DataDir: o.DataDir, Ref: o.Ref, Peers: map[string]map[string]string{}}
+	s = &System{DataDir: o.DataDir, Ref: o.Ref, Peers: map[string]map[string]string{}, Metrics: map[string]*prometheus.Registry{}}
 	defer func() {
 		if err != nil {
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -110,8 +112,9 @@ func Start(ctx context.Context, o Options) (s *System, err error) {
 		for _, n := range p.Listen {
 			listen[n] = "127.0.0.1:0"
 		}
+		s.Metrics[p.Role] = prometheus.NewRegistry()
 		env := &node.Env{Role: p.Role, DataDir: o.DataDir, Store: o.Store, Bus: s.Bus, HSM: s.HSM,
-			Log: o.Log.With("party", p.Role), Ref: o.Ref, Metrics: prometheus.NewRegistry(), Listen: listen, Peers: s.Peers}
+			Log: o.Log.With("party", p.Role), Ref: o.Ref, Metrics: s.Metrics[p.Role], Listen: listen, Peers: s.Peers}
 		party, err := p.Start(ctx, env)
 		if err != nil {
 			return s, fmt.Errorf("start %s: %w", p.Role, err)
