@@ -454,6 +454,111 @@ func TestPublishID(t *testing.T) {
 	}
 }
 
+// WithConcurrency runs up to n handler calls at once, never more; each
+// event is handled once and Close waits for the calls in flight.
+func TestConcurrentHandlers(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	const limit, n = 4, 40
+	var (
+		mu            sync.Mutex
+		running, peak int
+		seen          = map[int]int{}
+		release       = make(chan struct{})
+		finished      atomic.Int32
+	)
+	sub, err := b.Subscribe(context.Background(), "wallet.txn", "concurrent", func(_ context.Context, e Event) error {
+		var p payload
+		if err := e.Decode(&p); err != nil {
+			return err
+		}
+		mu.Lock()
+		running++
+		peak = max(peak, running)
+		seen[p.N]++
+		mu.Unlock()
+		<-release
+		mu.Lock()
+		running--
+		mu.Unlock()
+		finished.Add(1)
+		return nil
+	}, WithConcurrency(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		mustPublish(t, b, "wallet.txn", payload{N: i})
+	}
+	deadline := time.Now().Add(waitFor)
+	for {
+		mu.Lock()
+		r := running
+		mu.Unlock()
+		if r == limit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d handlers running, want %d at once", r, limit)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a fifth would start now if it could
+	go func() {
+		for range n {
+			release <- struct{}{}
+		}
+	}()
+	for finished.Load() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events handled", finished.Load(), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if peak != limit {
+		t.Errorf("peak %d handlers at once, want %d", peak, limit)
+	}
+	for i := range n {
+		if seen[i] != 1 {
+			t.Errorf("event %d handled %d times", i, seen[i])
+		}
+	}
+}
+
+// Close of a concurrent subscription returns after its handlers in flight.
+func TestConcurrentCloseWaits(t *testing.T) {
+	b := MustOpen(t, Config{Dir: t.TempDir()})
+	started, done := make(chan struct{}, 2), atomic.Int32{}
+	sub, err := b.Subscribe(context.Background(), "wallet.slow", "slow", func(context.Context, Event) error {
+		started <- struct{}{}
+		time.Sleep(300 * time.Millisecond)
+		done.Add(1)
+		return nil
+	}, WithConcurrency(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, b, "wallet.slow", payload{N: 1})
+	mustPublish(t, b, "wallet.slow", payload{N: 2})
+	for range 2 {
+		select {
+		case <-started:
+		case <-time.After(waitFor):
+			t.Fatal("handlers did not start")
+		}
+	}
+	if err := sub.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := done.Load(); n != 2 {
+		t.Errorf("Close returned with %d of 2 handlers finished", n)
+	}
+}
+
 func TestPublishBatch(t *testing.T) {
 	b := MustOpen(t, Config{Dir: t.TempDir()})
 	c := newCollector()

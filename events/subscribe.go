@@ -16,8 +16,24 @@ import (
 type SubscribeOption func(*subOptions)
 
 type subOptions struct {
-	timeout    time.Duration
-	maxDeliver int
+	timeout     time.Duration
+	maxDeliver  int
+	concurrency int
+}
+
+// MaxConcurrency bounds WithConcurrency.
+const MaxConcurrency = 256
+
+// WithConcurrency lets up to n handler calls of the subscription run at
+// once (default 1: one at a time, in delivery order). Use it for handlers
+// whose events are independent of each other's order, so that their
+// durable writes share group commits instead of paying one each.
+func WithConcurrency(n int) SubscribeOption {
+	return func(o *subOptions) {
+		if n > 0 {
+			o.concurrency = min(n, MaxConcurrency)
+		}
+	}
 }
 
 // WithHandlerTimeout bounds each handler call (default DefaultHandlerTimeout).
@@ -51,11 +67,14 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 	if h == nil {
 		return nil, errors.New("events: subscribe: nil handler")
 	}
-	o := subOptions{timeout: DefaultHandlerTimeout, maxDeliver: DefaultMaxDeliver}
+	o := subOptions{timeout: DefaultHandlerTimeout, maxDeliver: DefaultMaxDeliver, concurrency: 1}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	s := &subscription{bus: b, subject: subject, durable: durable, h: h, opts: o}
+	if o.concurrency > 1 {
+		s.slots = make(chan struct{}, o.concurrency)
+	}
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
@@ -100,7 +119,7 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 	if err != nil {
 		return nil, fmt.Errorf("events: subscribe %s (durable %q): %w", subject, durable, err)
 	}
-	s.cc, err = cons.Consume(s.handle, jetstream.PullMaxMessages(DefaultPullBatch),
+	s.cc, err = cons.Consume(s.deliver, jetstream.PullMaxMessages(DefaultPullBatch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || !b.isClosed() {
 				b.log.Warn("consume error", "subject", subject, "durable", durable, "err", err)
@@ -149,10 +168,32 @@ type subscription struct {
 	opts    subOptions
 	cc      jetstream.ConsumeContext
 	once    sync.Once
+	// slots bounds the handler calls in flight (WithConcurrency); nil: one
+	// at a time on the delivery goroutine.
+	slots    chan struct{}
+	inflight sync.WaitGroup
 }
 
-// handle runs the handler for one message; callbacks of one subscription
-// run one at a time.
+// deliver runs the handler for msg: on the delivery goroutine, or with
+// WithConcurrency on its own goroutine once a slot is free (delivery waits
+// for one: the subscription never holds more than its slots).
+func (s *subscription) deliver(msg jetstream.Msg) {
+	if s.slots == nil {
+		s.handle(msg)
+		return
+	}
+	s.slots <- struct{}{}
+	s.inflight.Add(1)
+	go func() {
+		defer func() {
+			<-s.slots
+			s.inflight.Done()
+		}()
+		s.handle(msg)
+	}()
+}
+
+// handle runs the handler for one message.
 func (s *subscription) handle(msg jetstream.Msg) {
 	log := s.bus.log.With("subject", msg.Subject(), "durable", s.durable)
 	var e Event
@@ -223,8 +264,14 @@ func (s *subscription) Close() error {
 		delete(s.bus.subs, s)
 		s.bus.mu.Unlock()
 		s.cc.Drain()
+		drained := make(chan struct{})
+		go func() {
+			<-s.cc.Closed()
+			s.inflight.Wait() // handlers started on their own goroutines
+			close(drained)
+		}()
 		select {
-		case <-s.cc.Closed():
+		case <-drained:
 		case <-time.After(DefaultCloseTimeout):
 			s.cc.Stop()
 			err = fmt.Errorf("events: subscription %s (durable %q) did not drain within %s", s.subject, s.durable, DefaultCloseTimeout)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +164,15 @@ func NewWriter(db *DB, cfg WriterConfig) *Writer {
 	var wg sync.WaitGroup
 	for range cfg.Committers {
 		wg.Add(1)
-		go func() { defer wg.Done(); w.run() }()
+		go func() {
+			defer wg.Done()
+			// Profiles tell the writers apart by this label.
+			name := cfg.Name
+			if name == "" {
+				name = "main"
+			}
+			pprof.Do(context.Background(), pprof.Labels("writer", db.party+"/"+name), func(context.Context) { w.run() })
+		}()
 	}
 	go func() { wg.Wait(); close(w.done) }()
 	return w

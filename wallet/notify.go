@@ -254,16 +254,9 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 	if pts != nil {
 		t.PointsEarned = &pts.Earned // shown in the notification too
 	}
-	inserted, err := s.repo.insertTransaction(ctx, t, s.now(), s.cfg.NotificationsKept)
+	inserted, err := s.repo.insertTransaction(ctx, t, pts, s.now(), s.cfg.NotificationsKept)
 	if err != nil {
 		return err
-	}
-	if pts != nil {
-		// Its own write, idempotent like the transaction's: a redelivery
-		// after a failure here records it then.
-		if err := s.repo.recordPoints(ctx, t.ID, c.ID, pts.Earned, pts.Balance, t.Time); err != nil {
-			return err
-		}
 	}
 	if inserted {
 		s.metrics.transactions.Inc()

@@ -146,23 +146,31 @@ func StartWith(ctx context.Context, env *node.Env, cfg Config) (*Party, error) {
 	return p, nil
 }
 
+// DefaultTransactionConcurrency is how many transaction.authorized events
+// the wallet handles at once.
+const DefaultTransactionConcurrency = 64
+
 func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 	handlers := []struct {
 		subject, durable string
 		fn               func(context.Context, string, []byte) error
+		concurrency      int
 	}{
+		// Authorizations are recorded once each by id, and a card's points
+		// balance keeps the newest: their order does not matter, so many
+		// are handled at once and share the store's group commits.
 		{SubjectTransactionAuthorized, DurableTransactions, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTransaction(ctx, id, data)
-		}},
+		}, DefaultTransactionConcurrency},
 		{SubjectTransactionReversed, DurableReversals, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleReversal(ctx, id, data)
-		}},
+		}, 1},
 		{SubjectTokenStateChanged, DurableTokenStates, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenState(ctx, id, data)
-		}},
+		}, 1},
 		{SubjectTokenStatesChanged, DurableTokenStateBatches, func(ctx context.Context, id string, data []byte) error {
 			return p.svc.HandleTokenStates(ctx, id, data)
-		}},
+		}, 1},
 	}
 	for _, h := range handlers {
 		sub, err := bus.Subscribe(ctx, h.subject, h.durable, func(ctx context.Context, e events.Event) error {
@@ -173,7 +181,7 @@ func (p *Party) subscribe(ctx context.Context, bus *events.Bus) error {
 			}
 			p.svc.metrics.events.WithLabelValues(h.subject, result).Inc()
 			return err
-		})
+		}, events.WithConcurrency(h.concurrency))
 		if err != nil {
 			p.stopSubs()
 			return fmt.Errorf("wallet: subscribe %s: %w", h.subject, err)

@@ -201,29 +201,29 @@ func validPoints(e *TransactionEvent) *EventPoints {
 	return p
 }
 
-func (r *repo) recordPoints(ctx context.Context, txID, cardID string, earned, balance int64, at time.Time) error {
-	return r.write(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO transaction_points (transaction_id, card_id, earned, balance, time_ms)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (transaction_id) DO NOTHING`, txID, cardID, earned, balance, ms(at))
-		if err != nil {
-			return fmt.Errorf("wallet: record points: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil // a redelivery
-		}
-		// The balance of the newest approval wins (events may arrive out of
-		// order); ties go to the higher transaction id, so every replay agrees.
-		_, err = tx.ExecContext(ctx, `INSERT INTO card_points (card_id, balance, as_of_ms, transaction_id) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (card_id) DO UPDATE SET balance = excluded.balance, as_of_ms = excluded.as_of_ms,
-			transaction_id = excluded.transaction_id
-			WHERE card_points.as_of_ms < excluded.as_of_ms
-			   OR (card_points.as_of_ms = excluded.as_of_ms AND card_points.transaction_id < excluded.transaction_id)`,
-			cardID, balance, ms(at), txID)
-		if err != nil {
-			return fmt.Errorf("wallet: card points: %w", err)
-		}
-		return nil
-	})
+// recordPointsTx records what a transaction earned and the card's points
+// balance after it, inside tx. A redelivered event records nothing twice.
+func recordPointsTx(ctx context.Context, tx *sql.Tx, txID, cardID string, earned, balance int64, at time.Time) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO transaction_points (transaction_id, card_id, earned, balance, time_ms)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (transaction_id) DO NOTHING`, txID, cardID, earned, balance, ms(at))
+	if err != nil {
+		return fmt.Errorf("wallet: record points: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil // a redelivery
+	}
+	// The balance of the newest approval wins (events may arrive out of
+	// order); ties go to the higher transaction id, so every replay agrees.
+	_, err = tx.ExecContext(ctx, `INSERT INTO card_points (card_id, balance, as_of_ms, transaction_id) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (card_id) DO UPDATE SET balance = excluded.balance, as_of_ms = excluded.as_of_ms,
+		transaction_id = excluded.transaction_id
+		WHERE card_points.as_of_ms < excluded.as_of_ms
+		   OR (card_points.as_of_ms = excluded.as_of_ms AND card_points.transaction_id < excluded.transaction_id)`,
+		cardID, balance, ms(at), txID)
+	if err != nil {
+		return fmt.Errorf("wallet: card points: %w", err)
+	}
+	return nil
 }
 
 func (r *repo) cardPoints(ctx context.Context, cardID string) (*CardPoints, error) {

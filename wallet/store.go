@@ -612,7 +612,9 @@ func (r *repo) setDefaultCard(ctx context.Context, accountID, deviceID, cardID s
 
 // insertTransaction stores t once (by its id) and queues its notification;
 // false when it was already there.
-func (r *repo) insertTransaction(ctx context.Context, t *Transaction, now time.Time, keep int) (bool, error) {
+// insertTransaction records t (once: by its id) with its notification and,
+// when pts is set, the points it earned: one write.
+func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *EventPoints, now time.Time, keep int) (bool, error) {
 	var inserted bool
 	err := r.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
@@ -630,6 +632,12 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, now time.T
 		n, err := res.RowsAffected()
 		if err != nil {
 			return fmt.Errorf("wallet: insert transaction: %w", err)
+		}
+		if pts != nil {
+			// Idempotent like the transaction's insert.
+			if err := recordPointsTx(ctx, tx, t.ID, t.CardID, pts.Earned, pts.Balance, t.Time); err != nil {
+				return err
+			}
 		}
 		if inserted = n == 1; !inserted {
 			return nil
