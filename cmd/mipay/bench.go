@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -52,12 +53,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	duration := fs.Duration("duration", 10*time.Second, "how long to drive authorizations (and as long again the echo ceiling)")
 	concurrency := fs.Int("concurrency", 64, "authorizations in flight (one token each: a token's ATCs go in order)")
 	rate := fs.Int("rate", 0, "authorizations per second to offer (0: as fast as the system answers)")
-	data := fs.String("data", "", "data directory for the parties (default: a fresh temporary one)")
+	data := fs.String("data", "", "data directory for the parties (default: a fresh temporary one); with --target, the running up's")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	country := fs.String("country", "", "also drive cross-border authorizations from a terminal in this country (ISO 3166 numeric, e.g. 392) and report both")
 	currency := fs.String("currency", "", "the cross-border transaction currency (ISO 4217 numeric, e.g. 392); needs --country")
 	campaigns := fs.Int("campaigns", 0, "also measure with this many active bank campaigns (a few matching) and report the cost in throughput (bench_promo.go)")
 	matching := fs.Int("matching", benchMatchingCampaigns, "how many of --campaigns match the benchmark's payments (0: evaluation only, no discount granted)")
+	var tgt benchTargetFlags
+	fs.StringVar(&tgt.host, "target", "", "drive a running `mipay up` on this `host` (its fixed ports from --port-base) instead of starting the parties")
+	fs.IntVar(&tgt.portBase, "port-base", DefaultPortBase, "with --target: the running up's first `port`")
+	fs.StringVar(&tgt.wallet, "wallet", "", "with --target: the wallet's `URL` when not on the fixed port")
+	fs.StringVar(&tgt.sms, "sms", "", "with --target: the SMS gateway's `URL` when not on the fixed port")
+	fs.StringVar(&tgt.network, "network", "", "with --target: the switch's ISO 8583 `address` when not on the fixed port")
+	fs.StringVar(&tgt.config, "config", "", "with --target: the reference data `file` the running up was started with (its demo cards are bound)")
+	writeConfig := fs.String("write-config", "", "write the benchmark's reference data (limits raised so the load measures the path, not the limits) to `file` for `mipay up --config`, and exit")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -79,6 +88,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usagef("bench auth: --matching must be 0..--campaigns")
 	case *campaigns > 0 && *country != "":
 		return usagef("bench auth: --campaigns and --country are measured in separate runs")
+	case tgt.host == "" && (tgt.wallet != "" || tgt.sms != "" || tgt.network != "" || tgt.config != ""):
+		return usagef("bench auth: --wallet, --sms, --network and --config go with --target")
+	case tgt.host != "" && *campaigns > 0:
+		return usagef("bench auth: --campaigns needs the parties the bench starts; it does not go with --target")
+	case tgt.host != "" && *data == "":
+		return usagef("bench auth: --target needs --data, the running up's data directory (the bench's phones are made there, as by mipay phone)")
+	case tgt.portBase < 1 || tgt.portBase > 65535-100:
+		return usagef("bench auth: --port-base must be 1..%d", 65535-100)
+	}
+	if *writeConfig != "" {
+		return writeBenchReference(*writeConfig, stdout)
 	}
 	if *country != "" {
 		if _, ok := config.AcceptanceCountry(*country); !ok {
@@ -93,7 +113,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *asJSON {
 		b.progress = io.Discard
 	}
-	res, err := b.run(ctx, *data)
+	var res *BenchResult
+	var err error
+	if tgt.host != "" {
+		t, terr := tgt.resolve()
+		if terr != nil {
+			return terr
+		}
+		res, err = b.runTarget(ctx, t, *data)
+	} else {
+		res, err = b.run(ctx, *data)
+	}
 	if err != nil {
 		return err
 	}
@@ -124,7 +154,10 @@ type authBench struct {
 
 // BenchResult is what `mipay bench auth` reports.
 type BenchResult struct {
-	Machine       string         `json:"machine"`
+	Machine string `json:"machine"`
+	// Target is the running up's switch when the parties were not started
+	// by the bench (--target); CPU figures are then the load generator's.
+	Target        string         `json:"target,omitempty"`
 	Concurrency   int            `json:"concurrency"`
 	OfferedRate   int            `json:"offeredRate,omitempty"`
 	Auth          LoadStats      `json:"auth"`
@@ -186,8 +219,17 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 		defer cancel()
 		_ = sys.Close(cctx)
 	}()
+	return b.measure(ctx, benchTarget{ref: sys.Ref, dataDir: sys.DataDir, walletURL: sys.URL(node.RoleWallet),
+		smsURL: sys.URL(node.RoleSMS), networkAddr: sys.Addr(node.RoleNetwork, "iso8583")}, sys)
+}
+
+// measure provisions the tokens on t and drives the loads: the
+// authorizations (and campaigns or cross-border when asked), then the echo
+// ceiling. sys is the parties of this process, nil for a running up
+// elsewhere (no writer breakdown; CPU is then the load generator's only).
+func (b *authBench) measure(ctx context.Context, t benchTarget, sys *local.System) (*BenchResult, error) {
 	fmt.Fprintf(b.progress, "provisioning %d tokens through the wallet, TSP and issuer…\n", b.concurrency)
-	cards, err := provisionBenchTokens(ctx, sys, b.concurrency)
+	cards, err := provisionBenchTokens(ctx, t, b.concurrency)
 	if err != nil {
 		return nil, fmt.Errorf("bench: provisioning: %w", err)
 	}
@@ -215,6 +257,9 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 		return nil, err
 	}
 	res := &BenchResult{Machine: machineLine(), Concurrency: b.concurrency, OfferedRate: b.rate, ResponseCodes: map[string]int{}}
+	if sys == nil {
+		res.Target = t.networkAddr
+	}
 	fmt.Fprintln(b.progress, "driving authorizations…")
 	startTrace(os.Getenv("MIPAY_BENCH_TRACE"))
 	stopProfile, err := startCPUProfile(os.Getenv("MIPAY_BENCH_CPUPROFILE"))
@@ -222,10 +267,15 @@ func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, erro
 		return nil, err
 	}
 	var xb LoadStats
-	before := snapshotWriters(sys.Metrics)
-	res.Auth, xb, err = b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, res.ResponseCodes)
+	var before map[string]writerSnapshot
+	if sys != nil {
+		before = snapshotWriters(sys.Metrics)
+	}
+	res.Auth, xb, err = b.drive(ctx, t.networkAddr, queues, res.ResponseCodes)
 	stopProfile()
-	res.Writers = writerBreakdown(before, snapshotWriters(sys.Metrics))
+	if sys != nil {
+		res.Writers = writerBreakdown(before, snapshotWriters(sys.Metrics))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -297,9 +347,9 @@ type benchCard struct {
 
 // provisionBenchTokens binds n cards on n phones of one account, the way a
 // user does (sealed card data, TSP, issuer decision, SE install).
-func provisionBenchTokens(ctx context.Context, sys *local.System, n int) ([]benchCard, error) {
+func provisionBenchTokens(ctx context.Context, sys benchTarget, n int) ([]benchCard, error) {
 	var holders []config.Cardholder
-	for _, is := range sys.Ref.Issuers {
+	for _, is := range sys.ref.Issuers {
 		for _, c := range is.Cardholders {
 			if c.Status == "" || c.Status == "active" {
 				holders = append(holders, c)
@@ -309,15 +359,15 @@ func provisionBenchTokens(ctx context.Context, sys *local.System, n int) ([]benc
 	const password = "bench password"
 	cards := make([]benchCard, 0, n)
 	for i := 0; i < n; i++ {
-		p, err := phone.Open(ctx, phone.Config{DataDir: sys.DataDir, Name: fmt.Sprintf("bench-%d", i),
-			WalletURL: sys.URL(node.RoleWallet), SMSURL: sys.URL(node.RoleSMS)})
+		p, err := phone.Open(ctx, phone.Config{DataDir: sys.dataDir, Name: fmt.Sprintf("bench-%04d-%d", sys.run, i),
+			WalletURL: sys.walletURL, SMSURL: sys.smsURL})
 		if err != nil {
 			return nil, err
 		}
 		// An account holds at most 20 devices: one account per 16 phones.
-		number := fmt.Sprintf("139%08d", i/16)
+		number := fmt.Sprintf("139%04d%04d", sys.run, i/16)
 		if i%16 == 0 {
-			if _, err := p.Register(ctx, number, fmt.Sprintf("bench%d@example.com", i/16), password); err != nil {
+			if _, err := p.Register(ctx, number, fmt.Sprintf("bench%04d-%d@example.com", sys.run, i/16), password); err != nil {
 				return nil, err
 			}
 		}
@@ -326,6 +376,9 @@ func provisionBenchTokens(ctx context.Context, sys *local.System, n int) ([]benc
 		}
 		if err := p.EnrollFinger(ctx); err != nil {
 			return nil, err
+		}
+		if len(holders) == 0 {
+			return nil, errors.New("the reference data has no active demo cardholder to bind")
 		}
 		h := holders[i%len(holders)]
 		res, err := p.AddCard(ctx, phone.CardDetails{PAN: h.PAN, Expiry: h.Expiry, CVN2: h.CVN2, Name: h.Name, Phone: h.Phone})
@@ -336,7 +389,7 @@ func provisionBenchTokens(ctx context.Context, sys *local.System, n int) ([]benc
 			return nil, fmt.Errorf("card %d: %s %s", i, res.Decision, res.Message)
 		}
 		installed := p.SE().Cards()
-		vol, err := se.Open(filepath.Join(sys.DataDir, "phones", p.Name(), "se"), se.Options{Volatile: true})
+		vol, err := se.Open(filepath.Join(sys.dataDir, "phones", p.Name(), "se"), se.Options{Volatile: true})
 		if err != nil {
 			return nil, err
 		}
@@ -631,6 +684,9 @@ func machineLine() string {
 
 func printBench(w io.Writer, r *BenchResult) {
 	fmt.Fprintf(w, "machine      %s\n", r.Machine)
+	if r.Target != "" {
+		fmt.Fprintf(w, "target       the running parties (switch at %s); CPU per request is this load generator's only\n", r.Target)
+	}
 	fmt.Fprintf(w, "concurrency  %d", r.Concurrency)
 	if r.OfferedRate > 0 {
 		fmt.Fprintf(w, "   offered %d/s", r.OfferedRate)
