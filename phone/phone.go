@@ -82,26 +82,53 @@ func Open(ctx context.Context, cfg Config) (*Phone, error) {
 	}
 	dir := filepath.Join(cfg.DataDir, "phones", cfg.Name)
 	p := &Phone{cfg: cfg, dir: dir, wallet: httpx.Client{Base: cfg.WalletURL}, sms: httpx.Client{Base: cfg.SMSURL}}
-	seDir := filepath.Join(dir, "se")
 	var err error
-	if se.Exists(seDir) {
-		p.se, err = se.Open(seDir, cfg.SE)
-	} else {
-		var f *se.Factory
-		f, err = se.OpenFactory(cfg.DataDir)
-		if err == nil {
-			p.se, err = se.Manufacture(seDir, f, cfg.SE)
+	if p.se, err = openSE(filepath.Join(dir, "se"), cfg); err != nil {
+		var inUse *se.InUseError
+		if errors.As(err, &inUse) {
+			return nil, mipay.WrapError(mipay.ECONFLICT, err,
+				"phone %s is in use by %s, which holds its secure element (%s): wait for that command to finish, then retry",
+				cfg.Name, inUse.Holder(), inUse.Dir)
 		}
-	}
-	if err != nil {
 		return nil, err
 	}
 	if err := p.load(); err != nil {
+		p.se.Close()
 		return nil, err
 	}
 	p.wallet.Token = p.app.Session
 	return p, nil
 }
+
+// openSE opens the phone's SE, which holds the SE directory's lock until
+// Close (one process at a time uses a phone), making it on first use. A
+// volatile SE (load generators) takes no lock.
+func openSE(seDir string, cfg Config) (*se.SE, error) {
+	if se.Exists(seDir) {
+		return se.Open(seDir, cfg.SE)
+	}
+	f, err := se.OpenFactory(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s, err := se.Manufacture(seDir, f, cfg.SE)
+	if errors.Is(err, se.ErrExists) {
+		return se.Open(seDir, cfg.SE) // another process made it first
+	}
+	if err != nil || cfg.SE.Volatile {
+		// A volatile SE's state is only in memory: it cannot be reopened.
+		return s, err
+	}
+	// Manufacture does not keep the lock: reopen to hold it.
+	if err := s.Close(); err != nil {
+		return nil, err
+	}
+	return se.Open(seDir, cfg.SE)
+}
+
+// Close closes the phone's SE, releasing its lock for the next process.
+// The phone must not be used afterwards.
+func (p *Phone) Close() error { return p.se.Close() }
 
 func (p *Phone) statePath() string { return filepath.Join(p.dir, "app.json") }
 

@@ -202,6 +202,9 @@ func (s *SE) applyDelta(d purseDelta) error {
 // journal record, or the whole state when the journal is full, broken or
 // not there yet. Callers hold mu and undo the change in memory on error.
 func (s *SE) commitPurse(d purseDelta) error {
+	if s.closed {
+		return errClosed
+	}
 	if s.volatile {
 		return nil
 	}

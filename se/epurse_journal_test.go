@@ -28,8 +28,13 @@ func purchase(tb testing.TB, s *SE, amount uint32, tsn uint32) []byte {
 	return apdu(tb, s, "805401000F"+hex.EncodeToString(ts[:])+"20260102"+"090000"+hex.EncodeToString(mac1[:])+"08", emv.SWSuccess)
 }
 
-func reopenCard(tb testing.TB, dir string) (*SE, TransitCard) {
+// reopenCard closes prev (a crash as far as the directory is concerned: no
+// more writes, the lock released) and opens dir again.
+func reopenCard(tb testing.TB, prev *SE, dir string) (*SE, TransitCard) {
 	tb.Helper()
+	if err := prev.Close(); err != nil {
+		tb.Fatal(err)
+	}
 	s, err := Open(dir, Options{})
 	if err != nil {
 		tb.Fatal(err)
@@ -56,7 +61,7 @@ func TestEPurseJournal(t *testing.T) {
 	if after, _ := os.ReadFile(statePath); !bytes.Equal(before, after) {
 		t.Fatal("a DEBIT rewrote the state file (want one journal record)")
 	}
-	s2, c := reopenCard(t, dir)
+	s2, c := reopenCard(t, s, dir)
 	if c.BalanceMinor != 4500 || c.OfflineSerial != 2 || c.OnlineSerial != 1 {
 		t.Fatalf("after replay: %+v", c)
 	}
@@ -74,22 +79,23 @@ func TestEPurseJournal(t *testing.T) {
 	if _, err := j.f.WriteAt(junk, j.off); err != nil {
 		t.Fatal(err)
 	}
-	s3, c := reopenCard(t, dir)
+	s3, c := reopenCard(t, s2, dir)
 	if c.BalanceMinor != 4500 || c.OfflineSerial != 2 {
 		t.Fatalf("after a torn record: %+v", c)
 	}
 	purchase(t, s3, 100, 3)
-	if _, c = reopenCard(t, dir); c.BalanceMinor != 4400 || c.OfflineSerial != 3 {
+	s3b, c := reopenCard(t, s3, dir)
+	if c.BalanceMinor != 4400 || c.OfflineSerial != 3 {
 		t.Fatalf("after overwriting the torn record: %+v", c)
 	}
 
 	// A state rewrite (installing a second card) makes the journal's records
 	// void: they are in the state now and must not apply again.
-	s4, _ := reopenCard(t, dir)
+	s4, _ := reopenCard(t, s3b, dir)
 	if _, err := s4.InstallTransit(transitProfileFor(t, s4, "3112000000000010", mustHex("A000000632010199"), vecDPK, vecDLK, vecDTK)); err != nil {
 		t.Fatal(err)
 	}
-	s5, c := reopenCard(t, dir)
+	s5, c := reopenCard(t, s4, dir)
 	if c.BalanceMinor != 4400 || c.OfflineSerial != 3 || len(s5.TransitCards()) != 2 {
 		t.Fatalf("after a state rewrite: %+v", s5.TransitCards())
 	}
@@ -102,7 +108,7 @@ func TestEPurseJournal(t *testing.T) {
 		t.Fatalf("journal at %d/%d after the full-journal DEBIT", s5.j.off, s5.j.seq)
 	}
 	purchase(t, s5, 100, 6)
-	if _, c = reopenCard(t, dir); c.BalanceMinor != 4100 || c.OfflineSerial != 6 {
+	if _, c = reopenCard(t, s5, dir); c.BalanceMinor != 4100 || c.OfflineSerial != 6 {
 		t.Fatalf("after a full journal: %+v", c)
 	}
 }

@@ -192,6 +192,7 @@ func TestEPurseTapCutOff(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer s2.Close()
 		return s2.TransitCards()[0]
 	}
 	s.epRand = func(b []byte) { copy(b, mustHex("01020304")) }

@@ -70,6 +70,8 @@ type SE struct {
 	maxTransit   int          // Options.MaxTransitCards
 	maxPayment   int          // Options.MaxPaymentCards
 	epRand       func([]byte) // tests: the e-purse's random numbers (nil: crypto/rand)
+	lock         *os.File     // the directory's lock (lock.go); nil: volatile or Manufacture's
+	closed       bool
 }
 
 // state is what the SE persists (sealed).
@@ -108,14 +110,29 @@ type Options struct {
 	Volatile bool
 }
 
+// ErrExists is wrapped by Manufacture's error when dir already holds an SE.
+var ErrExists = errors.New("se: the directory already holds a secure element")
+
 // Manufacture makes a new SE in dir (which must not hold one): generates its
-// key pair inside, and has the factory certify it.
+// key pair inside, and has the factory certify it. It holds the directory's
+// lock while it makes the SE (another holder: an error wrapping ErrInUse),
+// but the SE it returns does not keep it: a caller that goes on using the SE
+// next to other processes closes it and Opens the directory (as phone.Open
+// does).
 func Manufacture(dir string, f *Factory, opts Options) (*SE, error) {
 	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
-		return nil, fmt.Errorf("se: %s already holds a secure element", dir)
+		return nil, fmt.Errorf("se: %s already holds a secure element: %w", dir, ErrExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("se: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Close()
+	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+		return nil, fmt.Errorf("se: %s already holds a secure element: %w", dir, ErrExists)
 	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -149,20 +166,62 @@ func Manufacture(dir string, f *Factory, opts Options) (*SE, error) {
 	return s, nil
 }
 
-// Open opens the SE persisted in dir.
+// Open opens the SE persisted in dir. Unless opts.Volatile, it takes the
+// directory's exclusive lock (lock.go) and holds it until Close: while
+// another SE holds it, in this process or another, Open fails at once with
+// a *mipay.Error (ECONFLICT) wrapping an *InUseError (errors.Is ErrInUse).
 func Open(dir string, opts Options) (*SE, error) {
 	sealKey, err := os.ReadFile(filepath.Join(dir, sealFile))
 	if err != nil {
 		return nil, fmt.Errorf("se: no secure element in %s: %w", dir, err)
 	}
-	s, err := newSE(dir, sealKey, opts)
-	if err != nil {
-		return nil, err
+	var lock *os.File
+	if !opts.Volatile {
+		if lock, err = lockDir(dir); err != nil {
+			return nil, err
+		}
 	}
-	if err := s.load(); err != nil {
+	s, err := newSE(dir, sealKey, opts)
+	if err == nil {
+		s.lock = lock
+		err = s.load()
+	}
+	if err != nil {
+		if s != nil && s.j != nil {
+			s.j.f.Close()
+		}
+		if lock != nil {
+			lock.Close()
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// errClosed is what a change to a closed SE gets.
+var errClosed = mipay.Errorf(mipay.ECONFLICT, "the secure element is closed")
+
+// Close closes the e-purse journal and releases the directory's lock. The
+// SE then refuses every change (its state may be read); Close again is a
+// no-op.
+func (s *SE) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if s.j != nil {
+		errs = append(errs, s.j.f.Close())
+		s.j = nil
+	}
+	if s.lock != nil {
+		// Closing the only descriptor of the lock file releases the flock.
+		errs = append(errs, s.lock.Close())
+		s.lock = nil
+	}
+	return errors.Join(errs...)
 }
 
 // Exists reports whether dir holds an SE.
@@ -239,6 +298,9 @@ func (s *SE) load() error {
 // the e-purse journal had, so it starts a new journal generation (the old
 // records no longer open; see epurse_journal.go).
 func (s *SE) persist() error {
+	if s.closed {
+		return errClosed
+	}
 	if s.volatile {
 		return nil
 	}

@@ -346,8 +346,9 @@ func runPhone(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		p, err := phone.Open(ctx, phone.Config{DataDir: *data, Name: *name, WalletURL: *walletURL, SMSURL: *smsURL})
 		if err != nil {
-			return cliError(err)
+			return cliError(err) // e.g. the phone is in use by another mipay process: exit 1 with that message
 		}
+		defer p.Close() // releases the phone's SE lock for the next command
 		return cliError(act(ctx, p, &phoneOut{w: stdout, json: *asJSON}))
 	}
 	return usagef("phone: unknown subcommand %q (see `mipay phone help`)", args[0])

@@ -39,6 +39,10 @@ func TestPhoneSync(t *testing.T) {
 	if err := p.Login(ctx, "13900139077", "correct horse battery"); err != nil {
 		t.Fatal(err)
 	}
+	// The CLI commands below open the phone themselves: one opener at a time.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) (string, error) {
 		var out, errb bytes.Buffer
 		err := runPhone(ctx, append(args, "--phone", "syncer", "--data", dir, "--wallet", walletURL), &out, &errb)
