@@ -8,12 +8,15 @@ package iso8583
 // are left out of the message.
 //
 // One struct serves a request class and its advice/repeat variants; the MTI
-// field says which (AuthRequest: 0100 or 0200; Reversal: 0400 or 0420).
+// field says which (AuthRequest: 0100 or 0200, and their advices 0120/0220
+// and repeats 0121/0221; Reversal: 0400 or 0420).
 
 // AuthRequest is a 0100 authorization or 0200 financial request (POS →
 // network → issuer). On the acquirer side PAN and Track2 carry the token;
 // between network and issuer they carry the PAN and TokenData (DE123) the
-// token.
+// token. As an advice (0120/0220, repeated as 0121/0221: network → issuer)
+// it tells of an approval the network gave in the issuer's stead: DE38 the
+// network's approval code, DE39 its answer, DE90 the original's identity.
 type AuthRequest struct {
 	MTI                  string `iso8583:"0"`
 	PAN                  string `iso8583:"2"`
@@ -34,6 +37,8 @@ type AuthRequest struct {
 	AcquirerID           string `iso8583:"32"`
 	Track2               string `iso8583:"35"`
 	RRN                  string `iso8583:"37"`
+	AuthCode             string `iso8583:"38"` // advices: the network's approval code
+	ResponseCode         string `iso8583:"39"` // advices: the network's answer
 	TerminalID           string `iso8583:"41"`
 	MerchantID           string `iso8583:"42"`
 	MerchantNameLocation string `iso8583:"43"`
@@ -41,11 +46,12 @@ type AuthRequest struct {
 	BillingCurrency      string `iso8583:"51"`
 	PINBlock             []byte `iso8583:"52"`
 	ICC                  []byte `iso8583:"55"`  // BER-TLV; see ParseICC
+	OriginalData         string `iso8583:"90"`  // advices: see OriginalData.Format
 	TokenData            string `iso8583:"123"` // see TokenData.Encode
 	Promotion            string `iso8583:"124"` // see Promotion.Encode
 }
 
-// AuthResponse is a 0110 or 0210 answer.
+// AuthResponse is a 0110 or 0210 answer (0130/0230 to an advice).
 type AuthResponse struct {
 	MTI              string `iso8583:"0"`
 	PAN              string `iso8583:"2"`
@@ -138,14 +144,23 @@ type NetMgmt struct {
 
 // MTIs of the network.
 const (
-	MTIAuthRequest        = "0100"
-	MTIAuthResponse       = "0110"
-	MTIFinancialRequest   = "0200"
-	MTIFinancialResponse  = "0210"
-	MTIReversalRequest    = "0400"
-	MTIReversalResponse   = "0410"
-	MTIReversalAdvice     = "0420"
-	MTIReversalAdviceResp = "0430"
-	MTINetMgmtRequest     = "0800"
-	MTINetMgmtResponse    = "0810"
+	MTIAuthRequest       = "0100"
+	MTIAuthResponse      = "0110"
+	MTIFinancialRequest  = "0200"
+	MTIFinancialResponse = "0210"
+	// Advices of a stand-in approval (network → issuer), their repeats and
+	// the issuer's acknowledgements. A repeat (fourth digit 1) is answered
+	// with the advice's response MTI (0121 → 0130).
+	MTIAuthAdvice              = "0120"
+	MTIAuthAdviceRepeat        = "0121"
+	MTIAuthAdviceResponse      = "0130"
+	MTIFinancialAdvice         = "0220"
+	MTIFinancialAdviceRepeat   = "0221"
+	MTIFinancialAdviceResponse = "0230"
+	MTIReversalRequest         = "0400"
+	MTIReversalResponse        = "0410"
+	MTIReversalAdvice          = "0420"
+	MTIReversalAdviceResp      = "0430"
+	MTINetMgmtRequest          = "0800"
+	MTINetMgmtResponse         = "0810"
 )
