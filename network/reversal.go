@@ -125,8 +125,11 @@ type owedReversal struct {
 func (s *Switch) forwardReversals() (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// A stand-in approval's reversal waits for its advice (advice.go): the
+	// issuer is told of the approval before it is asked to release it.
 	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, orig_key, mti, reason, attempts FROM issuer_reversals
-		WHERE done = 0 ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch))
+		WHERE done = 0 AND orig_key NOT IN (SELECT orig_key FROM issuer_advices WHERE done = 0)
+		ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch))
 	if err != nil {
 		return false, err
 	}

@@ -107,10 +107,11 @@ type Switch struct {
 	flightMu sync.Mutex
 	flight   map[string]*flightCall
 
-	wake     chan struct{} // reversal worker
-	outboxCh chan struct{} // outbox publisher
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	wake       chan struct{} // reversal worker
+	adviceWake chan struct{} // advice worker (advice.go)
+	outboxCh   chan struct{} // outbox publisher
+	stop       chan struct{}
+	wg         sync.WaitGroup
 }
 
 type flightCall struct {
@@ -145,7 +146,8 @@ func New(ctx context.Context, cfg Config) (*Switch, error) {
 	s := &Switch{
 		cfg: cfg, db: cfg.DB, log: cfg.Log, now: cfg.Now,
 		flight: map[string]*flightCall{}, wake: make(chan struct{}, 1), outboxCh: make(chan struct{}, 1),
-		stop: make(chan struct{}),
+		adviceWake: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
 	}
 	s.recent = newRecentIndex(cfg.MaxRecent)
 	s.rates = NewRateTable(cfg.RateMaxAge)
@@ -157,11 +159,13 @@ func New(ctx context.Context, cfg Config) (*Switch, error) {
 		s.w.Close()
 		return nil, err
 	}
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.reversalLoop()
+	go s.adviceLoop()
 	go s.outboxLoop()
 	go s.rateRefreshLoop()
 	s.kick(s.wake)
+	s.kick(s.adviceWake)
 	s.kick(s.outboxCh)
 	return s, nil
 }
@@ -301,6 +305,7 @@ type authRecord struct {
 	promo                                                *promo.Reservation
 	promoField                                           string       // DE124
 	points                                               *EventPoints // from the issuer's approval (promo_points.go)
+	pan                                                  string       // a plain card's DE2, for a stand-in's advice (advice.go)
 }
 
 // authorize handles a 0100/0200.
@@ -341,6 +346,7 @@ func (s *Switch) authorize(ctx context.Context, req *iso8583.Message, key string
 		// A plain card: route by PAN BIN as is.
 		if iss, ok := s.cfg.Ref.IssuerByPAN(token); ok {
 			rec.IssuerID = iss.ID
+			rec.pan = token
 			return s.forward(ctx, s.applyPromotion(ctx, req, rec, nil, iss), resp, rec, nil, iss)
 		}
 		resp.SetString(39, RCInvalidCard)
@@ -483,7 +489,8 @@ func (s *Switch) forward(ctx context.Context, out, resp *iso8583.Message, rec *a
 }
 
 // noAnswer decides for an issuer that did not answer in time: stand-in
-// within its limits, else 91. Either way, an issuer that approved late would
+// within its limits (finishWith queues the advice that tells the issuer,
+// advice.go), else 91. Either way, an issuer that approved late would
 // hold money for a payment the acquirer was told was declined, so a declined
 // one is reversed (0420) through the store-and-forward queue.
 func (s *Switch) noAnswer(ctx context.Context, resp *iso8583.Message, rec *authRecord, res *tsp.AuthResult, iss *config.Issuer, cause error) (*iso8583.Message, error) {
@@ -513,7 +520,8 @@ func (s *Switch) finish(ctx context.Context, resp *iso8583.Message, rec *authRec
 }
 
 // finishWith adds the ARPC for a verified cryptogram, records the decision
-// (with its event and any reversal owed) durably, and only then answers.
+// (with its event, any reversal owed and a stand-in approval's advice)
+// durably, and only then answers.
 func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *authRecord, res *tsp.AuthResult, rev *reversalDue) (*iso8583.Message, error) {
 	s.settlePromotion(ctx, resp, rec)
 	rec.RC = resp.String(39)
@@ -538,9 +546,15 @@ func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *aut
 			return nil, err
 		}
 	}
+	advise := rec.StandIn && rec.RC == RCApproved
 	err = s.w.Write(ctx, func(tx *sql.Tx) error {
 		if err := insertAuth(ctx, tx, rec, s.now()); err != nil {
 			return err
+		}
+		if advise {
+			if err := insertAdvice(ctx, tx, rec, s.now()); err != nil {
+				return err
+			}
 		}
 		if rev != nil {
 			if err := insertReversal(ctx, tx, rec.Key, iso8583.MTIReversalAdvice, rev.reason, s.now()); err != nil {
@@ -561,6 +575,9 @@ func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *aut
 	}
 	if rev != nil {
 		s.kick(s.wake)
+	}
+	if advise {
+		s.kick(s.adviceWake)
 	}
 	return resp, nil
 }
