@@ -574,6 +574,14 @@ func (h *Host) Reverse(ctx context.Context, req ReversalRequest) ReversalResult 
 	if orig == nil {
 		return h.reverseUnknown(ctx, req, ident, alt)
 	}
+	if !orig.approved && orig.acct != nil {
+		// Recorded, for an advice of the network's stand-in approval that
+		// may follow (advice.go).
+		if res, retry := h.reverseDeclined(ctx, req, orig); !retry {
+			return res
+		}
+		return h.Reverse(ctx, req)
+	}
 	if !orig.approved || orig.acct == nil {
 		return ReversalResult{Code: RCApproved, AuthID: orig.id}
 	}

@@ -17,9 +17,10 @@ var (
 		iso8583.FieldMerchantID, iso8583.FieldCurrency, iso8583.FieldOriginalData, iso8583.FieldTokenData}
 )
 
-// ISOHandler answers the switch's messages: 0100/0200 authorizations and
-// 0400/0420 reversals for every hosted bank (found by PAN BIN). 0800s are
-// answered by the link server itself. A malformed message gets DE39 30; the
+// ISOHandler answers the switch's messages: 0100/0200 authorizations, their
+// stand-in advices 0120/0220 and repeats (advice.go), and 0400/0420
+// reversals for every hosted bank (found by PAN BIN). 0800s are answered by
+// the link server itself. A malformed message gets DE39 30; the
 // handler never returns an error for business outcomes.
 func (h *Host) ISOHandler() iso8583.Handler {
 	return func(ctx context.Context, req *iso8583.Message) (*iso8583.Message, error) {
@@ -28,6 +29,8 @@ func (h *Host) ISOHandler() iso8583.Handler {
 			return h.isoAuthorize(ctx, req), nil
 		case iso8583.MTIReversalRequest, iso8583.MTIReversalAdvice:
 			return h.isoReverse(ctx, req), nil
+		case iso8583.MTIAuthAdvice, iso8583.MTIAuthAdviceRepeat, iso8583.MTIFinancialAdvice, iso8583.MTIFinancialAdviceRepeat:
+			return h.isoAdvise(ctx, req), nil // advice.go
 		default:
 			resp := req.Response(authEchoFields...)
 			resp.SetString(iso8583.FieldResponseCode, string(RCFormatError))
