@@ -72,9 +72,7 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 		opt(&o)
 	}
 	s := &subscription{bus: b, subject: subject, durable: durable, h: h, opts: o}
-	if o.concurrency > 1 {
-		s.slots = make(chan struct{}, o.concurrency)
-	}
+
 	b.mu.Lock()
 	closed := b.closed
 	b.mu.Unlock()
@@ -119,6 +117,7 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 	if err != nil {
 		return nil, fmt.Errorf("events: subscribe %s (durable %q): %w", subject, durable, err)
 	}
+	s.startWorkers()
 	s.cc, err = cons.Consume(s.deliver, jetstream.PullMaxMessages(DefaultPullBatch),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || !b.isClosed() {
@@ -126,12 +125,14 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 			}
 		}))
 	if err != nil {
+		s.closeWork()
 		return nil, fmt.Errorf("events: subscribe %s (durable %q): %w", subject, durable, err)
 	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		s.cc.Stop()
+		go func() { <-s.cc.Closed(); s.closeWork() }()
 		return nil, errors.New("events: subscribe: bus is closed")
 	}
 	b.subs[s] = struct{}{}
@@ -168,29 +169,47 @@ type subscription struct {
 	opts    subOptions
 	cc      jetstream.ConsumeContext
 	once    sync.Once
-	// slots bounds the handler calls in flight (WithConcurrency); nil: one
-	// at a time on the delivery goroutine.
-	slots    chan struct{}
-	inflight sync.WaitGroup
+	// work feeds the WithConcurrency workers (long-lived: a goroutine per
+	// event would grow a new stack for every handler's SQLite calls); nil:
+	// one at a time on the delivery goroutine.
+	work     chan jetstream.Msg
+	workers  sync.WaitGroup
+	stopWork sync.Once
 }
 
 // deliver runs the handler for msg: on the delivery goroutine, or with
-// WithConcurrency on its own goroutine once a slot is free (delivery waits
-// for one: the subscription never holds more than its slots).
+// WithConcurrency on the next free worker (delivery waits for one: the
+// subscription never holds more events than it has workers).
 func (s *subscription) deliver(msg jetstream.Msg) {
-	if s.slots == nil {
+	if s.work == nil {
 		s.handle(msg)
 		return
 	}
-	s.slots <- struct{}{}
-	s.inflight.Add(1)
-	go func() {
-		defer func() {
-			<-s.slots
-			s.inflight.Done()
+	s.work <- msg
+}
+
+// startWorkers starts the WithConcurrency workers.
+func (s *subscription) startWorkers() {
+	if s.opts.concurrency <= 1 {
+		return
+	}
+	s.work = make(chan jetstream.Msg)
+	for range s.opts.concurrency {
+		s.workers.Add(1)
+		go func() {
+			defer s.workers.Done()
+			for msg := range s.work {
+				s.handle(msg)
+			}
 		}()
-		s.handle(msg)
-	}()
+	}
+}
+
+// closeWork ends the workers once delivery has stopped.
+func (s *subscription) closeWork() {
+	if s.work != nil {
+		s.stopWork.Do(func() { close(s.work) })
+	}
 }
 
 // handle runs the handler for one message.
@@ -267,7 +286,8 @@ func (s *subscription) Close() error {
 		drained := make(chan struct{})
 		go func() {
 			<-s.cc.Closed()
-			s.inflight.Wait() // handlers started on their own goroutines
+			s.closeWork()
+			s.workers.Wait() // the handlers in flight on the workers
 			close(drained)
 		}()
 		select {

@@ -231,7 +231,7 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		s.cfg.Log.WarnContext(ctx, "transaction event without token or id dropped", "event", eventID)
 		return nil
 	}
-	c, err := s.repo.cardByTokenRef(ctx, ref)
+	c, err := s.repo.tokenCard(ctx, ref)
 	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
 		return nil
 	}
@@ -243,9 +243,9 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		at = s.now()
 	}
 	t := &Transaction{
-		ID: clip(id), CardID: c.ID, DeviceID: c.DeviceID, AmountMinor: e.AmountMinor, Currency: clip(e.Currency),
+		ID: clip(id), CardID: c.cardID, DeviceID: c.deviceID, AmountMinor: e.AmountMinor, Currency: clip(e.Currency),
 		MerchantName: clip(e.MerchantName), Approved: e.Approved, ResponseCode: clip(e.ResponseCode),
-		AuthCode: clip(e.AuthCode), STAN: clip(e.STAN), RRN: clip(e.RRN), TokenLast4: c.TokenLast4, Time: at.UTC(),
+		AuthCode: clip(e.AuthCode), STAN: clip(e.STAN), RRN: clip(e.RRN), TokenLast4: c.tokenLast4, Time: at.UTC(),
 		Country: clip(e.Country), BillingAmountMinor: e.BillingAmountMinor, BillingCurrency: clip(e.BillingCurrency),
 		ConversionRate: clip(e.ConversionRate),
 	}
@@ -260,7 +260,7 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 	}
 	if inserted {
 		s.metrics.transactions.Inc()
-		s.hub.signal(c.DeviceID)
+		s.hub.signal(c.deviceID)
 	}
 	return nil
 }

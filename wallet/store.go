@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mipay-oss/mipay"
@@ -30,15 +31,60 @@ func Migrations() fs.FS {
 // repo is the wallet's SQL. Reads go to db.DB; writes go through write
 // (the group-commit writer when there is one, else a transaction).
 type repo struct {
-	db    *store.DB
-	write func(ctx context.Context, fn func(tx *sql.Tx) error) error
+	db     *store.DB
+	write  func(ctx context.Context, fn func(tx *sql.Tx) error) error
+	tokens tokenCards
 }
 
 func newRepo(db *store.DB, write func(ctx context.Context, fn func(tx *sql.Tx) error) error) *repo {
 	if write == nil {
 		write = db.Tx
 	}
-	return &repo{db: db, write: write}
+	return &repo{db: db, write: write, tokens: tokenCards{m: map[string]tokenCard{}}}
+}
+
+// tokenCard is what a transaction event needs of the card holding its
+// token. A token belongs to one card of one device for its whole life and
+// its last 4 never change, so these are cached without expiry; a card's
+// state and the rest are always read from the store.
+type tokenCard struct{ cardID, deviceID, tokenLast4 string }
+
+// maxTokenCards bounds the cache (it is emptied when full).
+const maxTokenCards = 1 << 17
+
+type tokenCards struct {
+	mu sync.Mutex
+	m  map[string]tokenCard
+}
+
+func (c *tokenCards) get(ref string) (tokenCard, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[ref]
+	return t, ok
+}
+
+func (c *tokenCards) put(ref string, t tokenCard) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= maxTokenCards {
+		clear(c.m)
+	}
+	c.m[ref] = t
+}
+
+// tokenCard finds the card holding a token (ENOTFOUND when none).
+func (r *repo) tokenCard(ctx context.Context, tokenRef string) (tokenCard, error) {
+	if t, ok := r.tokens.get(tokenRef); ok {
+		return t, nil
+	}
+	c, err := r.cardByTokenRef(ctx, tokenRef)
+	if err != nil {
+		return tokenCard{}, err
+	}
+	t := tokenCard{cardID: c.ID, deviceID: c.DeviceID, tokenLast4: c.TokenLast4}
+	r.tokens.put(tokenRef, t)
+	return t, nil
 }
 
 // errNoRows reports a missing row as the domain's not-found.
