@@ -29,7 +29,8 @@ func (h *Host) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/report-stolen", h.staff(h.handleReportStolen))
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/replace", h.staff(h.handleReplaceCard))
 	mux.HandleFunc("POST /v1/issuers/{id}/cards/tokens", h.staff(h.handleCardTokens))
-	h.campaignRoutes(mux) // promo_api.go
+	h.campaignRoutes(mux)    // promo_api.go
+	h.operatorKeyRoutes(mux) // operator_auth_keys.go: the bank's own key rotation and revocation
 	return mux
 }
 

@@ -27,14 +27,21 @@ import (
 // accounts) with an API key of their bank, sent as a bearer token. A key
 // acts only on its own bank's issuer id. The host keeps only a SHA-256 of
 // each key (the keys are 256-bit random, so a plain hash is enough); the
-// plaintext is handed over once:
+// plaintext is handed over once. A bank may hold several keys (table
+// operator_api_keys): each is valid until it expires or is revoked.
 //
-//   - MIPAY_ISSUER_OPERATOR_KEYS="icbc-debit=KEY,boc-credit=KEY" sets keys
-//     (their hashes replace the stored ones: this is also how a key is
-//     rotated or a lost one replaced);
-//   - otherwise a bank without a stored key gets a new one on the host's
+//   - MIPAY_ISSUER_OPERATOR_KEYS="icbc-debit=KEY,boc-credit=KEY" sets keys:
+//     a key not stored yet becomes the bank's key and every other valid key
+//     of the bank expires at once (how a lost key is replaced by whoever
+//     runs the host); a key already stored is left as it is, so a restart
+//     with the same setting neither undoes a rotation nor brings back a
+//     revoked or expired key;
+//   - otherwise a bank that never had a key gets a new one on the host's
 //     first start, written to <data>/issuer/operator-keys/<issuer id>.key
-//     (mode 0600) for the bank to move into its own secret store.
+//     (mode 0600) for the bank to move into its own secret store;
+//   - a bank's staff rotate their key (a new key; the old ones stay valid
+//     for a grace period, default 24 h) or revoke one (refused at once)
+//     through the API (operator_auth_keys.go, `mipay bank keys`).
 //
 // Wrong keys are counted per client address; too many within the window
 // lock that client out for the rest of it (429), so keys cannot be guessed
@@ -49,7 +56,7 @@ const (
 	minOperatorKeyBytes   = 16
 	maxOperatorKeyBytes   = 256
 	operatorKeyHashLabel  = "mipay issuer operator key v1\x00"
-	operatorReloadEvery   = time.Second // a miss re-reads the stored hashes at most this often
+	operatorReloadEvery   = time.Second // the stored keys are re-read at most this often (another node's revoke)
 	maxOperatorClients    = 10000       // clients tracked by the failure limiter
 	operatorAuthRealm     = `Bearer realm="mipay issuer operator"`
 	DefaultOperatorFails  = 10              // wrong keys per client per window
@@ -68,7 +75,11 @@ type OperatorConfig struct {
 	// window ends (DefaultOperatorFails, DefaultOperatorWindow).
 	MaxFails int
 	Window   time.Duration
-	Now      func() time.Time
+	// Grace is how long a bank's old keys keep working after a rotation
+	// that does not say (0: DefaultOperatorKeyGrace; at most
+	// MaxOperatorKeyGrace).
+	Grace time.Duration
+	Now   func() time.Time
 }
 
 // Operators authenticates bank staff.
@@ -76,14 +87,20 @@ type Operators struct {
 	db   *store.DB
 	cfg  OperatorConfig
 	mu   sync.Mutex
-	hash map[string][]byte // issuer id → key hash
-	last time.Time         // last reload from the store
+	keys []cachedKey // not revoked (expiry checked at use)
+	last time.Time   // last reload from the store
 
 	fmu   sync.Mutex
 	fails map[string]*opFails
 
 	// Generated are the banks whose key this start wrote to Dir.
 	Generated []string
+}
+
+type cachedKey struct {
+	hash      []byte
+	issuerID  string
+	expiresMs int64 // 0: no expiry
 }
 
 type opFails struct {
@@ -156,19 +173,18 @@ func OpenOperators(ctx context.Context, db *store.DB, ref *config.Reference, cfg
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultOperatorKeyGrace
+	}
+	cfg.Grace = min(cfg.Grace, MaxOperatorKeyGrace)
 	o := &Operators{db: db, cfg: cfg, fails: map[string]*opFails{}}
 	now := cfg.Now().UnixMilli()
 	for id, key := range cfg.Keys {
 		if err := checkOperatorKey(key); err != nil {
 			return nil, fmt.Errorf("issuer: operator key of %s: %w", id, err)
 		}
-		if err := db.Tx(ctx, func(tx *sql.Tx) error {
-			_, err := tx.ExecContext(ctx, `INSERT INTO operator_keys (issuer_id, key_hash, created_ms) VALUES ($1, $2, $3)
-				ON CONFLICT (issuer_id) DO UPDATE SET key_hash = excluded.key_hash, created_ms = excluded.created_ms`,
-				id, operatorKeyHash(key), now)
-			return err
-		}); err != nil {
-			return nil, fmt.Errorf("issuer: store operator key of %s: %w", id, err)
+		if err := o.setConfigured(ctx, id, operatorKeyHash(key), now); err != nil {
+			return nil, err
 		}
 	}
 	if cfg.Dir != "" {
@@ -188,8 +204,54 @@ func OpenOperators(ctx context.Context, db *store.DB, ref *config.Reference, cfg
 	return o, nil
 }
 
-// generate makes a key for a bank that has none: the hash is stored only if
-// no node stored one first, and only then is the key file written.
+// setConfigured stores a key set by EnvOperatorKeys: a key not stored yet
+// becomes the bank's and every other valid key of the bank expires now; a
+// key stored for this bank stays as it is (rotated, expired or revoked);
+// a key stored for another bank is refused.
+func (o *Operators) setConfigured(ctx context.Context, issuerID string, hash []byte, now int64) error {
+	err := o.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := lockOperatorBank(ctx, o.db, tx, issuerID, now); err != nil {
+			return err
+		}
+		var owner string
+		err := tx.QueryRowContext(ctx, `SELECT issuer_id FROM operator_api_keys WHERE key_hash = $1`, hash).Scan(&owner)
+		switch {
+		case err == nil && owner == issuerID:
+			return nil
+		case err == nil:
+			return mipay.Errorf(mipay.EINVALID, "%s: the key of %s is already a key of another bank", EnvOperatorKeys, issuerID)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE operator_api_keys SET expires_ms = $1
+			WHERE issuer_id = $2 AND revoked_ms = 0 AND (expires_ms = 0 OR expires_ms > $1)`, now, issuerID); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
+			hash, issuerID, now)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("issuer: store operator key of %s: %w", issuerID, err)
+	}
+	return nil
+}
+
+// lockOperatorBank makes the bank's operator_banks row if there is none and
+// locks it (PostgreSQL; SQLite has one writer), so that changes to one
+// bank's keys run one at a time.
+func lockOperatorBank(ctx context.Context, db *store.DB, tx *sql.Tx, issuerID string, now int64) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO operator_banks (issuer_id, created_ms) VALUES ($1, $2)
+		ON CONFLICT (issuer_id) DO NOTHING`, issuerID, now); err != nil {
+		return err
+	}
+	var id string
+	return tx.QueryRowContext(ctx, `SELECT issuer_id FROM operator_banks WHERE issuer_id = $1`+db.ForUpdate(), issuerID).Scan(&id)
+}
+
+// generate makes a key for a bank that never had one: the hash is stored
+// only if no node made the bank's row first, and only then is the key file
+// written.
 func (o *Operators) generate(ctx context.Context, issuerID string, now int64) error {
 	key, err := NewOperatorKey()
 	if err != nil {
@@ -197,13 +259,19 @@ func (o *Operators) generate(ctx context.Context, issuerID string, now int64) er
 	}
 	var inserted bool
 	if err := o.db.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO operator_keys (issuer_id, key_hash, created_ms) VALUES ($1, $2, $3)
-			ON CONFLICT (issuer_id) DO NOTHING`, issuerID, operatorKeyHash(key), now)
+		res, err := tx.ExecContext(ctx, `INSERT INTO operator_banks (issuer_id, created_ms) VALUES ($1, $2)
+			ON CONFLICT (issuer_id) DO NOTHING`, issuerID, now)
 		if err != nil {
 			return err
 		}
 		n, err := res.RowsAffected()
-		inserted = n == 1
+		if err != nil || n != 1 {
+			inserted = false
+			return err
+		}
+		inserted = true
+		_, err = tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
+			operatorKeyHash(key), issuerID, now)
 		return err
 	}); err != nil {
 		return fmt.Errorf("issuer: store operator key of %s: %w", issuerID, err)
@@ -214,7 +282,13 @@ func (o *Operators) generate(ctx context.Context, issuerID string, now int64) er
 	if err := writeSecretFile(filepath.Join(o.cfg.Dir, issuerID+".key"), key+"\n"); err != nil {
 		// Without the file nobody knows the key: forget it, so the next
 		// start tries again.
-		_, derr := o.db.DB.ExecContext(ctx, `DELETE FROM operator_keys WHERE issuer_id = $1`, issuerID)
+		derr := o.db.Tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM operator_api_keys WHERE issuer_id = $1`, issuerID); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `DELETE FROM operator_banks WHERE issuer_id = $1`, issuerID)
+			return err
+		})
 		return errors.Join(fmt.Errorf("issuer: write the operator key of %s: %w", issuerID, err), derr)
 	}
 	o.Generated = append(o.Generated, issuerID)
@@ -260,61 +334,57 @@ func ReadOperatorKey(dir, issuerID string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// reload reads the keys not revoked (expired ones are refused at use).
 func (o *Operators) reload(ctx context.Context) error {
-	rows, err := o.db.DB.QueryContext(ctx, `SELECT issuer_id, key_hash FROM operator_keys`)
+	rows, err := o.db.DB.QueryContext(ctx, `SELECT issuer_id, key_hash, expires_ms FROM operator_api_keys WHERE revoked_ms = 0`)
 	if err != nil {
 		return fmt.Errorf("issuer: read operator keys: %w", err)
 	}
 	defer rows.Close()
-	m := map[string][]byte{}
+	var keys []cachedKey
 	for rows.Next() {
-		var (
-			id string
-			h  []byte
-		)
-		if err := rows.Scan(&id, &h); err != nil {
+		var k cachedKey
+		if err := rows.Scan(&k.issuerID, &k.hash, &k.expiresMs); err != nil {
 			return fmt.Errorf("issuer: read operator keys: %w", err)
 		}
-		m[id] = h
+		keys = append(keys, k)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("issuer: read operator keys: %w", err)
 	}
 	o.mu.Lock()
-	o.hash, o.last = m, o.cfg.Now()
+	o.keys, o.last = keys, o.cfg.Now()
 	o.mu.Unlock()
 	return nil
 }
 
-// bankOf returns the issuer id whose key this is. Every stored hash is
-// compared in constant time (no early exit on a match), so the time taken
-// says nothing about which bank or how close a guess was. A miss re-reads
-// the stored hashes (bounded) to see keys set by another node.
+// bankOf returns the issuer id whose valid key this is. Every stored hash
+// is compared in constant time (no early exit on a match), so the time
+// taken says nothing about which bank or how close a guess was. The stored
+// keys are re-read when the copy is a second old, so a key revoked or
+// rotated on another node is refused here within a second (on this node at
+// once: rotate and revoke reload). If the store cannot be read the last
+// copy is used.
 func (o *Operators) bankOf(ctx context.Context, key string) (string, bool) {
 	h := operatorKeyHash(key)
-	find := func() string {
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		found := ""
-		for id, stored := range o.hash {
-			if subtle.ConstantTimeCompare(h, stored) == 1 {
-				found = id
-			}
-		}
-		return found
-	}
-	if id := find(); id != "" {
-		return id, true
-	}
 	o.mu.Lock()
 	stale := o.cfg.Now().Sub(o.last) >= operatorReloadEvery
 	o.mu.Unlock()
-	if stale && o.reload(ctx) == nil {
-		if id := find(); id != "" {
-			return id, true
+	if stale {
+		_ = o.reload(ctx)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var found *cachedKey
+	for i := range o.keys {
+		if subtle.ConstantTimeCompare(h, o.keys[i].hash) == 1 {
+			found = &o.keys[i]
 		}
 	}
-	return "", false
+	if found == nil || (found.expiresMs != 0 && o.cfg.Now().UnixMilli() >= found.expiresMs) {
+		return "", false
+	}
+	return found.issuerID, true
 }
 
 // locked says whether a client used up its wrong keys for this window.

@@ -163,7 +163,7 @@ func TestOperatorKeysGenerated(t *testing.T) {
 	if id, ok := ops.bankOf(ctx, key); !ok || id != "boc-credit" {
 		t.Fatalf("key of %q %v", id, ok)
 	}
-	rows, err := th.Host.DB().DB.QueryContext(ctx, `SELECT key_hash FROM operator_keys`)
+	rows, err := th.Host.DB().DB.QueryContext(ctx, `SELECT key_hash FROM operator_api_keys`)
 	if err != nil {
 		t.Fatal(err)
 	}

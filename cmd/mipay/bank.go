@@ -54,19 +54,24 @@ func bankUsage(w io.Writer) {
 	for _, c := range bankCommands {
 		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.synopsis, c.help)
 	}
+	for _, c := range bankKeyCommands {
+		fmt.Fprintf(tw, "  keys %s %s\t%s\n", c.name, c.synopsis, c.help)
+	}
 	tw.Flush()
 }
 
 func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		bankUsage(stderr)
-		return usagef("bank: name a command: tokens, suspend, resume, delete, report-stolen or replace")
+		return usagef("bank: name a command: tokens, suspend, resume, delete, report-stolen, replace or keys")
 	}
 	sub := args[0]
 	switch sub {
 	case "help", "-h", "-help", "--help":
 		bankUsage(stdout)
 		return nil
+	case "keys":
+		return runBankKeys(ctx, args[1:], stdout, stderr) // bank_keys.go
 	}
 	synopsis := ""
 	for _, c := range bankCommands {
@@ -75,7 +80,7 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	}
 	if synopsis == "" {
-		return usagef("bank: unknown command %q: tokens, suspend, resume, delete, report-stolen or replace", sub)
+		return usagef("bank: unknown command %q: tokens, suspend, resume, delete, report-stolen, replace or keys", sub)
 	}
 	fs := newFlagSet("bank "+sub, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
 	issuerURL := fs.String("issuer-url", envOr("MIPAY_ISSUER_URL", defaultIssuerURL), "the issuer host's HTTP API")

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mipay-oss/mipay/httpx"
+	"github.com/mipay-oss/mipay/issuer"
+)
+
+// `mipay bank keys list|rotate|revoke`: a bank's staff manage their own
+// operator keys through the issuer host (issuer/operator_auth_keys.go),
+// authenticated by a valid key of that bank. No key is ever printed except
+// the new one of a rotation, once; keys are named by their ids.
+
+var bankKeyCommands = []struct{ name, synopsis, help string }{
+	{"list", "", "list the bank's operator keys: id, state, created, expires, revoked"},
+	{"rotate", "[--grace 24h]", "make a new key (printed once); the bank's other keys stop working after the grace period"},
+	{"revoke", "--key-id opk_…", "refuse a key of the bank from now on"},
+}
+
+var bankKeyIDRE = regexp.MustCompile(`^opk_[0-9a-f]{16}$`)
+
+func bankKeysUsage(w io.Writer) {
+	fmt.Fprint(w, "Usage: mipay bank keys COMMAND --bank ISSUER_ID [--issuer-url URL] [--key KEY | --key-file FILE] [--json] ...\n\nCommands:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range bankKeyCommands {
+		fmt.Fprintf(tw, "  keys %s %s\t%s\n", c.name, c.synopsis, c.help)
+	}
+	tw.Flush()
+}
+
+func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		bankKeysUsage(stderr)
+		return usagef("bank keys: name a command: list, rotate or revoke")
+	}
+	sub := args[0]
+	switch sub {
+	case "help", "-h", "-help", "--help":
+		bankKeysUsage(stdout)
+		return nil
+	}
+	synopsis, known := "", false
+	for _, c := range bankKeyCommands {
+		if c.name == sub {
+			synopsis, known = c.synopsis, true
+		}
+	}
+	if !known {
+		return usagef("bank keys: unknown command %q: list, rotate or revoke", sub)
+	}
+	name := "bank keys " + sub
+	fs := newFlagSet(name, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
+	issuerURL := fs.String("issuer-url", envOr("MIPAY_ISSUER_URL", defaultIssuerURL), "the issuer host's HTTP API")
+	bank := fs.String("bank", envOr("MIPAY_BANK", ""), "your bank's issuer id (e.g. icbc-debit)")
+	key := fs.String("key", "", "a valid operator key of your bank (prefer --key-file or "+EnvBankKey+": a flag is visible to other local users)")
+	keyFile := fs.String("key-file", "", "a file holding a valid operator key of your bank")
+	data := fs.String("data", envOr("MIPAY_DATA", DefaultDataDir), "data directory of `mipay up` (the key file it made, when no key is given)")
+	asJSON := fs.Bool("json", false, "print the issuer host's answer as JSON")
+	var grace, keyID *string
+	switch sub {
+	case "rotate":
+		grace = fs.String("grace", "", "how long the bank's other keys keep working (0s to 168h; default: the host's, 24h)")
+	case "revoke":
+		keyID = fs.String("key-id", "", "the id of the key to revoke (from `mipay bank keys list`)")
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	base, err := checkIssuerURL(*issuerURL)
+	if err != nil {
+		return usagef("%s: --issuer-url: %v", name, err)
+	}
+	if err := checkBankID(*bank); err != nil {
+		return usagef("%s: --bank: %v", name, err)
+	}
+	var body any
+	switch sub {
+	case "rotate":
+		if *grace != "" {
+			d, err := time.ParseDuration(*grace)
+			if err != nil || d < 0 || d > issuer.MaxOperatorKeyGrace {
+				return usagef("%s: --grace must be a duration from 0s to %s, such as 24h or 90m", name, issuer.MaxOperatorKeyGrace)
+			}
+		}
+		body = issuer.OperatorKeyRotateRequest{Grace: *grace}
+	case "revoke":
+		if *keyID == "" {
+			return usagef("%s: --key-id is required (see `mipay bank keys list`)", name)
+		}
+		if !bankKeyIDRE.MatchString(*keyID) {
+			// Never repeat the value: it may be a key given by mistake.
+			return usagef("%s: --key-id must be a key id such as opk_0123456789abcdef (not the key itself)", name)
+		}
+		body = issuer.OperatorKeyRevokeRequest{KeyID: *keyID}
+	}
+	k, err := bankKey(*key, *keyFile, *data, *bank)
+	if err != nil {
+		return usagef("%s: %v", name, err)
+	}
+	c := httpx.Client{Base: base, Token: k, HTTP: &http.Client{Timeout: bankTimeout}}
+	ctx, cancel := context.WithTimeout(ctx, bankTimeout)
+	defer cancel()
+	path := "/v1/issuers/" + url.PathEscape(*bank) + "/operator-keys"
+	switch sub {
+	case "list":
+		var out issuer.OperatorKeyList
+		if err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
+			return bankError(name, err)
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(out)
+		}
+		printBankKeys(stdout, out.Keys)
+		return nil
+	case "rotate":
+		var out issuer.OperatorKeyRotateResult
+		if err := c.Do(ctx, http.MethodPost, path+"/rotate", body, &out); err != nil {
+			return bankError(name, err)
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(out)
+		}
+		fmt.Fprintf(stdout, "New operator key of %s (id %s):\n\n  %s\n\n", *bank, out.New.ID, out.Key)
+		fmt.Fprintln(stdout, "Store it in your secret store now: it is not shown again.")
+		for _, o := range out.Expiring {
+			when := "now"
+			if o.Expires != nil {
+				when = o.Expires.Format(time.RFC3339)
+			}
+			note := ""
+			if o.Current {
+				note = " (the key used for this call)"
+			}
+			fmt.Fprintf(stdout, "Key %s%s stops working at %s.\n", o.ID, note, when)
+		}
+		return nil
+	default: // revoke
+		var out issuer.OperatorKeyRevokeResult
+		if err := c.Do(ctx, http.MethodPost, path+"/revoke", body, &out); err != nil {
+			return bankError(name, err)
+		}
+		if *asJSON {
+			return json.NewEncoder(stdout).Encode(out)
+		}
+		fmt.Fprintf(stdout, "Key %s of %s is revoked: the issuer host refuses it from now on.\n", out.Revoked.ID, *bank)
+		if out.Remaining == 0 {
+			fmt.Fprintf(stdout, "%s has no valid operator key left: ask whoever runs the issuer host to set one (%s).\n", *bank, issuer.EnvOperatorKeys)
+		} else {
+			fmt.Fprintf(stdout, "%d valid key(s) left.\n", out.Remaining)
+		}
+		return nil
+	}
+}
+
+func printBankKeys(w io.Writer, keys []issuer.OperatorKeyInfo) {
+	if len(keys) == 0 {
+		fmt.Fprintln(w, "No keys.")
+		return
+	}
+	date := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.Format(time.RFC3339)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "KEY ID\tSTATE\tCREATED\tEXPIRES\tREVOKED\t")
+	for _, k := range keys {
+		cur := ""
+		if k.Current {
+			cur = "(this key)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.State, k.Created.Format(time.RFC3339), date(k.Expires), date(k.Revoked), cur)
+	}
+	tw.Flush()
+}
