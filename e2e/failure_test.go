@@ -129,9 +129,10 @@ func (s *system) logger() *slog.Logger {
 
 // TestIssuerDown takes the issuer host down in the middle of the day: the
 // switch stands in within the bank's stand-in limit and answers 91 above it
-// or for a bank without stand-in; none of it reaches the bank's ledger. The
-// host comes back (at the address the switch knows, through a pass-through
-// proxy) and payments are authorized by the bank again. Then the bank gets
+// or for a bank without stand-in. The host comes back (at the address the
+// switch knows, through a pass-through proxy), gets the advice of the
+// stand-in approval and holds it, and payments are authorized by the bank
+// again. Then the bank gets
 // slow: the switch answers 91 at its timeout, the bank's approval comes
 // late, and the switch's reversal advice releases the bank's hold.
 func TestIssuerDown(t *testing.T) {
@@ -204,11 +205,12 @@ func TestIssuerDown(t *testing.T) {
 		}
 	})
 	t.Run("the bank holds only what it approved and the acquirer was told", func(t *testing.T) {
-		// Stand-in approvals stay with the switch; 91s hold nothing once
-		// their reversal advices are in.
+		// The stand-in approval (100.00) is held once its advice is in
+		// (advice_test.go); 91s hold nothing once their reversal advices
+		// are in.
 		eventually(t, "holds settle", func() bool {
 			return s.account(t, "cmb-debit", plainCard.PAN).HeldMinor == plainHeld+approved &&
-				s.account(t, "icbc-debit", standInCard.PAN).HeldMinor == standInHeld
+				s.account(t, "icbc-debit", standInCard.PAN).HeldMinor == standInHeld+10000
 		})
 		s.ledgerOK(t)
 	})
