@@ -2,6 +2,7 @@ package issuer
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/mipay-oss/mipay/iso8583"
@@ -268,4 +269,57 @@ func TestAdviceRefused(t *testing.T) {
 	if v := th.account(t, "debit"); v.HeldMinor != 10_00 {
 		t.Fatalf("held %d", v.HeldMinor)
 	}
+}
+
+// Races: an advice, its repeat and the late original at once hold once; an
+// advice and the reversal at once (of a declined original, the subtlest
+// order) leave nothing held, whichever wins.
+func TestAdviceRaces(t *testing.T) {
+	ctx := context.Background()
+	th := MustOpenHost(t)
+	for i := range 20 {
+		req := th.auth("rich", 10_00)
+		adv := req
+		adv.MTI = "0220"
+		var wg sync.WaitGroup
+		codes := make([]ResponseCode, 3)
+		wg.Add(3)
+		go func() { defer wg.Done(); codes[0] = th.Advise(ctx, adv, "S00100").Code }()
+		go func() { defer wg.Done(); codes[1] = th.Advise(ctx, adv, "S00100").Code }()
+		go func() { defer wg.Done(); codes[2] = th.Authorize(ctx, req).Code }()
+		wg.Wait()
+		if codes[0] != RCApproved || codes[1] != RCApproved || codes[2] != RCApproved {
+			t.Fatalf("round %d: answers %v", i, codes)
+		}
+		if holds, approved, _, _, _ := th.holdsOf(t, req); holds != 1 || approved != 1 {
+			t.Fatalf("round %d: %d holds, approved %d", i, holds, approved)
+		}
+	}
+	if v := th.account(t, "rich"); v.HeldMinor != 20*10_00 {
+		t.Fatalf("held %d after 20 advised payments", v.HeldMinor)
+	}
+	for i := range 20 {
+		req := th.auth("poor", 60_00) // over the balance: declined
+		if r := th.Authorize(ctx, req); r.Code != RCInsufficientFunds {
+			t.Fatalf("round %d: original %s", i, r.Code)
+		}
+		adv := req
+		adv.MTI = "0220"
+		rev := ReversalRequest{MTI: "0400", PAN: req.PAN, AmountMinor: req.AmountMinor, Transmission: "1126040000",
+			STAN: req.STAN, RRN: req.RRN, Terminal: req.Terminal, Acquirer: req.Acquirer,
+			Original: &OriginalData{MTI: "0200", STAN: req.STAN, Transmission: req.Transmission, Acquirer: req.Acquirer}}
+		var wg sync.WaitGroup
+		var ac, rc ResponseCode
+		wg.Add(2)
+		go func() { defer wg.Done(); ac = th.Advise(ctx, adv, "S00200").Code }()
+		go func() { defer wg.Done(); rc = th.Reverse(ctx, rev).Code }()
+		wg.Wait()
+		if ac != RCApproved || rc != RCApproved {
+			t.Fatalf("round %d: advice %s, reversal %s", i, ac, rc)
+		}
+		if v := th.account(t, "poor"); v.HeldMinor != 0 || v.AvailableMinor != 50_00 {
+			t.Fatalf("round %d: after advice and reversal %+v", i, v)
+		}
+	}
+	th.checkLedger(t)
 }
