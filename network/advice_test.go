@@ -266,3 +266,30 @@ func TestStandInAdviceRefused(t *testing.T) {
 		t.Fatalf("refused advice sent %d times: %v", len(got), got)
 	}
 }
+
+// A plain card (no token) has no TSP to give its PAN back: the advice row
+// keeps it while pending and forgets it once the issuer acknowledged.
+func TestStandInAdvicePlainCard(t *testing.T) {
+	db := storetest.Open(t, "network", Migrations())
+	link := &adviceIssuer{}
+	h := standInSwitch(t, db, link)
+	defer h.sw.Close()
+	req := h.request(6000)
+	req.SetString(2, h.tokens.pan)
+	req.Unset(55)
+	if r := h.send(t, req); r.String(39) != "00" || r.String(38)[0] != 'S' {
+		t.Fatalf("plain card stand-in: rc %s code %s", r.String(39), r.String(38))
+	}
+	waitFor(t, func() bool { return len(link.mtis()) >= 1 })
+	if a := advices(t, db); len(a) != 1 || a[0].pan != h.tokens.pan || a[0].done != advicePending {
+		t.Fatalf("pending advice row %+v", a)
+	}
+	link.set("00")
+	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceAcked })
+	if a := advices(t, db)[0]; a.pan != "" {
+		t.Fatalf("acknowledged advice keeps the PAN: %+v", a)
+	}
+	if m := link.last("0221"); m == nil || m.String(2) != h.tokens.pan {
+		t.Fatalf("advice without the card's PAN: %v", m)
+	}
+}
