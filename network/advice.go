@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/iso8583"
 )
 
@@ -52,19 +54,62 @@ func adviceMTI(orig string, repeat bool) string {
 	}
 }
 
+// PANSealer seals the PAN of a plain card while its advice is pending: the
+// HSM (hsm.HSM satisfies it) under key AdvicePANKey. A PAN is never stored
+// in the clear (DESIGN: the PAN is encrypted in the vault and masked
+// everywhere else); a token's PAN is not stored at all.
+type PANSealer interface {
+	Seal(ctx context.Context, h hsm.Handle, plaintext, aad []byte) ([]byte, error)
+	Open(ctx context.Context, h hsm.Handle, sealed, aad []byte) ([]byte, error)
+}
+
+// AdvicePANKey is the HSM key (AES-256) sealing plain-card PANs of pending
+// advices.
+const AdvicePANKey hsm.Handle = "network/advice-pan"
+
+// sealAdvicePAN seals a plain card's PAN for its advice row, bound to the
+// original's key (a sealed PAN moved to another row does not open).
+func (s *Switch) sealAdvicePAN(ctx context.Context, rec *authRecord) (string, error) {
+	if rec.TokenRef != "" || rec.pan == "" {
+		return "", nil // a token's PAN is asked of the TSP when the advice is sent
+	}
+	if s.cfg.PANSealer == nil {
+		return "", errors.New("network: no PAN sealer configured: a plain card's stand-in advice cannot keep its PAN")
+	}
+	sealed, err := s.cfg.PANSealer.Seal(ctx, AdvicePANKey, []byte(rec.pan), []byte(rec.Key))
+	if err != nil {
+		return "", fmt.Errorf("network: seal the advice's PAN: %w", err)
+	}
+	return hex.EncodeToString(sealed), nil
+}
+
+// openAdvicePAN opens what sealAdvicePAN stored.
+func (s *Switch) openAdvicePAN(ctx context.Context, o owedAdvice) (string, error) {
+	if o.pan == "" {
+		return "", nil
+	}
+	if s.cfg.PANSealer == nil {
+		return "", errors.New("no PAN sealer configured")
+	}
+	sealed, err := hex.DecodeString(o.pan)
+	if err != nil {
+		return "", fmt.Errorf("sealed PAN: %w", err)
+	}
+	pan, err := s.cfg.PANSealer.Open(ctx, AdvicePANKey, sealed, []byte(o.origKey))
+	if err != nil {
+		return "", fmt.Errorf("open the advice's PAN: %w", err)
+	}
+	return string(pan), nil
+}
+
 // insertAdvice queues the advice of the stand-in approval rec (in the
-// write that records rec). pan is only kept for a plain card: a token's
-// PAN is asked of the TSP when the advice is sent.
-func insertAdvice(ctx context.Context, tx *sql.Tx, rec *authRecord, now time.Time) error {
+// write that records rec), with sealedPAN for a plain card (sealAdvicePAN).
+func insertAdvice(ctx context.Context, tx *sql.Tx, rec *authRecord, sealedPAN string, now time.Time) error {
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)
-	pan := ""
-	if rec.TokenRef == "" {
-		pan = rec.pan
-	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO issuer_advices (id, orig_key, mti, pan, attempts, done, last_error,
 		created_at, updated_at) VALUES ($1,$2,$3,$4,0,0,'',$5,$5) ON CONFLICT (orig_key) DO NOTHING`,
-		hex.EncodeToString(id), rec.Key, adviceMTI(rec.MTI, false), pan, now.UnixMilli())
+		hex.EncodeToString(id), rec.Key, adviceMTI(rec.MTI, false), sealedPAN, now.UnixMilli())
 	if err != nil {
 		return fmt.Errorf("network: queue advice: %w", err)
 	}
@@ -190,11 +235,13 @@ func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (int, error) {
 	if !ok {
 		return advicePending, fmt.Errorf("no link to issuer %s", r.IssuerID)
 	}
-	pan := o.pan
+	var pan string
 	if r.TokenRef != "" {
 		if pan, _, err = s.cfg.Tokens.Detokenize(ctx, r.TokenRef, s.cfg.NodeID, "advice"); err != nil {
 			return advicePending, err
 		}
+	} else if pan, err = s.openAdvicePAN(ctx, o); err != nil {
+		return advicePending, err
 	}
 	if pan == "" {
 		return advicePending, fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))

@@ -3,11 +3,13 @@ package network
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mipay-oss/mipay/config"
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/store/storetest"
@@ -91,7 +93,7 @@ func standInSwitch(t *testing.T, db *store.DB, link *adviceIssuer) *harness {
 	h := &harness{ref: ref, bus: &fakeBus{},
 		tokens: &fakeTokens{token: luhnComplete(is.TokenBINs[0] + "123456789"), pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
 	sw, err := New(context.Background(), Config{Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
-		Issuers: func(string) (IssuerLink, bool) { return link, true }})
+		Issuers: func(string) (IssuerLink, bool) { return link, true }, PANSealer: testSealer(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,8 +269,22 @@ func TestStandInAdviceRefused(t *testing.T) {
 	}
 }
 
+// testSealer is an HSM with the advice PAN key.
+func testSealer(tb testing.TB) PANSealer {
+	tb.Helper()
+	h, err := hsm.OpenSoft(context.Background(), hsm.SoftConfig{Dir: tb.TempDir()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := h.EnsureKey(context.Background(), AdvicePANKey, hsm.AES256); err != nil {
+		tb.Fatal(err)
+	}
+	return h
+}
+
 // A plain card (no token) has no TSP to give its PAN back: the advice row
-// keeps it while pending and forgets it once the issuer acknowledged.
+// keeps it sealed by the HSM while pending (never in the clear) and forgets
+// it once the issuer acknowledged.
 func TestStandInAdvicePlainCard(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{}
@@ -281,8 +297,26 @@ func TestStandInAdvicePlainCard(t *testing.T) {
 		t.Fatalf("plain card stand-in: rc %s code %s", r.String(39), r.String(38))
 	}
 	waitFor(t, func() bool { return len(link.mtis()) >= 1 })
-	if a := advices(t, db); len(a) != 1 || a[0].pan != h.tokens.pan || a[0].done != advicePending {
+	a := advices(t, db)
+	if len(a) != 1 || a[0].pan == "" || a[0].done != advicePending {
 		t.Fatalf("pending advice row %+v", a)
+	}
+	if strings.Contains(a[0].pan, h.tokens.pan) {
+		t.Fatalf("the advice row keeps the PAN in the clear: %q", a[0].pan)
+	}
+	var dump strings.Builder
+	rows, err := db.DB.Query(`SELECT pan FROM issuer_advices`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var p string
+		_ = rows.Scan(&p)
+		dump.WriteString(p)
+	}
+	rows.Close()
+	if strings.Contains(dump.String(), h.tokens.pan) {
+		t.Fatal("PAN in the clear in issuer_advices")
 	}
 	link.set("00")
 	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceAcked })

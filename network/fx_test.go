@@ -201,7 +201,7 @@ func mustFXSwitch(t testing.TB) (*harness, *capturingLink, *clock) {
 	clk := &clock{t: time.Now().UTC()}
 	db := storetest.Open(t, "network", Migrations())
 	sw, err := New(context.Background(), Config{
-		Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond, Now: clk.now,
+		Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond, PANSealer: testSealer(t), Now: clk.now,
 		RateMaxAge: 24 * time.Hour, Issuers: func(string) (IssuerLink, bool) { return link, true },
 	})
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/node"
@@ -70,8 +71,11 @@ func StartParty(ctx context.Context, env *node.Env) (p *Party, err error) {
 		return nil, fmt.Errorf("network: TSP authorizer: %w", err)
 	}
 	p.links = &issuerLinks{env: env, clients: map[string]*iso8583.Client{}}
+	if err := env.HSM.EnsureKey(ctx, AdvicePANKey, hsm.AES256); err != nil {
+		return nil, fmt.Errorf("network: advice PAN key: %w", err)
+	}
 	cfg := Config{Ref: env.Ref, DB: p.db, Tokens: p.auth, Issuers: p.links.get, Log: env.Log, NodeID: node.RoleNetwork,
-		Writer: store.WriterConfig{Registerer: env.Metrics}}
+		Writer: store.WriterConfig{Registerer: env.Metrics}, PANSealer: env.HSM}
 	if env.Bus != nil {
 		cfg.Bus = env.Bus
 	}

@@ -294,7 +294,7 @@ func mustSwitchTB(tb testing.TB) *harness {
 	h := &harness{ref: ref, tokens: &fakeTokens{pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
 	h.tokens.token = luhnComplete(is.TokenBINs[0] + "123456789")
 	sw, err := New(context.Background(), Config{Ref: ref, DB: storetest.Open(tb, "network", Migrations()), Tokens: h.tokens,
-		Issuers: func(string) (IssuerLink, bool) { return client, true }})
+		Issuers: func(string) (IssuerLink, bool) { return client, true }, PANSealer: testSealer(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -92,6 +92,9 @@ type Config struct {
 	RateMaxAge time.Duration
 	// Promotions, when set, is consulted after de-tokenization (promo.go).
 	Promotions Promotions
+	// PANSealer seals the PAN of a plain card's pending stand-in advice
+	// (advice.go).
+	PANSealer PANSealer
 }
 
 // Switch is one switch node.
@@ -122,8 +125,8 @@ type flightCall struct {
 // New starts a switch node over its store: it loads the duplicate index of
 // the last window and starts the reversal and outbox workers.
 func New(ctx context.Context, cfg Config) (*Switch, error) {
-	if cfg.Ref == nil || cfg.DB == nil || cfg.Tokens == nil || cfg.Issuers == nil {
-		return nil, errors.New("network: Ref, DB, Tokens and Issuers are required")
+	if cfg.Ref == nil || cfg.DB == nil || cfg.Tokens == nil || cfg.Issuers == nil || cfg.PANSealer == nil {
+		return nil, errors.New("network: Ref, DB, Tokens, Issuers and PANSealer are required")
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -547,12 +550,18 @@ func (s *Switch) finishWith(ctx context.Context, resp *iso8583.Message, rec *aut
 		}
 	}
 	advise := rec.StandIn && rec.RC == RCApproved
+	var sealedPAN string
+	if advise {
+		if sealedPAN, err = s.sealAdvicePAN(ctx, rec); err != nil {
+			return nil, err
+		}
+	}
 	err = s.w.Write(ctx, func(tx *sql.Tx) error {
 		if err := insertAuth(ctx, tx, rec, s.now()); err != nil {
 			return err
 		}
 		if advise {
-			if err := insertAdvice(ctx, tx, rec, s.now()); err != nil {
+			if err := insertAdvice(ctx, tx, rec, sealedPAN, s.now()); err != nil {
 				return err
 			}
 		}

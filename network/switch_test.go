@@ -185,7 +185,7 @@ func mustSwitch(t *testing.T, mutate func(*config.Reference)) *harness {
 	h.tokens.token = luhnComplete(is.TokenBINs[0] + "123456789")
 	db := storetest.Open(t, "network", Migrations())
 	sw, err := New(context.Background(), Config{
-		Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
+		Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond, PANSealer: testSealer(t),
 		Issuers: func(string) (IssuerLink, bool) { return client, true },
 	})
 	if err != nil {
