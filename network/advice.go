@@ -119,29 +119,7 @@ func insertAdvice(ctx context.Context, tx *sql.Tx, rec *authRecord, sealedPAN st
 // adviceLoop sends owed advices until each is acknowledged, retrying with
 // the reversal queue's backoff (ReversalRetry, doubling up to a minute).
 func (s *Switch) adviceLoop() {
-	defer s.wg.Done()
-	delay := s.cfg.ReversalRetry
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-s.adviceWake:
-		case <-timer.C:
-		}
-		pending, err := s.forwardAdvices()
-		if err != nil {
-			s.log.Error("advice forwarding failed", "err", err)
-		}
-		if pending || err != nil {
-			timer.Reset(delay)
-			delay = min(2*delay, time.Minute)
-		} else {
-			delay = s.cfg.ReversalRetry
-			timer.Reset(time.Hour)
-		}
-	}
+	s.storeAndForward("advice", s.adviceWake, s.forwardAdvices)
 }
 
 // maxAdviceBatch bounds the advices sent per pass.

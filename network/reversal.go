@@ -87,6 +87,15 @@ func trimZeros(padded, de32 string) string {
 // acknowledged, retrying with backoff. The issuer's reversal handling is
 // idempotent, so a retry after a lost answer releases nothing twice.
 func (s *Switch) reversalLoop() {
+	s.storeAndForward("reversal", s.wake, s.forwardReversals)
+}
+
+// storeAndForward runs pass (one pass over a store-and-forward queue, which
+// reports whether some entries remain owed) when woken, and again after
+// ReversalRetry doubling up to a minute while entries remain owed or the
+// pass failed; an hour apart otherwise (the backstop should a wake-up be
+// missed).
+func (s *Switch) storeAndForward(what string, wake <-chan struct{}, pass func() (bool, error)) {
 	defer s.wg.Done()
 	delay := s.cfg.ReversalRetry
 	timer := time.NewTimer(time.Hour)
@@ -95,14 +104,14 @@ func (s *Switch) reversalLoop() {
 		select {
 		case <-s.stop:
 			return
-		case <-s.wake:
+		case <-wake:
 		case <-timer.C:
 		}
-		pending, err := s.forwardReversals()
+		pending, err := pass()
 		if err != nil {
-			s.log.Error("reversal forwarding failed", "err", err)
+			s.log.Error(what+" forwarding failed", "err", err)
 		}
-		if pending {
+		if pending || err != nil {
 			timer.Reset(delay)
 			delay = min(2*delay, time.Minute)
 		} else {
