@@ -135,22 +135,11 @@ type owedAdvice struct {
 func (s *Switch) forwardAdvices() (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, orig_key, mti, pan, attempts FROM issuer_advices
-		WHERE done = 0 ORDER BY created_at LIMIT `+fmt.Sprint(maxAdviceBatch))
+	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, pan, attempts FROM issuer_advices
+		WHERE done = 0 ORDER BY created_at LIMIT `+fmt.Sprint(maxAdviceBatch), func(rows *sql.Rows, o *owedAdvice) error {
+		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.pan, &o.attempts)
+	})
 	if err != nil {
-		return false, err
-	}
-	var owed []owedAdvice
-	for rows.Next() {
-		var o owedAdvice
-		if err := rows.Scan(&o.id, &o.origKey, &o.mti, &o.pan, &o.attempts); err != nil {
-			rows.Close()
-			return false, err
-		}
-		owed = append(owed, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return false, err
 	}
 	pending, settled := false, false

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mipay-oss/mipay/events"
 	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/store"
 )
 
 // reverse handles a reversal from an acquirer (0400, or a 0420 advice): the
@@ -121,6 +122,25 @@ func (s *Switch) storeAndForward(what string, wake <-chan struct{}, pass func() 
 	}
 }
 
+// queryOwed reads the entries a store-and-forward queue owes (query's
+// rows, each read by scan).
+func queryOwed[T any](ctx context.Context, db *store.DB, query string, scan func(*sql.Rows, *T) error) ([]T, error) {
+	rows, err := db.DB.QueryContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var owed []T
+	for rows.Next() {
+		var o T
+		if err := scan(rows, &o); err != nil {
+			return nil, err
+		}
+		owed = append(owed, o)
+	}
+	return owed, rows.Err()
+}
+
 // maxReversalBatch bounds the reversals forwarded per pass.
 const maxReversalBatch = 256
 
@@ -136,23 +156,12 @@ func (s *Switch) forwardReversals() (bool, error) {
 	defer cancel()
 	// A stand-in approval's reversal waits for its advice (advice.go): the
 	// issuer is told of the approval before it is asked to release it.
-	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, orig_key, mti, reason, attempts FROM issuer_reversals
+	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, reason, attempts FROM issuer_reversals
 		WHERE done = 0 AND orig_key NOT IN (SELECT orig_key FROM issuer_advices WHERE done = 0)
-		ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch))
+		ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch), func(rows *sql.Rows, o *owedReversal) error {
+		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.reason, &o.attempts)
+	})
 	if err != nil {
-		return false, err
-	}
-	var owed []owedReversal
-	for rows.Next() {
-		var o owedReversal
-		if err := rows.Scan(&o.id, &o.origKey, &o.mti, &o.reason, &o.attempts); err != nil {
-			rows.Close()
-			return false, err
-		}
-		owed = append(owed, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return false, err
 	}
 	pending := false
