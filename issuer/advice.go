@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/store"
@@ -196,20 +195,11 @@ func (h *Host) adviseNew(ctx context.Context, req AuthRequest, rec *authRecord, 
 		acct.post(amount, rec.day, now.UnixMilli())
 	}
 	// A refused advice is recorded too, so a repeat gets the same answer.
-	if err := h.batch.write(ctx, &req, rec, now); err != nil {
-		if rec.approved {
-			acct.unreserve(amount, rec.day, now.UnixMilli())
-		}
-		return h.failAuth(ctx, rec, err)
-	}
-	close(rec.done)
-	if h.log.Enabled(ctx, slog.LevelDebug) {
-		h.log.Debug("advice", "issuer", rec.issuerID, "pan", maskPAN(req.PAN), "amount", amount, "rc", string(code))
-	}
-	if rec.approved {
+	res, ok := h.commitAuth(ctx, &req, rec, acct, amount, now, "advice")
+	if ok && rec.approved {
 		acct.earnPoints(&req, rec.amount)
 	}
-	return AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}
+	return res
 }
 
 // errReversedDecline: the declined original an advice would turn into an

@@ -356,23 +356,30 @@ func (h *Host) authorizeNew(ctx context.Context, req AuthRequest, rec *authRecor
 		rec.authCode = newAuthCode()
 	}
 
-	err := h.batch.write(ctx, &req, rec, now)
-	if err != nil {
-		if rec.approved {
-			acct.unreserve(amount, rec.day, now.UnixMilli())
-		}
-		return h.failAuth(ctx, rec, err)
-	}
-	close(rec.done)
-	if h.log.Enabled(ctx, slog.LevelDebug) {
-		h.log.Debug("authorization", "issuer", rec.issuerID, "pan", maskPAN(req.PAN), "amount", amount, "rc", string(code))
-	}
-	res := AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}
-	if rec.approved {
+	res, ok := h.commitAuth(ctx, &req, rec, acct, amount, now, "authorization")
+	if ok && rec.approved {
 		res.PointsEarned, res.PointsBalance = acct.earnPoints(&req, rec.amount)
 		res.Points = true
 	}
 	return res
+}
+
+// commitAuth makes rec durable (its row, hold, fee and points in one
+// authorization-writer write) and then releases the duplicates waiting on
+// it; a write that fails gives back what acct had reserved for rec. ok is
+// false when the write failed (res is then failAuth's answer).
+func (h *Host) commitAuth(ctx context.Context, req *AuthRequest, rec *authRecord, acct *account, amount int64, now time.Time, what string) (res AuthResult, ok bool) {
+	if err := h.batch.write(ctx, req, rec, now); err != nil {
+		if rec.approved {
+			acct.unreserve(amount, rec.day, now.UnixMilli())
+		}
+		return h.failAuth(ctx, rec, err), false
+	}
+	close(rec.done)
+	if h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.Debug(what, "issuer", rec.issuerID, "pan", maskPAN(req.PAN), "amount", amount, "rc", string(rec.code))
+	}
+	return AuthResult{Code: rec.code, AuthCode: rec.authCode, AuthID: rec.id}, true
 }
 
 // errIdentTaken: the store already holds an authorization with this
