@@ -23,7 +23,7 @@ func TestPlaceholdersBind(t *testing.T) {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO items (id, val) VALUES ($2, $1)`, "out of order", 2); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO items (id, val) SELECT $1, $2 WHERE $1 > 0`, 3, "repeated")
+			_, err := tx.ExecContext(ctx, `INSERT INTO items (id, val) SELECT CAST($1 AS BIGINT), $2 WHERE CAST($1 AS BIGINT) > 0`, 3, "repeated")
 			return err
 		})
 		if err != nil {
