@@ -171,8 +171,12 @@ type subscription struct {
 	once    sync.Once
 	// work feeds the WithConcurrency workers (long-lived: a goroutine per
 	// event would grow a new stack for every handler's SQLite calls); nil:
-	// one at a time on the delivery goroutine.
+	// one at a time on the delivery goroutine. It is never closed: a
+	// delivery may still be waiting for a worker when consumption stopped
+	// by itself (the client stops on a terminal error, and Closed is then
+	// closed before that delivery returns); quit ends the workers instead.
 	work     chan jetstream.Msg
+	quit     chan struct{}
 	workers  sync.WaitGroup
 	stopWork sync.Once
 }
@@ -185,7 +189,15 @@ func (s *subscription) deliver(msg jetstream.Msg) {
 		s.handle(msg)
 		return
 	}
-	s.work <- msg
+	select {
+	case s.work <- msg:
+	case <-s.quit:
+		// Closing: not handled, so not acknowledged; a durable consumer
+		// delivers it again.
+		if s.durable != "" {
+			_ = msg.Nak()
+		}
+	}
 }
 
 // startWorkers starts the WithConcurrency workers.
@@ -193,22 +205,28 @@ func (s *subscription) startWorkers() {
 	if s.opts.concurrency <= 1 {
 		return
 	}
-	s.work = make(chan jetstream.Msg)
+	s.work, s.quit = make(chan jetstream.Msg), make(chan struct{})
 	for range s.opts.concurrency {
 		s.workers.Add(1)
 		go func() {
 			defer s.workers.Done()
-			for msg := range s.work {
-				s.handle(msg)
+			for {
+				select {
+				case msg := <-s.work:
+					s.handle(msg)
+				case <-s.quit:
+					return
+				}
 			}
 		}()
 	}
 }
 
-// closeWork ends the workers once delivery has stopped.
+// closeWork ends the workers (each after the handler it runs) once delivery
+// has stopped.
 func (s *subscription) closeWork() {
 	if s.work != nil {
-		s.stopWork.Do(func() { close(s.work) })
+		s.stopWork.Do(func() { close(s.quit) })
 	}
 }
 
