@@ -101,6 +101,10 @@ func (h *Host) Advise(ctx context.Context, req AuthRequest, authCode string) Aut
 	acct := h.cardByPAN(ctx, req.PAN)
 	fp := fingerprintOf(req, acct)
 	for attempt := 0; ; attempt++ {
+		if err := h.indexStored(ctx, ident); err != nil {
+			h.log.Error("advice: find original", "err", err)
+			return AuthResult{Code: RCSystemError}
+		}
 		rec, prev := h.claim(ident, alt, fp)
 		if prev == nil {
 			return h.adviseNew(ctx, req, rec, acct, authCode)
@@ -131,6 +135,31 @@ func (h *Host) Advise(ctx context.Context, req AuthRequest, authCode string) Aut
 			return res
 		}
 	}
+}
+
+// indexStored puts the stored authorization of ident back in the duplicate
+// index when it is not there (evicted by newer ones, or older than what a
+// restart loads), so that Advise decides on it as on a recent one. Without
+// it adviseNew's write would find the identity taken and answer the stored
+// original's code: a late decline's 51, which the network reads as a
+// refusal, so the stand-in approval would never be held.
+func (h *Host) indexStored(ctx context.Context, ident string) error {
+	h.dedup.mu.Lock()
+	cur := h.dedup.byIdent[ident]
+	h.dedup.mu.Unlock()
+	if cur != nil {
+		return nil
+	}
+	stored, err := h.findStored(ctx, ident)
+	if err != nil || stored == nil {
+		return err
+	}
+	h.dedup.mu.Lock()
+	if h.dedup.byIdent[ident] == nil {
+		h.dedup.put(stored)
+	}
+	h.dedup.mu.Unlock()
+	return nil
 }
 
 // adviceAmount is what an advised approval holds: the billing amount (or
