@@ -144,13 +144,13 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	}
 	pending, settled := false, false
 	for _, o := range owed {
-		state, err := s.sendAdvice(ctx, o)
+		state, sent, err := s.sendAdvice(ctx, o)
 		msg := ""
 		switch {
 		case err != nil:
 			pending = true
 			msg = err.Error()
-			s.log.Warn("issuer advice not acknowledged yet", "attempt", o.attempts+1, "err", err)
+			s.log.Warn("issuer advice not acknowledged yet", "sent", o.attempts+boolInt(sent), "err", err)
 		case state == adviceRefused:
 			msg = "issuer refused the advice"
 			s.log.Error("issuer refused a stand-in advice; its ledger lacks this approval", "orig", transactionID(o.origKey))
@@ -162,8 +162,10 @@ func (s *Switch) forwardAdvices() (bool, error) {
 		if state != advicePending {
 			pan = ""
 		}
-		_, uerr := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + 1, done = $1, last_error = $2,
-			pan = $3, updated_at = $4 WHERE id = $5 AND done = 0`, state, msg, pan, s.now().UnixMilli(), o.id)
+		// attempts counts the advices handed to the issuer's link: the next
+		// one is a repeat (0121/0221) only once one was.
+		_, uerr := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
+			pan = $4, updated_at = $5 WHERE id = $6 AND done = 0`, boolInt(sent), state, msg, pan, s.now().UnixMilli(), o.id)
 		if uerr != nil {
 			return true, uerr
 		}
@@ -177,8 +179,35 @@ func (s *Switch) forwardAdvices() (bool, error) {
 
 // sendAdvice builds the advice of a stand-in approval and sends it. It
 // returns adviceAcked or adviceRefused once the issuer answered for good,
-// or an error to retry (no answer, 91, 96).
-func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (int, error) {
+// or an error to retry (no answer, 91, 96). sent says whether the advice
+// was handed to the issuer's link: an error before that (original not
+// read, no link, no PAN) sent nothing the issuer may have got, so the next
+// advice is not a repeat.
+func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (state int, sent bool, err error) {
+	m, link, err := s.buildAdvice(ctx, o)
+	if err != nil {
+		return advicePending, false, err
+	}
+	answer, err := link.Send(ctx, m)
+	if err != nil {
+		return advicePending, true, err
+	}
+	switch rc := answer.String(39); rc {
+	case RCApproved:
+		return adviceAcked, true, nil
+	case RCIssuerUnavailable, RCSystemError, "":
+		return advicePending, true, fmt.Errorf("issuer answered %q", rc)
+	default:
+		// The issuer read the advice and will not post it (unknown card,
+		// malformed, another transaction under this identity): repeating
+		// it changes nothing.
+		return adviceRefused, true, nil
+	}
+}
+
+// buildAdvice builds the advice of o (0120/0220, or 0121/0221 once one was
+// sent) and finds its issuer's link.
+func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Message, IssuerLink, error) {
 	var r authRecord
 	var billMinor int64
 	var rate string
@@ -187,39 +216,39 @@ func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (int, error) {
 		o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID, &r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN,
 		&r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant, &r.Country, &billMinor, &rate, &r.AuthCode)
 	if err != nil {
-		return advicePending, fmt.Errorf("original: %w", err)
+		return nil, nil, fmt.Errorf("original: %w", err)
 	}
 	if rate != "" {
 		// The original's billing amount and rate: the issuer holds what the
 		// stand-in approved.
 		rt, err := ParseDE10(rate)
 		if err != nil {
-			return advicePending, fmt.Errorf("original's rate: %w", err)
+			return nil, nil, fmt.Errorf("original's rate: %w", err)
 		}
 		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
-		return advicePending, fmt.Errorf("no link to issuer %s", r.IssuerID)
+		return nil, nil, fmt.Errorf("no link to issuer %s", r.IssuerID)
 	}
 	var pan string
 	if r.TokenRef != "" {
 		if pan, _, err = s.cfg.Tokens.Detokenize(ctx, r.TokenRef, s.cfg.NodeID, "advice"); err != nil {
-			return advicePending, err
+			return nil, nil, err
 		}
 	} else if pan, err = s.openAdvicePAN(ctx, o); err != nil {
-		return advicePending, err
+		return nil, nil, err
 	}
 	if pan == "" {
-		return advicePending, fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))
+		return nil, nil, fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))
 	}
 	amount, err := iso8583.FormatAmount(r.AmountMinor)
 	if err != nil {
-		return advicePending, err
+		return nil, nil, err
 	}
 	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
 	if err != nil {
-		return advicePending, err
+		return nil, nil, err
 	}
 	m := &iso8583.Message{}
 	m.SetMTI(adviceMTI(r.MTI, o.attempts > 0))
@@ -242,23 +271,9 @@ func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (int, error) {
 	m.SetString(49, r.Currency)
 	if r.Bill.converted() {
 		if err := setBilling(m, r.Bill); err != nil {
-			return advicePending, err
+			return nil, nil, err
 		}
 	}
 	m.SetString(90, de90)
-	answer, err := link.Send(ctx, m)
-	if err != nil {
-		return advicePending, err
-	}
-	switch rc := answer.String(39); rc {
-	case RCApproved:
-		return adviceAcked, nil
-	case RCIssuerUnavailable, RCSystemError, "":
-		return advicePending, fmt.Errorf("issuer answered %q", rc)
-	default:
-		// The issuer read the advice and will not post it (unknown card,
-		// malformed, another transaction under this identity): repeating
-		// it changes nothing.
-		return adviceRefused, nil
-	}
+	return m, link, nil
 }
