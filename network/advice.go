@@ -135,8 +135,12 @@ type owedAdvice struct {
 func (s *Switch) forwardAdvices() (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// Least recently tried first: a failed try sets updated_at, so the
+	// advices of an issuer that stays down go behind the others instead of
+	// filling every batch (by created_at alone, a batch's worth of them
+	// kept everything queued after them from ever being sent).
 	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, pan, attempts FROM issuer_advices
-		WHERE done = 0 ORDER BY created_at LIMIT `+fmt.Sprint(maxAdviceBatch), func(rows *sql.Rows, o *owedAdvice) error {
+		WHERE done = 0 ORDER BY updated_at, created_at LIMIT `+fmt.Sprint(maxAdviceBatch), func(rows *sql.Rows, o *owedAdvice) error {
 		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.pan, &o.attempts)
 	})
 	if err != nil {
