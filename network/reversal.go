@@ -156,9 +156,12 @@ func (s *Switch) forwardReversals() (bool, error) {
 	defer cancel()
 	// A stand-in approval's reversal waits for its advice (advice.go): the
 	// issuer is told of the approval before it is asked to release it.
+	// Least recently tried first (a failed try sets updated_at): the
+	// reversals of an issuer that stays down go behind the others instead
+	// of filling every batch.
 	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, reason, attempts FROM issuer_reversals
 		WHERE done = 0 AND orig_key NOT IN (SELECT orig_key FROM issuer_advices WHERE done = 0)
-		ORDER BY created_at LIMIT `+fmt.Sprint(maxReversalBatch), func(rows *sql.Rows, o *owedReversal) error {
+		ORDER BY updated_at, created_at LIMIT `+fmt.Sprint(maxReversalBatch), func(rows *sql.Rows, o *owedReversal) error {
 		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.reason, &o.attempts)
 	})
 	if err != nil {
