@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 
 	"github.com/mipay-oss/mipay/config"
@@ -81,11 +84,39 @@ func (b *authBench) runTarget(ctx context.Context, t benchTarget, dataDir string
 		return nil, usagef("bench auth: --data %q is not the running up's data directory", dataDir)
 	}
 	t.dataDir = dataDir
-	var r [2]byte
-	_, _ = rand.Read(r[:])
-	t.run = int(binary.BigEndian.Uint16(r[:]) % 10000)
+	run, err := newBenchRun(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	t.run = run
 	fmt.Fprintf(b.progress, "driving the running parties (switch at %s, wallet at %s)…\n", t.networkAddr, t.walletURL)
 	return b.measure(ctx, t, nil)
+}
+
+// benchRuns is how many runs' phones and accounts one data directory can
+// hold (a run number has 4 digits in their names).
+const benchRuns = 10000
+
+// newBenchRun numbers a run on dataDir: the first number, from a random
+// one on (wrapping around), whose phones are not in dataDir yet. A number
+// drawn at random alone repeats an earlier run's sooner or later (half the
+// time within about 120 runs): that run's phone names and accounts are
+// taken, and the bench failed registering them again.
+func newBenchRun(dataDir string) (int, error) {
+	var r [2]byte
+	_, _ = rand.Read(r[:])
+	start := int(binary.BigEndian.Uint16(r[:]) % benchRuns)
+	for i := range benchRuns {
+		run := (start + i) % benchRuns
+		_, err := os.Stat(filepath.Join(dataDir, "phones", fmt.Sprintf("bench-%04d-0", run)))
+		if errors.Is(err, fs.ErrNotExist) {
+			return run, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("bench: %w", err)
+		}
+	}
+	return 0, fmt.Errorf("bench: the data directory %s holds the phones of %d bench runs, the most it can", dataDir, benchRuns)
 }
 
 // writeBenchReference writes benchReference() as JSON for `mipay up
