@@ -171,6 +171,9 @@ func (s *Switch) forwardAdvices() (bool, error) {
 		_, uerr := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
 			pan = $4, updated_at = $5 WHERE id = $6 AND done = 0`, boolInt(sent), state, msg, pan, s.now().UnixMilli(), o.id)
 		if uerr != nil {
+			if settled {
+				s.kick(s.wake) // the reversals of those settled before it
+			}
 			return true, uerr
 		}
 	}
