@@ -19,8 +19,15 @@ CREATE TABLE operator_api_keys (
 );
 CREATE INDEX operator_api_keys_issuer ON operator_api_keys (issuer_id);
 
+-- The keys of operator_keys carry over, but for a key it held for several
+-- banks (nothing kept MIPAY_ISSUER_OPERATOR_KEYS from giving two banks one
+-- key): a key acts for one bank only, so it acts for none of them, and
+-- those banks get no operator_banks row either: the next start makes each
+-- a new key (or takes the one configured).
 INSERT INTO operator_banks (issuer_id, created_ms)
-    SELECT issuer_id, created_ms FROM operator_keys;
+    SELECT issuer_id, created_ms FROM operator_keys
+    WHERE key_hash IN (SELECT key_hash FROM operator_keys GROUP BY key_hash HAVING COUNT(*) = 1);
 INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms)
-    SELECT key_hash, issuer_id, created_ms FROM operator_keys;
+    SELECT key_hash, issuer_id, created_ms FROM operator_keys
+    WHERE key_hash IN (SELECT key_hash FROM operator_keys GROUP BY key_hash HAVING COUNT(*) = 1);
 DROP TABLE operator_keys;
