@@ -89,6 +89,12 @@ type Operators struct {
 	mu   sync.Mutex
 	keys []cachedKey // not revoked (expiry checked at use)
 	last time.Time   // last reload from the store
+	// epoch counts the key changes this node committed (rotate, revoke): a
+	// reload that began reading before one installs nothing, so a copy read
+	// before a revoke never brings the revoked key back.
+	epoch uint64
+	// afterRead, in tests, runs between a reload's read and its install.
+	afterRead func()
 
 	fmu   sync.Mutex
 	fails map[string]*opFails
@@ -336,6 +342,9 @@ func ReadOperatorKey(dir, issuerID string) (string, error) {
 
 // reload reads the keys not revoked (expired ones are refused at use).
 func (o *Operators) reload(ctx context.Context) error {
+	o.mu.Lock()
+	epoch, afterRead := o.epoch, o.afterRead
+	o.mu.Unlock()
 	rows, err := o.db.DB.QueryContext(ctx, `SELECT issuer_id, key_hash, expires_ms FROM operator_api_keys WHERE revoked_ms = 0`)
 	if err != nil {
 		return fmt.Errorf("issuer: read operator keys: %w", err)
@@ -352,10 +361,23 @@ func (o *Operators) reload(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("issuer: read operator keys: %w", err)
 	}
+	if afterRead != nil {
+		afterRead()
+	}
 	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.epoch != epoch {
+		return nil // read before a change committed here: the change's own reload installs a newer copy
+	}
 	o.keys, o.last = keys, o.cfg.Now()
-	o.mu.Unlock()
 	return nil
+}
+
+// changed marks a key change committed on this node (before its reload).
+func (o *Operators) changed() {
+	o.mu.Lock()
+	o.epoch++
+	o.mu.Unlock()
 }
 
 // bankOf returns the issuer id whose valid key this is. Every stored hash

@@ -246,6 +246,7 @@ func (o *Operators) Rotate(ctx context.Context, issuerID string, req OperatorKey
 		}
 		return OperatorKeyRotateResult{}, fmt.Errorf("issuer: rotate the operator key of %s: %w", issuerID, err)
 	}
+	o.changed()
 	_ = o.reload(ctx) // this node refuses the old keys on time even if the read fails now (bankOf re-reads)
 	res := OperatorKeyRotateResult{Key: key, New: storedKey{hash: hash, createdMs: now}.info(now, current),
 		Expiring: make([]OperatorKeyInfo, 0, len(old))}
@@ -306,18 +307,19 @@ func (o *Operators) Revoke(ctx context.Context, issuerID string, req OperatorKey
 		}
 		return OperatorKeyRevokeResult{}, fmt.Errorf("issuer: revoke an operator key of %s: %w", issuerID, err)
 	}
-	if err := o.reload(ctx); err != nil {
-		// Refuse the key here at once even without a fresh copy.
-		o.mu.Lock()
-		kept := o.keys[:0:0]
-		for _, k := range o.keys {
-			if operatorKeyID(k.hash) != req.KeyID {
-				kept = append(kept, k)
-			}
+	o.changed()
+	_ = o.reload(ctx)
+	// Refused here at once, whatever the reload did (it may have failed, or
+	// a later change's reload may have superseded it).
+	o.mu.Lock()
+	kept := o.keys[:0:0]
+	for _, k := range o.keys {
+		if operatorKeyID(k.hash) != req.KeyID {
+			kept = append(kept, k)
 		}
-		o.keys = kept
-		o.mu.Unlock()
 	}
+	o.keys = kept
+	o.mu.Unlock()
 	return res, nil
 }
 
