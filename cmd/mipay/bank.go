@@ -266,17 +266,25 @@ func checkCardFlag(flagName, pan string) error {
 // bankKey finds the operator key: --key, --key-file, MIPAY_BANK_KEY, then
 // the file `mipay up` made for the bank under the data directory.
 func bankKey(key, keyFile, dataDir, bank string) (string, error) {
+	k, _, err := bankKeyFrom(key, keyFile, dataDir, bank)
+	return k, err
+}
+
+// bankKeyFrom is bankKey that also says which file the key came from ("" for
+// --key or the environment).
+func bankKeyFrom(key, keyFile, dataDir, bank string) (string, string, error) {
 	if key != "" && keyFile != "" {
-		return "", errors.New("give --key or --key-file, not both")
+		return "", "", errors.New("give --key or --key-file, not both")
 	}
+	from := ""
 	if key == "" && keyFile != "" {
 		b, err := readKeyFile(keyFile)
 		if err != nil {
-			return "", fmt.Errorf("--key-file: %w", err)
+			return "", "", fmt.Errorf("--key-file: %w", err)
 		}
-		key = b
+		key, from = b, keyFile
 		if key == "" {
-			return "", fmt.Errorf("--key-file %s is empty", keyFile)
+			return "", "", fmt.Errorf("--key-file %s is empty", keyFile)
 		}
 	}
 	if key == "" {
@@ -286,17 +294,44 @@ func bankKey(key, keyFile, dataDir, bank string) (string, error) {
 		p := filepath.Join(dataDir, node.RoleIssuer, issuer.OperatorKeyDir, bank+".key")
 		b, err := readKeyFile(p)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return "", err
+			return "", "", err
 		}
-		key = b
+		key, from = b, p
 	}
 	if key == "" {
-		return "", fmt.Errorf("no operator key: give --key-file FILE, set %s, or run where `mipay up` keeps its data (--data)", EnvBankKey)
+		return "", "", fmt.Errorf("no operator key: give --key-file FILE, set %s, or run where `mipay up` keeps its data (--data)", EnvBankKey)
 	}
 	if strings.ContainsAny(key, " \t\r\n") {
-		return "", errors.New("the operator key holds white space: check the key file")
+		return "", "", errors.New("the operator key holds white space: check the key file")
 	}
-	return key, nil
+	return key, from, nil
+}
+
+// replaceKeyFile writes a rotated key over the file the old one came from
+// (0600, through a temporary file renamed over it, so the file holds the
+// old key or the new one, never a part).
+func replaceKeyFile(path, key string) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.WriteString(key + "\n"); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func readKeyFile(path string) (string, error) {

@@ -105,7 +105,7 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		body = issuer.OperatorKeyRevokeRequest{KeyID: *keyID}
 	}
-	k, err := bankKey(*key, *keyFile, *data, *bank)
+	k, from, err := bankKeyFrom(*key, *keyFile, *data, *bank)
 	if err != nil {
 		return usagef("%s: %v", name, err)
 	}
@@ -129,11 +129,31 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err := c.Do(ctx, http.MethodPost, path+"/rotate", body, &out); err != nil {
 			return bankError(name, err)
 		}
-		if *asJSON {
-			return json.NewEncoder(stdout).Encode(out)
+		// The old key came from a file: the new one replaces it there, or
+		// the next command would fail once the grace period ends.
+		var ferr error
+		if from != "" {
+			ferr = replaceKeyFile(from, out.Key)
 		}
-		fmt.Fprintf(stdout, "New operator key of %s (id %s):\n\n  %s\n\n", *bank, out.New.ID, out.Key)
-		fmt.Fprintln(stdout, "Store it in your secret store now: it is not shown again.")
+		if *asJSON {
+			if err := json.NewEncoder(stdout).Encode(out); err != nil {
+				return err
+			}
+		} else {
+			fmt.Fprintf(stdout, "New operator key of %s (id %s):\n\n  %s\n\n", *bank, out.New.ID, out.Key)
+			switch {
+			case from != "" && ferr == nil:
+				fmt.Fprintf(stdout, "It replaced the old key in %s. Store it in your secret store too: it is not shown again.\n", from)
+			default:
+				fmt.Fprintln(stdout, "Store it in your secret store now: it is not shown again.")
+			}
+		}
+		if ferr != nil {
+			return fmt.Errorf("%s: the key was rotated but %s still holds the old one (%v): put the new key there before the old one expires", name, from, ferr)
+		}
+		if *asJSON {
+			return nil
+		}
 		for _, o := range out.Expiring {
 			when := "now"
 			if o.Expires != nil {

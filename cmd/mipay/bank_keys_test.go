@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,11 +104,20 @@ func TestBankKeysCLI(t *testing.T) {
 		}
 		newKey, oldID = r.Key, r.Expiring[0].ID
 		secrets = append(secrets, newKey)
+		// The old key came from the data directory's file: the new one
+		// replaced it there (0600), so the next command keeps working
+		// after the grace period.
+		if got, err := issuer.ReadOperatorKey(keyDir, bank); err != nil || got != newKey {
+			t.Fatalf("the key file holds the old key after the rotation (%v)", err)
+		}
+		if fi, err := os.Stat(filepath.Join(keyDir, bank+".key")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("key file mode %v, %v; want 0600", fi.Mode(), err)
+		}
 		if d := time.Until(*r.Expiring[0].Expires); d < 23*time.Hour || d > 25*time.Hour {
 			t.Fatalf("old key expires in %s, want the default 24h", d)
 		}
 		// The old key works in its grace period; both are listed.
-		code, out, errOut = keysCmd(t, "", append([]string{"list"}, common...)...)
+		code, out, errOut = keysCmd(t, "", "list", "--issuer-url", issuerURL, "--bank", bank, "--key", oldKey)
 		if code != 0 || !strings.Contains(out, "expiring") || !strings.Contains(out, "active") || !strings.Contains(out, r.New.ID) {
 			t.Fatalf("list with the old key: exit %d %s %s", code, out, errOut)
 		}
@@ -136,7 +146,7 @@ func TestBankKeysCLI(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "is revoked") || !strings.Contains(out, oldID) {
 			t.Fatalf("revoke: exit %d %s %s", code, out, errOut)
 		}
-		code, _, errOut = keysCmd(t, "", append([]string{"list"}, common...)...)
+		code, _, errOut = keysCmd(t, "", "list", "--issuer-url", issuerURL, "--bank", bank, "--key", oldKey)
 		if code != 1 || !strings.Contains(errOut, "refused the operator key") {
 			t.Fatalf("revoked key: exit %d %s", code, errOut)
 		}
