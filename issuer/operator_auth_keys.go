@@ -3,6 +3,7 @@ package issuer
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -195,6 +196,9 @@ func (o *Operators) Rotate(ctx context.Context, issuerID string, req OperatorKey
 	if err != nil {
 		return OperatorKeyRotateResult{}, err
 	}
+	if err := o.mayManage(current); err != nil {
+		return OperatorKeyRotateResult{}, err
+	}
 	key, err := NewOperatorKey()
 	if err != nil {
 		return OperatorKeyRotateResult{}, err
@@ -256,12 +260,33 @@ func (o *Operators) Rotate(ctx context.Context, issuerID string, req OperatorKey
 	return res, nil
 }
 
+// mayManage refuses key management (rotate, revoke) to a key in its grace
+// period: once superseded, a key keeps working for the bank's other calls
+// until it expires, but a leaked old key must not mint keys or revoke the
+// new one. current nil is an in-process caller.
+func (o *Operators) mayManage(current []byte) error {
+	if current == nil {
+		return nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, k := range o.keys {
+		if subtle.ConstantTimeCompare(current, k.hash) == 1 && k.expiresMs != 0 {
+			return mipay.Errorf(mipay.EFORBIDDEN, "this operator key was superseded by a rotation and only works until it expires: rotate or revoke keys with the bank's newest key")
+		}
+	}
+	return nil
+}
+
 // Revoke refuses a key of the bank from now on. A key id of no key of this
 // bank is ENOTFOUND (another bank's key is not found either), one already
 // revoked ECONFLICT.
 func (o *Operators) Revoke(ctx context.Context, issuerID string, req OperatorKeyRevokeRequest, current []byte) (OperatorKeyRevokeResult, error) {
 	if !operatorKeyIDRE.MatchString(req.KeyID) {
 		return OperatorKeyRevokeResult{}, mipay.Errorf(mipay.EINVALID, "keyId must be a key id such as opk_0123456789abcdef (see the key list)")
+	}
+	if err := o.mayManage(current); err != nil {
+		return OperatorKeyRevokeResult{}, err
 	}
 	now := o.cfg.Now().UnixMilli()
 	var res OperatorKeyRevokeResult

@@ -46,3 +46,27 @@ func TestOperatorKeyRevokeBeatsStaleReload(t *testing.T) {
 		t.Fatal("the new key stopped working")
 	}
 }
+
+// A key superseded by a rotation keeps working until it expires, but it may
+// no longer rotate or revoke: a leaked old key cannot mint a key or revoke
+// the new one.
+func TestOperatorKeySupersededCannotManage(t *testing.T) {
+	_, oldKey, _, keyCall := keysServer(t)
+	var rot OperatorKeyRotateResult
+	if st := keyCall(oldKey, "POST", "/rotate", map[string]string{"grace": "1h"}, &rot); st != 200 {
+		t.Fatalf("rotate: %d %+v", st, rot)
+	}
+	var out map[string]any
+	if st := keyCall(oldKey, "POST", "/rotate", map[string]string{}, &out); st != 403 {
+		t.Fatalf("rotate with the superseded key: %d %v, want 403", st, out)
+	}
+	if st := keyCall(oldKey, "POST", "/revoke", map[string]string{"keyId": rot.New.ID}, &out); st != 403 {
+		t.Fatalf("revoke the new key with the superseded one: %d %v, want 403", st, out)
+	}
+	if keys := listKeys(t, keyCall, oldKey); len(keys) != 2 {
+		t.Fatalf("the superseded key still lists, and nothing changed: %+v", keys)
+	}
+	if keys := listKeys(t, keyCall, rot.Key); len(keys) != 2 || keys[0].State == KeyRevoked || keys[1].State == KeyRevoked {
+		t.Fatalf("keys after refused management %+v", keys)
+	}
+}
