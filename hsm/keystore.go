@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/atomicfile"
 )
 
 // keystoreVersion is the format of keystore.json.
@@ -158,7 +159,7 @@ func (ks *keystore) write(f *keystoreFile) error {
 	if err != nil {
 		return fmt.Errorf("hsm: keystore: %w", err)
 	}
-	if err := writeFileAtomic(ks.path, b); err != nil {
+	if err := atomicfile.Write(ks.path, b, 0o600); err != nil {
 		return mipay.WrapError(mipay.EINTERNAL, err, "keystore write failed")
 	}
 	return nil
@@ -195,46 +196,6 @@ func openWith(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 		return nil, ErrAuth
 	}
 	return aead.Open(nil, sealed[:ns], sealed[ns:], aad)
-}
-
-// writeFileAtomic writes b to path through a temp file in the same
-// directory: write, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) // no-op after the rename
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(name, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // lockFile takes an exclusive advisory lock shared with other processes.
@@ -339,7 +300,7 @@ func createMasterKeyFile(path string) ([]byte, error) {
 		}
 		return nil, fmt.Errorf("hsm: cannot create %s: %w", path, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return nil, fmt.Errorf("hsm: %w", err)
 	}
 	return k, nil

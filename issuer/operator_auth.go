@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/atomicfile"
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/store"
@@ -301,35 +302,6 @@ func (o *Operators) generate(ctx context.Context, issuerID string, now int64) er
 	return nil
 }
 
-// writeSecretFile writes a 0600 file atomically (temporary file, rename).
-func writeSecretFile(path, content string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".key-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.WriteString(content)
-	if err == nil {
-		err = f.Chmod(0o600)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
 // ReadOperatorKey reads a bank's key file from dir (tests, the demo, and
 // `mipay bank` when no key is given).
 func ReadOperatorKey(dir, issuerID string) (string, error) {
@@ -509,4 +481,13 @@ func (h *Host) staff(next http.HandlerFunc) http.HandlerFunc {
 		}
 		next(w, r)
 	}
+}
+
+// writeSecretFile writes a 0600 file whole or not at all, creating its
+// directory (0700).
+func writeSecretFile(path, content string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(content), 0o600)
 }

@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/mipay-oss/mipay/atomicfile"
 )
 
 // The e-purse journal: one durable write per e-purse transaction.
@@ -122,20 +124,11 @@ func createJournal(path string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("se: journal: %w", err)
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("se: journal: %w", err)
 	}
 	return f, nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("se: %w", err)
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func (s *SE) replayJournal() error {

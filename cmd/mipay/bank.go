@@ -307,33 +307,6 @@ func bankKeyFrom(key, keyFile, dataDir, bank string) (string, string, error) {
 	return key, from, nil
 }
 
-// replaceKeyFile writes a rotated key over the file the old one came from
-// (0600, through a temporary file renamed over it, so the file holds the
-// old key or the new one, never a part).
-func replaceKeyFile(path, key string) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.WriteString(key + "\n"); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 func readKeyFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mipay-oss/mipay/atomicfile"
 	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/issuer"
 )
@@ -133,7 +134,7 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		// the next command would fail once the grace period ends.
 		var ferr error
 		if from != "" {
-			ferr = replaceKeyFile(from, out.Key)
+			ferr = atomicfile.Write(from, []byte(out.Key+"\n"), 0o600) // the old key or the new one, never a part
 		}
 		if *asJSON {
 			if err := json.NewEncoder(stdout).Encode(out); err != nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/mipay-oss/mipay/atomicfile"
 	"github.com/mipay-oss/mipay/cryptobox"
 	"github.com/mipay-oss/mipay/emv"
 	"github.com/mipay-oss/mipay/transit"
@@ -75,7 +76,7 @@ func CreatePSAM(dir string) (*PSAM, error) {
 	if _, err := rand.Read(seal); err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(dir, psamSealFile), seal); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, psamSealFile), seal, 0o600); err != nil {
 		return nil, err
 	}
 	p, err := newPSAM(dir, seal)
@@ -141,7 +142,7 @@ func (p *PSAM) persist() error {
 	if _, err := rand.Read(nonce); err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(p.dir, psamStateFile), p.aead.Seal(nonce, nonce, pt, []byte(psamAAD)))
+	return atomicfile.Write(filepath.Join(p.dir, psamStateFile), p.aead.Seal(nonce, nonce, pt, []byte(psamAAD)), 0o600)
 }
 
 // ID is the PSAM's id (its terminal number in hex).
@@ -197,28 +198,4 @@ func (p *PSAM) startPurchase(cardNumber string, random [4]byte, offlineSerial [2
 func (s *purchase) verifyMAC2(mac2 []byte) bool {
 	want := emv.EPursePurchaseMAC2(s.sk, s.tx.Amount)
 	return subtle.ConstantTimeCompare(want[:], mac2) == 1
-}
-
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("gate: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
