@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/store/storetest"
 )
 
@@ -24,15 +23,7 @@ func TestStandInReversalAfterAdviceDespiteFailedUpdate(t *testing.T) {
 	if r := h.send(t, orig); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))
 	}
-	de90, _ := iso8583.OriginalData{MTI: "0200", STAN: orig.String(11), TransmissionTime: orig.String(7), AcquirerID: orig.String(32)}.Format()
-	rev := orig.Clone()
-	rev.SetMTI("0400")
-	rev.Unset(55)
-	rev.SetString(11, "900001")
-	rev.SetString(90, de90)
-	if r := h.send(t, rev); r.String(39) != "00" {
-		t.Fatalf("reversal rc %s", r.String(39))
-	}
+	h.reverse(t, orig)
 	// A second stand-in approval whose advice row cannot be updated.
 	other := h.request(7000)
 	if r := h.send(t, other); r.String(39) != "00" {

@@ -1,12 +1,9 @@
 package network
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/store/storetest"
 )
 
@@ -16,14 +13,6 @@ import (
 func TestStandInAdviceFirstSentIsNotARepeat(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	ref, err := config.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	is, _ := ref.Issuer("icbc-debit")
-	is.StandIn = config.StandIn{Enabled: true, MaxMinor: 10_000}
-	h := &harness{ref: ref, bus: &fakeBus{},
-		tokens: &fakeTokens{token: luhnComplete(is.TokenBINs[0] + "123456789"), pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
 	// The first lookup is the authorization's (sent, never answered); the
 	// second the advice's first pass, which finds no link.
 	var lookups atomic.Int64
@@ -33,13 +22,8 @@ func TestStandInAdviceFirstSentIsNotARepeat(t *testing.T) {
 		}
 		return link, true
 	}
-	sw, err := New(context.Background(), Config{Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
-		Issuers: issuers, PANSealer: testSealer(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.sw = sw
-	defer sw.Close()
+	h := standInSwitchWith(t, db, issuers)
+	defer h.sw.Close()
 	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))
 	}

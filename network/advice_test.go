@@ -84,6 +84,12 @@ func (f *adviceIssuer) last(mti string) *iso8583.Message {
 // authorizations and stands in up to 100 CNY.
 func standInSwitch(t *testing.T, db *store.DB, link *adviceIssuer) *harness {
 	t.Helper()
+	return standInSwitchWith(t, db, func(string) (IssuerLink, bool) { return link, true })
+}
+
+// standInSwitchWith is standInSwitch with the issuer links given.
+func standInSwitchWith(t *testing.T, db *store.DB, issuers func(string) (IssuerLink, bool)) *harness {
+	t.Helper()
 	ref, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -93,12 +99,27 @@ func standInSwitch(t *testing.T, db *store.DB, link *adviceIssuer) *harness {
 	h := &harness{ref: ref, bus: &fakeBus{},
 		tokens: &fakeTokens{token: luhnComplete(is.TokenBINs[0] + "123456789"), pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
 	sw, err := New(context.Background(), Config{Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
-		Issuers: func(string) (IssuerLink, bool) { return link, true }, PANSealer: testSealer(t)})
+		Issuers: issuers, PANSealer: testSealer(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.sw = sw
 	return h
+}
+
+// reverse has the acquirer reverse orig (0400, DE90 naming it); the switch
+// answers 00 at once.
+func (h *harness) reverse(t *testing.T, orig *iso8583.Message) {
+	t.Helper()
+	de90, _ := iso8583.OriginalData{MTI: "0200", STAN: orig.String(11), TransmissionTime: orig.String(7), AcquirerID: orig.String(32)}.Format()
+	rev := orig.Clone()
+	rev.SetMTI("0400")
+	rev.Unset(55)
+	rev.SetString(11, "900001")
+	rev.SetString(90, de90)
+	if r := h.send(t, rev); r.String(39) != "00" {
+		t.Fatalf("reversal rc %s", r.String(39))
+	}
 }
 
 type adviceRow struct {
@@ -219,15 +240,7 @@ func TestStandInReversalAfterAdvice(t *testing.T) {
 	if r := h.send(t, orig); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))
 	}
-	de90, _ := iso8583.OriginalData{MTI: "0200", STAN: orig.String(11), TransmissionTime: orig.String(7), AcquirerID: orig.String(32)}.Format()
-	rev := orig.Clone()
-	rev.SetMTI("0400")
-	rev.Unset(55)
-	rev.SetString(11, "900001")
-	rev.SetString(90, de90)
-	if r := h.send(t, rev); r.String(39) != "00" {
-		t.Fatalf("reversal rc %s", r.String(39))
-	}
+	h.reverse(t, orig)
 	waitFor(t, func() bool { return len(link.mtis()) >= 3 })
 	for _, m := range link.mtis() {
 		if m == "0400" {
