@@ -147,6 +147,7 @@ func (s *Switch) forwardAdvices() (bool, error) {
 		return false, err
 	}
 	pending, settled := false, false
+	var uerrs []error
 	for _, o := range owed {
 		state, sent, err := s.sendAdvice(ctx, o)
 		msg := ""
@@ -171,17 +172,16 @@ func (s *Switch) forwardAdvices() (bool, error) {
 		_, uerr := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
 			pan = $4, updated_at = $5 WHERE id = $6 AND done = 0`, boolInt(sent), state, msg, pan, s.now().UnixMilli(), o.id)
 		if uerr != nil {
-			if settled {
-				s.kick(s.wake) // the reversals of those settled before it
-			}
-			return true, uerr
+			// This row is tried again next pass; the others go on.
+			pending = true
+			uerrs = append(uerrs, fmt.Errorf("record advice %s: %w", o.id, uerr))
 		}
 	}
 	if settled {
 		// Reversals of these approvals were held back until now.
 		s.kick(s.wake)
 	}
-	return pending || len(owed) == maxAdviceBatch, nil
+	return pending || len(owed) == maxAdviceBatch, errors.Join(uerrs...)
 }
 
 // sendAdvice builds the advice of a stand-in approval and sends it. It

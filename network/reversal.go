@@ -169,6 +169,7 @@ func (s *Switch) forwardReversals() (bool, error) {
 	}
 	pending := false
 	published := false
+	var uerrs []error
 	for _, o := range owed {
 		ev, err := s.sendReversal(ctx, o)
 		done := err == nil
@@ -193,13 +194,15 @@ func (s *Switch) forwardReversals() (bool, error) {
 			return nil
 		})
 		if uerr != nil {
-			return true, uerr
+			// This row is tried again next pass; the others go on.
+			pending = true
+			uerrs = append(uerrs, fmt.Errorf("record reversal %s: %w", o.id, uerr))
 		}
 	}
 	if published {
 		s.kick(s.outboxCh)
 	}
-	return pending || len(owed) == maxReversalBatch, nil
+	return pending || len(owed) == maxReversalBatch, errors.Join(uerrs...)
 }
 
 // sendReversal builds the issuer's reversal of an original and sends it.
