@@ -238,10 +238,7 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 	if err != nil {
 		return err
 	}
-	at := e.Time
-	if at.IsZero() {
-		at = s.now()
-	}
+	at := s.eventTime(e.Time)
 	t := &Transaction{
 		ID: clip(id), CardID: c.cardID, DeviceID: c.deviceID, AmountMinor: e.AmountMinor, Currency: clip(e.Currency),
 		MerchantName: clip(e.MerchantName), Approved: e.Approved, ResponseCode: clip(e.ResponseCode),
@@ -263,6 +260,14 @@ func (s *Service) HandleTransaction(ctx context.Context, eventID string, data js
 		s.hub.signal(c.deviceID)
 	}
 	return nil
+}
+
+// eventTime is when an event says it happened, or now when it does not.
+func (s *Service) eventTime(t time.Time) time.Time {
+	if t.IsZero() {
+		return s.now()
+	}
+	return t
 }
 
 // TokenStateEvent is the payload of token.state_changed (the TSP's
@@ -299,10 +304,7 @@ func (s *Service) applyTokenState(ctx context.Context, eventID string, e *TokenS
 	if err != nil {
 		return err
 	}
-	at := e.Time
-	if at.IsZero() {
-		at = s.now()
-	}
+	at := s.eventTime(e.Time)
 	if cardReplaced(c, e) {
 		if err := s.applyCardReplaced(ctx, c, e, at); err != nil {
 			return err

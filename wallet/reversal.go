@@ -80,18 +80,15 @@ func (s *Service) HandleReversal(ctx context.Context, eventID string, data json.
 		s.cfg.Log.ErrorContext(ctx, "malformed reversal event dropped", "event", eventID, "err", err)
 		return nil
 	}
-	c, err := s.repo.cardByTokenRef(ctx, e.TokenRef)
+	c, err := s.repo.tokenCard(ctx, e.TokenRef)
 	if mipay.ErrorCode(err) == mipay.ENOTFOUND {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	at := e.Time
-	if at.IsZero() {
-		at = s.now()
-	}
-	n := &TransactionReversal{TransactionID: clip(e.TransactionID), CardID: c.ID, AmountMinor: e.AmountMinor,
+	at := s.eventTime(e.Time)
+	n := &TransactionReversal{TransactionID: clip(e.TransactionID), CardID: c.cardID, AmountMinor: e.AmountMinor,
 		Currency: clip(e.Currency), MerchantName: clip(e.MerchantName), Time: at.UTC()}
 	if e.DiscountMinor > 0 && e.DiscountMinor <= e.AmountMinor {
 		n.DiscountMinor = e.DiscountMinor
@@ -104,12 +101,12 @@ func (s *Service) HandleReversal(ctx context.Context, eventID string, data json.
 		n.PointsReversed = &pts.Earned
 	}
 	n.Text = reversalText(n.AmountMinor, n.Currency)
-	inserted, err := s.repo.recordReversal(ctx, c.DeviceID, n, pts, s.now(), s.cfg.NotificationsKept)
+	inserted, err := s.repo.recordReversal(ctx, c.deviceID, n, pts, s.now(), s.cfg.NotificationsKept)
 	if err != nil {
 		return err
 	}
 	if inserted {
-		s.hub.signal(c.DeviceID)
+		s.hub.signal(c.deviceID)
 	}
 	return nil
 }
