@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -83,12 +84,8 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usagef("bank: unknown command %q: tokens, suspend, resume, delete, report-stolen, replace or keys", sub)
 	}
 	fs := newFlagSet("bank "+sub, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
-	issuerURL := fs.String("issuer-url", envOr("MIPAY_ISSUER_URL", defaultIssuerURL), "the issuer host's HTTP API")
-	bank := fs.String("bank", envOr("MIPAY_BANK", ""), "your bank's issuer id (e.g. icbc-debit)")
-	key := fs.String("key", "", "your bank's operator key (prefer --key-file or "+EnvBankKey+": a flag is visible to other local users)")
-	keyFile := fs.String("key-file", "", "a file holding your bank's operator key")
-	data := fs.String("data", envOr("MIPAY_DATA", DefaultDataDir), "data directory of `mipay up` (the key file it made, when no key is given)")
-	asJSON := fs.Bool("json", false, "print the issuer host's answer as JSON")
+	conn := addBankConnFlags(fs)
+	bank, asJSON := &conn.bank, &conn.asJSON
 	reason := fs.String("reason", "", "reason recorded with the change (default: the bank's, e.g. CARD_STOLEN)")
 	var pan, oldPAN, newPAN *string
 	if sub == "replace" {
@@ -104,12 +101,8 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	name := "bank " + sub
-	base, err := checkIssuerURL(*issuerURL)
-	if err != nil {
-		return usagef("%s: --issuer-url: %v", name, err)
-	}
-	if err := checkBankID(*bank); err != nil {
-		return usagef("%s: --bank: %v", name, err)
+	if err := conn.check(name); err != nil {
+		return err
 	}
 	if len(*reason) > maxBankReason {
 		return usagef("%s: --reason must be at most %d bytes", name, maxBankReason)
@@ -146,9 +139,9 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		body = issuer.CardActionRequest{PAN: *pan, Action: sub, Reason: *reason}
 	}
-	k, err := bankKey(*key, *keyFile, *data, *bank)
+	c, _, err := conn.client(name)
 	if err != nil {
-		return usagef("%s: %v", name, err)
+		return err
 	}
 	path := "/v1/issuers/" + url.PathEscape(*bank) + "/cards/"
 	switch sub {
@@ -157,7 +150,6 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	default:
 		path += sub
 	}
-	c := httpx.Client{Base: base, Token: k, HTTP: &http.Client{Timeout: bankTimeout}}
 	ctx, cancel := context.WithTimeout(ctx, bankTimeout)
 	defer cancel()
 	if sub == "replace" {
@@ -263,15 +255,52 @@ func checkCardFlag(flagName, pan string) error {
 	return nil
 }
 
-// bankKey finds the operator key: --key, --key-file, MIPAY_BANK_KEY, then
-// the file `mipay up` made for the bank under the data directory.
-func bankKey(key, keyFile, dataDir, bank string) (string, error) {
-	k, _, err := bankKeyFrom(key, keyFile, dataDir, bank)
-	return k, err
+// bankConn is what every `mipay bank` command needs to reach the issuer
+// host as the bank's staff: the flags and, once checked, a client.
+type bankConn struct {
+	issuerURL, bank, key, keyFile, data string
+	asJSON                              bool
+	base                                string // issuerURL, checked
 }
 
-// bankKeyFrom is bankKey that also says which file the key came from ("" for
-// --key or the environment).
+// addBankConnFlags defines the flags of bankConn on fs.
+func addBankConnFlags(fs *flag.FlagSet) *bankConn {
+	b := &bankConn{}
+	fs.StringVar(&b.issuerURL, "issuer-url", envOr("MIPAY_ISSUER_URL", defaultIssuerURL), "the issuer host's HTTP API")
+	fs.StringVar(&b.bank, "bank", envOr("MIPAY_BANK", ""), "your bank's issuer id (e.g. icbc-debit)")
+	fs.StringVar(&b.key, "key", "", "a valid operator key of your bank (prefer --key-file or "+EnvBankKey+": a flag is visible to other local users)")
+	fs.StringVar(&b.keyFile, "key-file", "", "a file holding a valid operator key of your bank")
+	fs.StringVar(&b.data, "data", envOr("MIPAY_DATA", DefaultDataDir), "data directory of `mipay up` (the key file it made, when no key is given)")
+	fs.BoolVar(&b.asJSON, "json", false, "print the issuer host's answer as JSON")
+	return b
+}
+
+// check checks --issuer-url and --bank (usage errors of command name).
+func (b *bankConn) check(name string) error {
+	base, err := checkIssuerURL(b.issuerURL)
+	if err != nil {
+		return usagef("%s: --issuer-url: %v", name, err)
+	}
+	if err := checkBankID(b.bank); err != nil {
+		return usagef("%s: --bank: %v", name, err)
+	}
+	b.base = base
+	return nil
+}
+
+// client finds the operator key and gives the client that sends it, and
+// the file the key came from ("" for --key or the environment).
+func (b *bankConn) client(name string) (httpx.Client, string, error) {
+	k, from, err := bankKeyFrom(b.key, b.keyFile, b.data, b.bank)
+	if err != nil {
+		return httpx.Client{}, "", usagef("%s: %v", name, err)
+	}
+	return httpx.Client{Base: b.base, Token: k, HTTP: &http.Client{Timeout: bankTimeout}}, from, nil
+}
+
+// bankKeyFrom finds the operator key: --key, --key-file, MIPAY_BANK_KEY,
+// then the file `mipay up` made for the bank under the data directory; and
+// which file it came from ("" for --key or the environment).
 func bankKeyFrom(key, keyFile, dataDir, bank string) (string, string, error) {
 	if key != "" && keyFile != "" {
 		return "", "", errors.New("give --key or --key-file, not both")

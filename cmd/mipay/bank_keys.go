@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay/atomicfile"
-	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/issuer"
 )
 
@@ -60,12 +59,8 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	name := "bank keys " + sub
 	fs := newFlagSet(name, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
-	issuerURL := fs.String("issuer-url", envOr("MIPAY_ISSUER_URL", defaultIssuerURL), "the issuer host's HTTP API")
-	bank := fs.String("bank", envOr("MIPAY_BANK", ""), "your bank's issuer id (e.g. icbc-debit)")
-	key := fs.String("key", "", "a valid operator key of your bank (prefer --key-file or "+EnvBankKey+": a flag is visible to other local users)")
-	keyFile := fs.String("key-file", "", "a file holding a valid operator key of your bank")
-	data := fs.String("data", envOr("MIPAY_DATA", DefaultDataDir), "data directory of `mipay up` (the key file it made, when no key is given)")
-	asJSON := fs.Bool("json", false, "print the issuer host's answer as JSON")
+	conn := addBankConnFlags(fs)
+	bank, asJSON := &conn.bank, &conn.asJSON
 	var grace, keyID *string
 	switch sub {
 	case "rotate":
@@ -79,12 +74,8 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	base, err := checkIssuerURL(*issuerURL)
-	if err != nil {
-		return usagef("%s: --issuer-url: %v", name, err)
-	}
-	if err := checkBankID(*bank); err != nil {
-		return usagef("%s: --bank: %v", name, err)
+	if err := conn.check(name); err != nil {
+		return err
 	}
 	var body any
 	switch sub {
@@ -106,11 +97,10 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		body = issuer.OperatorKeyRevokeRequest{KeyID: *keyID}
 	}
-	k, from, err := bankKeyFrom(*key, *keyFile, *data, *bank)
+	c, from, err := conn.client(name)
 	if err != nil {
-		return usagef("%s: %v", name, err)
+		return err
 	}
-	c := httpx.Client{Base: base, Token: k, HTTP: &http.Client{Timeout: bankTimeout}}
 	ctx, cancel := context.WithTimeout(ctx, bankTimeout)
 	defer cancel()
 	path := "/v1/issuers/" + url.PathEscape(*bank) + "/operator-keys"
