@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -256,11 +257,11 @@ func TestOperatorKeyConfiguredReplaces(t *testing.T) {
 	}
 }
 
-// TestOperatorKeyMigration: a key stored before rotation existed (table
-// operator_keys) still works after migration 0006, as an active key.
-func TestOperatorKeyMigration(t *testing.T) {
-	ctx := context.Background()
-	cfg := storetest.Config(t)
+// openBeforeKeyRotation opens an issuer store at cfg with the migrations
+// that came before operator key rotation (0001, 0005): the operator_keys
+// table as it was.
+func openBeforeKeyRotation(t *testing.T, cfg store.Config) *store.DB {
+	t.Helper()
 	before := fstest.MapFS{}
 	for _, name := range []string{"0001_issuer.sql", "0005_operator_keys.sql"} {
 		b, err := fs.ReadFile(Migrations(), name)
@@ -269,17 +270,26 @@ func TestOperatorKeyMigration(t *testing.T) {
 		}
 		before[name] = &fstest.MapFile{Data: b}
 	}
-	db, err := store.Open(ctx, cfg, "issuer", before)
+	db, err := store.Open(context.Background(), cfg, "issuer", before)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db
+}
+
+// TestOperatorKeyMigration: a key stored before rotation existed (table
+// operator_keys) still works after migration 0006, as an active key.
+func TestOperatorKeyMigration(t *testing.T) {
+	ctx := context.Background()
+	cfg := storetest.Config(t)
+	db := openBeforeKeyRotation(t, cfg)
 	key, _ := NewOperatorKey()
 	if _, err := db.DB.ExecContext(ctx, `INSERT INTO operator_keys (issuer_id, key_hash, created_ms) VALUES ($1, $2, $3)`,
 		"icbc-debit", operatorKeyHash(key), int64(1700000000000)); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
-	db, err = store.Open(ctx, cfg, "issuer", Migrations())
+	db, err := store.Open(ctx, cfg, "issuer", Migrations())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,5 +308,59 @@ func TestOperatorKeyMigration(t *testing.T) {
 	}
 	if _, err := db.DB.ExecContext(ctx, `SELECT 1 FROM operator_keys`); err == nil {
 		t.Fatal("operator_keys is still there")
+	}
+}
+
+// TestOperatorKeyMigrationSharedKey: before 0006 nothing kept two banks
+// from being given one key (MIPAY_ISSUER_OPERATOR_KEYS="a=K,b=K"), and
+// operator_keys stored it for both. Migration 0006, where a key's hash is
+// the primary key, must still apply (it failed on the duplicate, so the
+// host could not start, whatever the settings said): a key shared by
+// several banks acts for none of them (one key, one bank), so those banks
+// get a new key at the next start; every other key carries over.
+func TestOperatorKeyMigrationSharedKey(t *testing.T) {
+	ctx := context.Background()
+	cfg := storetest.Config(t)
+	db := openBeforeKeyRotation(t, cfg)
+	shared, _ := NewOperatorKey()
+	own, _ := NewOperatorKey()
+	for _, k := range []struct{ id, key string }{{"icbc-debit", shared}, {"boc-debit", shared}, {"ccb-debit", own}} {
+		if _, err := db.DB.ExecContext(ctx, `INSERT INTO operator_keys (issuer_id, key_hash, created_ms) VALUES ($1, $2, $3)`,
+			k.id, operatorKeyHash(k.key), int64(1700000000000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.Close()
+	db, err := store.Open(ctx, cfg, "issuer", Migrations())
+	if err != nil {
+		t.Fatalf("migration 0006 over a key two banks shared: %v", err)
+	}
+	defer db.Close()
+	th := MustOpenHost(t) // for the reference data
+	dir := t.TempDir()
+	ops, err := OpenOperators(ctx, db, th.Host.ref, OperatorConfig{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id, ok := ops.bankOf(ctx, own); !ok || id != "ccb-debit" {
+		t.Fatalf("a bank's own key after the migration: %q %v", id, ok)
+	}
+	if id, ok := ops.bankOf(ctx, shared); ok {
+		t.Fatalf("a key two banks shared acts for %s", id)
+	}
+	for _, id := range []string{"icbc-debit", "boc-debit"} {
+		if !slices.Contains(ops.Generated, id) {
+			t.Fatalf("%s got no new key (generated: %v)", id, ops.Generated)
+		}
+		key, err := ReadOperatorKey(dir, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := ops.bankOf(ctx, key); !ok || got != id {
+			t.Fatalf("the new key of %s acts for %q %v", id, got, ok)
+		}
+	}
+	if slices.Contains(ops.Generated, "ccb-debit") {
+		t.Fatal("a bank whose key carried over got a new one")
 	}
 }
