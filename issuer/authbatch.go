@@ -195,27 +195,24 @@ type authSQL struct {
 	auth, hold map[int]string
 }
 
-// newAuthSQL builds the statements. The text is the same on both engines but
-// for the placeholders: numbered ($1) on PostgreSQL, positional (?) on
-// SQLite, where a $N placeholder is a named parameter that SQLite resolves
-// by a linear search per parameter, which a statement with hundreds of
-// parameters pays quadratically.
-func newAuthSQL(positional bool) *authSQL {
+// newAuthSQL builds the statements (the same text on both engines: the
+// store's SQLite statement cache binds their $1…$n by position).
+func newAuthSQL() *authSQL {
 	q := &authSQL{auth: map[int]string{}, hold: map[int]string{}}
 	for _, n := range authChunks {
 		q.auth[n] = `INSERT INTO authorizations (id, issuer_id, card_id, pan_first6, pan_last4, mti, proc_code,
 		amount_minor, currency, ident, alt_ident, fingerprint, response_code, auth_code, approved,
 		token_ref, token_last4, token_requestor, cryptogram_result, day, created_ms, reversed, reversed_ms) VALUES ` +
-			placeholders(n, authCols, ", 0, 0", positional) + ` ON CONFLICT (ident) DO NOTHING RETURNING id`
+			placeholders(n, authCols, ", 0, 0") + ` ON CONFLICT (ident) DO NOTHING RETURNING id`
 		q.hold[n] = `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, auth_id, created_ms, kind) VALUES ` +
-			placeholders(2*n, postingCols, ", '"+kindHold+"'", positional)
+			placeholders(2*n, postingCols, ", '"+kindHold+"'")
 	}
 	return q
 }
 
 // placeholders returns rows tuples of cols placeholders, each followed by
 // the literal tail.
-func placeholders(rows, cols int, tail string, positional bool) string {
+func placeholders(rows, cols int, tail string) string {
 	var b strings.Builder
 	p := 1
 	for r := range rows {
@@ -227,12 +224,8 @@ func placeholders(rows, cols int, tail string, positional bool) string {
 			if c > 0 {
 				b.WriteString(", ")
 			}
-			if positional {
-				b.WriteByte('?')
-			} else {
-				b.WriteByte('$')
-				b.WriteString(strconv.Itoa(p))
-			}
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(p))
 			p++
 		}
 		b.WriteString(tail)

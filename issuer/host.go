@@ -106,7 +106,7 @@ func NewHost(ctx context.Context, o Options) (*Host, error) {
 		o.Writer.Name = "authorizations"
 	}
 	h.w = store.NewWriter(o.DB, o.Writer)
-	h.sql = newAuthSQL(o.DB.Engine() == store.SQLite)
+	h.sql = newAuthSQL()
 	h.batch = newAuthBatcher(h)
 	return h, nil
 }

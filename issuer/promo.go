@@ -126,6 +126,15 @@ func writePromotions(ctx context.Context, tx *sql.Tx, jobs []*authJob) error {
 	return insertPostingRows(ctx, tx, rows)
 }
 
+// promoPostingSQL[n] inserts n posting rows (built once, not per write).
+var promoPostingSQL = func() (q [promoChunkRows + 1]string) {
+	for n := 1; n <= promoChunkRows; n++ {
+		q[n] = `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, auth_id, created_ms, kind) VALUES ` +
+			placeholders(n, promoPostingCol, "")
+	}
+	return q
+}()
+
 func insertPostingRows(ctx context.Context, tx *sql.Tx, rows [][promoPostingCol]any) error {
 	for len(rows) > 0 {
 		n := min(len(rows), promoChunkRows)
@@ -133,9 +142,7 @@ func insertPostingRows(ctx context.Context, tx *sql.Tx, rows [][promoPostingCol]
 		for _, r := range rows[:n] {
 			args = append(args, r[:]...)
 		}
-		q := `INSERT INTO postings (entry_id, leg, issuer_id, account, amount_minor, auth_id, created_ms, kind) VALUES ` +
-			placeholders(n, promoPostingCol, "", false)
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, promoPostingSQL[n], args...); err != nil {
 			return fmt.Errorf("insert promotion postings: %w", err)
 		}
 		rows = rows[n:]
