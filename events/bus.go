@@ -231,10 +231,18 @@ const MaxIDBytes = 128
 // same Event.ID (consumers de-duplicate on it; JetStream also drops a
 // repeat within DefaultDuplicates). id is 1–128 printable ASCII bytes.
 func (b *Bus) PublishID(ctx context.Context, id, subject string, v any) error {
+	if err := checkID(id, subject); err != nil {
+		return err
+	}
+	return b.publish(ctx, id, subject, v)
+}
+
+// checkID checks a caller's event id: 1–MaxIDBytes printable ASCII bytes.
+func checkID(id, subject string) error {
 	if id == "" || len(id) > MaxIDBytes || strings.IndexFunc(id, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
 		return fmt.Errorf("events: publish %s: id must be 1–%d printable ASCII bytes", subject, MaxIDBytes)
 	}
-	return b.publish(ctx, id, subject, v)
+	return nil
 }
 
 func (b *Bus) publish(ctx context.Context, id, subject string, v any) error {
@@ -377,8 +385,8 @@ func (b *Bus) PublishBatch(ctx context.Context, evs []Outgoing) (ok []bool, err 
 	ok = make([]bool, len(evs))
 	futures := make([]jetstream.PubAckFuture, len(evs))
 	for i, e := range evs {
-		if e.ID == "" || len(e.ID) > MaxIDBytes || strings.IndexFunc(e.ID, func(r rune) bool { return r <= ' ' || r >= 0x7f }) >= 0 {
-			err = errors.Join(err, fmt.Errorf("events: publish %s: id must be 1–%d printable ASCII bytes", e.Subject, MaxIDBytes))
+		if ierr := checkID(e.ID, e.Subject); ierr != nil {
+			err = errors.Join(err, ierr)
 			continue
 		}
 		msg, merr := b.encode(e.ID, e.Subject, e.Data)

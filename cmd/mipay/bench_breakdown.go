@@ -93,7 +93,7 @@ func writerBreakdown(before, after map[string]writerSnapshot) []WriterBreakdown 
 		out = append(out, d)
 	}
 	sort.Slice(out, func(i, j int) bool {
-		return out[i].Batches*uint64(out[i].WritesPerBatch) > out[j].Batches*uint64(out[j].WritesPerBatch)
+		return float64(out[i].Batches)*out[i].WritesPerBatch > float64(out[j].Batches)*out[j].WritesPerBatch // writes, untruncated
 	})
 	return out
 }
