@@ -276,20 +276,9 @@ func TestGateSIGKILLMidTap(t *testing.T) {
 		t.Skip("starts processes")
 	}
 	ctx := context.Background()
-	a := transittest.NewAgency(t)
-	data := t.TempDir()
-	cfg := gate.Config{DataDir: data, City: a.City(t, "sz"), Station: "bus-1", Mode: gate.ModeBus, Agency: a.URL, OperatorToken: a.Token}
-	if _, err := gate.Provision(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	ph := a.NewPhone(t, "rider")
-	card := ph.Issue(t, "sz")
-	const loaded = 100000
-	if _, err := ph.TopUp(ctx, card, loaded, "t", transittest.CutNone); err != nil {
-		t.Fatal(err)
-	}
-	fare := a.City(t, "sz").BusFareMinor
-	env := []string{"GATE_DATA=" + data, "GATE_CITY=sz", "GATE_AGENCY=" + a.URL, "GATE_TOKEN=" + a.Token}
+	cs := newCrashSetup(t)
+	a, cfg, ph, card, fare, env := cs.a, cs.cfg, cs.ph, cs.card, cs.fare, cs.env
+	loaded := cs.loaded
 	g, addr := startChild(t, "gate", env...)
 	const rides = 15
 	opens, recovered, kills := 0, 0, 0

@@ -62,11 +62,7 @@ func TestJournalRestartAndReplay(t *testing.T) {
 	tap(g)
 	// The process dies: no Close, nothing mirrored since the restart (the
 	// file is closed as the kernel would, after its last write).
-	g.j.syncMu.Lock()
-	g.j.closed = true
-	g.j.f.Close()
-	g.j.syncMu.Unlock()
-	g.db.Close()
+	cutPower(t, g, -1)
 
 	// Damage the last record (tap 4's "opened"): the journal ends before
 	// it, so tap 4 is a debit whose barrier may not have opened.
@@ -164,14 +160,7 @@ func TestPowerCutLostIntent(t *testing.T) {
 	if g.j.recs[last-1].kind != recIntent {
 		t.Fatalf("last record %c", g.j.recs[last-1].kind)
 	}
-	g.j.syncMu.Lock()
-	g.j.closed = true
-	if _, err := g.j.f.WriteAt(make([]byte, slotBytes), int64(last)*slotBytes); err != nil {
-		t.Fatal(err)
-	}
-	g.j.f.Close()
-	g.j.syncMu.Unlock()
-	g.db.Close()
+	cutPower(t, g, last)
 
 	g2 := openTestGate(t, a, data)
 	defer g2.Close()
@@ -233,14 +222,7 @@ func TestKilledAfterFindingTheLostTap(t *testing.T) {
 	}
 	// The power cut: the last intent never reached the disk.
 	last := len(g.j.recs)
-	g.j.syncMu.Lock()
-	g.j.closed = true
-	if _, err := g.j.f.WriteAt(make([]byte, slotBytes), int64(last)*slotBytes); err != nil {
-		t.Fatal(err)
-	}
-	g.j.f.Close()
-	g.j.syncMu.Unlock()
-	g.db.Close()
+	cutPower(t, g, last)
 
 	g2 := openTestGate(t, a, data)
 	if g2.lost == nil || g2.lost.tsn != 2 {
@@ -287,4 +269,22 @@ func TestKilledAfterFindingTheLostTap(t *testing.T) {
 	if c.ClearedRecords != 2 || c.ShadowBalance != ph.Balance(t, card) {
 		t.Fatalf("cleared %d records, shadow balance %d; the card made 2 debits, holds %d", c.ClearedRecords, c.ShadowBalance, ph.Balance(t, card))
 	}
+}
+
+// cutPower stops g as a dying process would: no Close, the journal file
+// closed as the kernel closes it. lostSlot >= 0 also zeroes that journal
+// slot, as a power cut that took a write which had not reached the disk.
+func cutPower(t *testing.T, g *Gate, lostSlot int) {
+	t.Helper()
+	g.j.syncMu.Lock()
+	g.j.closed = true
+	if lostSlot >= 0 {
+		if _, err := g.j.f.WriteAt(make([]byte, slotBytes), int64(lostSlot)*slotBytes); err != nil {
+			g.j.syncMu.Unlock()
+			t.Fatal(err)
+		}
+	}
+	g.j.f.Close()
+	g.j.syncMu.Unlock()
+	g.db.Close()
 }
