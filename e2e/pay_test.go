@@ -171,6 +171,16 @@ func (s *system) account(tb testing.TB, issuerID, pan string) account {
 }
 
 // boundPhone is a phone with one card of issuerID's demo cardholder i.
+// onlyCardID is the id of the one card on p.
+func onlyCardID(tb testing.TB, p *phone.Phone) string {
+	tb.Helper()
+	cards, err := p.Cards(context.Background())
+	if err != nil || len(cards) != 1 {
+		tb.Fatalf("cards %+v %v", cards, err)
+	}
+	return cards[0].ID
+}
+
 func (s *system) boundPhone(tb testing.TB, name, issuerID string, i int) (*phone.Phone, phone.CardDetails) {
 	tb.Helper()
 	p := s.newPhone(tb, name)

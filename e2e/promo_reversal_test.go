@@ -21,11 +21,7 @@ func TestPromoRewardsReversal(t *testing.T) {
 	s := mustStart(t, "", nil)
 	ctx := context.Background()
 	p, _ := s.boundPhone(t, "rewards-rev", "icbc-debit", 0)
-	cards, err := p.Cards(ctx)
-	if err != nil || len(cards) != 1 {
-		t.Fatalf("cards %+v %v", cards, err)
-	}
-	cardID := cards[0].ID
+	cardID := onlyCardID(t, p)
 
 	groc := s.newTerminal(t, "GROC0201")
 	// 30.00 at a grocery: no offer, 30 points, kept.
@@ -37,7 +33,10 @@ func TestPromoRewardsReversal(t *testing.T) {
 	if rec := tap(t, term, p, 6000, phone.FingerOK); rec.ResponseCode != "00" || rec.DiscountMinor != 1000 {
 		t.Fatalf("receipt %+v", rec)
 	}
-	var r phone.Rewards
+	var (
+		r   phone.Rewards
+		err error
+	)
 	waitFor(t, func() bool {
 		r, err = p.Rewards(ctx, cardID)
 		return err == nil && r.Points != nil && r.Points.Balance == 80

@@ -20,11 +20,7 @@ func TestWalletShowsOffersAndPoints(t *testing.T) {
 	s := mustStart(t, "", nil)
 	ctx := context.Background()
 	p, _ := s.boundPhone(t, "rewards", "icbc-debit", 0)
-	cards, err := p.Cards(ctx)
-	if err != nil || len(cards) != 1 {
-		t.Fatalf("cards %+v %v", cards, err)
-	}
-	cardID := cards[0].ID
+	cardID := onlyCardID(t, p)
 
 	r, err := p.Rewards(ctx, cardID)
 	if err != nil {
