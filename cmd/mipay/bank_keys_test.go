@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -20,17 +19,8 @@ import (
 // bad flags are usage errors (exit 2) and no output but a rotation's holds a
 // key.
 func TestBankKeysCLI(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	sys, err := local.Start(ctx, local.Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = sys.Close(cctx)
-	})
+	sys := mustStartLocal(t, local.Options{DataDir: dir})
 	const bank = "icbc-debit"
 	keyDir := filepath.Join(dir, node.RoleIssuer, issuer.OperatorKeyDir)
 	oldKey, err := issuer.ReadOperatorKey(keyDir, bank)

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mipay-oss/mipay/config"
 	"github.com/mipay-oss/mipay/issuer"
@@ -56,15 +55,7 @@ func TestBankCLI(t *testing.T) {
 	card := is.Cardholders[0]
 	repl := newCardOf(t, is, card)
 	is.Cardholders = append(is.Cardholders, repl)
-	sys, err := local.Start(ctx, local.Options{DataDir: dir, Ref: ref})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = sys.Close(cctx)
-	})
+	sys := mustStartLocal(t, local.Options{DataDir: dir, Ref: ref})
 	p, err := phone.Open(ctx, phone.Config{DataDir: dir, Name: "bankcli", WalletURL: sys.URL(node.RoleWallet), SMSURL: sys.URL(node.RoleSMS)})
 	if err != nil {
 		t.Fatal(err)

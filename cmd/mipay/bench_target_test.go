@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/node/local"
@@ -29,16 +27,7 @@ func TestBenchAuthTarget(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ctx := context.Background()
-	sys, err := local.Start(ctx, local.Options{DataDir: dir, Ref: ref})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		_ = sys.Close(cctx)
-	})
+	sys := mustStartLocal(t, local.Options{DataDir: dir, Ref: ref})
 	args := []string{"bench", "auth", "--target", "127.0.0.1", "--data", dir, "--config", refPath,
 		"--wallet", sys.URL(node.RoleWallet), "--sms", sys.URL(node.RoleSMS), "--network", sys.Addr(node.RoleNetwork, "iso8583"),
 		"--duration", "1s", "--concurrency", "4", "--json"}

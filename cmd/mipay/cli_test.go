@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/node/local"
 )
 
 // syncBuffer is an io.Writer safe for a running command and a test reading
@@ -119,4 +122,20 @@ func TestVersionShowsGo(t *testing.T) {
 	if !strings.Contains(stdout, "go: go1.") {
 		t.Errorf("version output lacks the Go version: %q", stdout)
 	}
+}
+
+// mustStartLocal starts every party in this process (node/local) and
+// closes them when the test ends.
+func mustStartLocal(t *testing.T, o local.Options) *local.System {
+	t.Helper()
+	sys, err := local.Start(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = sys.Close(ctx)
+	})
+	return sys
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mipay-oss/mipay/node"
 	"github.com/mipay-oss/mipay/node/local"
@@ -19,15 +18,7 @@ import (
 func TestPhoneSync(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	sys, err := local.Start(ctx, local.Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = sys.Close(cctx)
-	})
+	sys := mustStartLocal(t, local.Options{DataDir: dir})
 	walletURL := sys.URL(node.RoleWallet)
 	p, err := phone.Open(ctx, phone.Config{DataDir: dir, Name: "syncer", WalletURL: walletURL, SMSURL: sys.URL(node.RoleSMS)})
 	if err != nil {
