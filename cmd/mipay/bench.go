@@ -44,10 +44,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 && args[0] == "lifecycle" {
 		return runBenchLifecycle(ctx, args[1:], stdout, stderr) // bench_lifecycle.go
 	}
+	if len(args) > 0 && args[0] == "floor" {
+		return runBenchFloor(ctx, args[1:], stdout, stderr) // bench_floor.go
+	}
 	if len(args) == 0 || args[0] != "auth" {
 		fmt.Fprintln(stderr, "Usage: mipay bench lifecycle [--tokens 1000] [--rounds 20] [--json]")
 		fmt.Fprintln(stderr, "Usage: mipay bench auth [--duration 10s] [--concurrency 64] [--rate 0] [--campaigns 0] [--json]")
-		return usagef("bench: name what to measure: auth")
+		fmt.Fprintln(stderr, "Usage: mipay bench floor [--duration 5s] [--concurrency 256] [--json]")
+		return usagef("bench: name what to measure: auth, floor or lifecycle")
 	}
 	fs := newFlagSet("bench auth", "[flags]", stderr)
 	duration := fs.Duration("duration", 10*time.Second, "how long to drive authorizations (and as long again the echo ceiling)")
@@ -196,14 +200,11 @@ type LoadStats struct {
 }
 
 func (b *authBench) run(ctx context.Context, dataDir string) (*BenchResult, error) {
-	if dataDir == "" {
-		tmp, err := os.MkdirTemp("", "mipay-bench-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		dataDir = tmp
+	dataDir, cleanup, err := benchDataDir(dataDir, "mipay-bench-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	ref, err := benchReference()
 	if err != nil {
 		return nil, err
@@ -590,6 +591,19 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 		stX.CPUMicros = st.CPUMicros
 	}
 	return st, stX, nil
+}
+
+// benchDataDir is dir, or when dir is "" a fresh temporary directory
+// named after pattern that cleanup removes.
+func benchDataDir(dir, pattern string) (string, func(), error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	tmp, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", nil, err
+	}
+	return tmp, func() { os.RemoveAll(tmp) }, nil
 }
 
 // processCPU is the CPU time this process has used (user + system).

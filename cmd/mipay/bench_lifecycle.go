@@ -175,14 +175,11 @@ type lcToken struct {
 
 func (b *lifecycleBench) run(ctx context.Context, dataDir string) (*LifecycleResult, error) {
 	start := time.Now()
-	if dataDir == "" {
-		tmp, err := os.MkdirTemp("", "mipay-bench-lifecycle-")
-		if err != nil {
-			return nil, err
-		}
-		defer os.RemoveAll(tmp)
-		dataDir = tmp
+	dataDir, cleanup, err := benchDataDir(dataDir, "mipay-bench-lifecycle-")
+	if err != nil {
+		return nil, err
 	}
+	defer cleanup()
 	ref, err := lifecycleReference(b.tokens)
 	if err != nil {
 		return nil, err
