@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/hsm"
 	"github.com/mipay-oss/mipay/iso8583"
 )
@@ -32,13 +33,40 @@ import (
 // its advice is pending, so this switch tells the issuer of the approval
 // before it releases it; the issuer copes with the opposite order anyway
 // (an advice after the reversal of its original holds nothing).
+//
+// A stand-in approval with a bank promotion keeps the campaign's budget
+// (promo.go), so its advice carries the DE124 the original request carried
+// to the issuer, stored with the queued advice (every advice, after a
+// restart too, carries the same bytes): the issuer then holds the
+// discounted amount and books the discount as for a request.
+//
+// An advice ends in one of three ways, each recorded on its row and counted
+// (advice_metrics.go): acknowledged; refused (the issuer answered another
+// final DE39, kept in issuer_rc: it read the advice and will not post it,
+// so repeating it changes nothing); or failed: it could not be built
+// AdviceBuildAttempts times in a row for a reason that is the advice's own
+// (a sealed PAN the HSM cannot open, a token gone from the vault, the
+// original gone), not a dependency that is down. A real switch does not
+// retry such an advice forever, nor let it hold back its approval's
+// reversal forever: the reversal goes (the issuer answers 25 for an
+// approval it never heard of, or releases one it approved late), and the
+// approval the issuer never posted is for operators to settle with the
+// bank (UnsettledAdvices lists both kinds, with their reason).
 
 // Advice states (issuer_advices.done).
 const (
 	advicePending = 0
 	adviceAcked   = 1
 	adviceRefused = 2
+	adviceFailed  = 3
 )
+
+// DefaultAdviceBuildAttempts is how many times in a row an advice may fail
+// to be built (for a reason of its own) before it is marked failed. With
+// the queue's backoff (ReversalRetry doubling up to a minute) that is a few
+// seconds to minutes; a dependency that is down (issuer link, store, TSP or
+// HSM unavailable) does not count.
+const DefaultAdviceBuildAttempts = 6
 
 // adviceMTI is the advice of an original request's MTI, repeated or not.
 func adviceMTI(orig string, repeat bool) string {
@@ -104,12 +132,14 @@ func (s *Switch) openAdvicePAN(ctx context.Context, o owedAdvice) (string, error
 
 // insertAdvice queues the advice of the stand-in approval rec (in the
 // write that records rec), with sealedPAN for a plain card (sealAdvicePAN).
+// The advice keeps the DE124 the original carried to the issuer
+// (rec.promoField, "" for none).
 func insertAdvice(ctx context.Context, tx *sql.Tx, rec *authRecord, sealedPAN string, now time.Time) error {
 	id := make([]byte, 12)
 	_, _ = rand.Read(id)
 	_, err := tx.ExecContext(ctx, `INSERT INTO issuer_advices (id, orig_key, mti, pan, attempts, done, last_error,
-		created_at, updated_at) VALUES ($1,$2,$3,$4,0,0,'',$5,$5) ON CONFLICT (orig_key) DO NOTHING`,
-		hex.EncodeToString(id), rec.Key, adviceMTI(rec.MTI, false), sealedPAN, now.UnixMilli())
+		created_at, updated_at, promotion) VALUES ($1,$2,$3,$4,0,0,'',$5,$5,$6) ON CONFLICT (orig_key) DO NOTHING`,
+		hex.EncodeToString(id), rec.Key, adviceMTI(rec.MTI, false), sealedPAN, now.UnixMilli(), rec.promoField)
 	if err != nil {
 		return fmt.Errorf("network: queue advice: %w", err)
 	}
@@ -126,8 +156,18 @@ func (s *Switch) adviceLoop() {
 const maxAdviceBatch = 256
 
 type owedAdvice struct {
-	id, origKey, mti, pan string
-	attempts              int
+	id, origKey, mti, pan, promotion string
+	attempts, buildFailures          int
+}
+
+// adviceResult is what one try of an advice came to.
+type adviceResult struct {
+	state int
+	// sent: the advice was handed to the issuer's link (the next one is a
+	// repeat). built: it was built (its run of build failures ends).
+	sent, built bool
+	rc          string // the issuer's DE39, when it answered
+	err         error  // why it is still pending, or why it failed
 }
 
 // forwardAdvices sends each pending advice once; it reports whether some
@@ -139,9 +179,9 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	// advices of an issuer that stays down go behind the others instead of
 	// filling every batch (by created_at alone, a batch's worth of them
 	// kept everything queued after them from ever being sent).
-	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, pan, attempts FROM issuer_advices
+	owed, err := queryOwed(ctx, s.db, `SELECT id, orig_key, mti, pan, promotion, attempts, build_failures FROM issuer_advices
 		WHERE done = 0 ORDER BY updated_at, created_at LIMIT `+fmt.Sprint(maxAdviceBatch), func(rows *sql.Rows, o *owedAdvice) error {
-		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.pan, &o.attempts)
+		return rows.Scan(&o.id, &o.origKey, &o.mti, &o.pan, &o.promotion, &o.attempts, &o.buildFailures)
 	})
 	if err != nil {
 		return false, err
@@ -149,32 +189,24 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	pending, settled := false, false
 	var uerrs []error
 	for _, o := range owed {
-		state, sent, err := s.sendAdvice(ctx, o)
-		msg := ""
-		switch {
-		case err != nil:
+		r := s.tryAdvice(ctx, o)
+		if r.state == advicePending {
 			pending = true
-			msg = err.Error()
-			s.log.Warn("issuer advice not acknowledged yet", "sent", o.attempts+boolInt(sent), "err", err)
-		case state == adviceRefused:
-			msg = "issuer refused the advice"
-			s.log.Error("issuer refused a stand-in advice; its ledger lacks this approval", "orig", transactionID(o.origKey))
 		}
-		if state != advicePending {
-			settled = true
-		}
-		pan := o.pan
-		if state != advicePending {
-			pan = ""
-		}
-		// attempts counts the advices handed to the issuer's link: the next
-		// one is a repeat (0121/0221) only once one was.
-		_, uerr := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
-			pan = $4, updated_at = $5 WHERE id = $6 AND done = 0`, boolInt(sent), state, msg, pan, s.now().UnixMilli(), o.id)
+		ended, uerr := s.recordAdvice(ctx, o, r)
 		if uerr != nil {
 			// This row is tried again next pass; the others go on.
 			pending = true
 			uerrs = append(uerrs, fmt.Errorf("record advice %s: %w", o.id, uerr))
+			continue
+		}
+		if r.state != advicePending {
+			// Settled here or, meanwhile, by another node: either way the
+			// reversal it held back may go now.
+			settled = true
+		}
+		if ended {
+			s.adviceMetrics.settle(r.state) // counted once, by the node that ended it
 		}
 	}
 	if settled {
@@ -184,32 +216,115 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	return pending || len(owed) == maxAdviceBatch, errors.Join(uerrs...)
 }
 
-// sendAdvice builds the advice of a stand-in approval and sends it. It
-// returns adviceAcked or adviceRefused once the issuer answered for good,
-// or an error to retry (no answer, 91, 96). sent says whether the advice
-// was handed to the issuer's link: an error before that (original not
-// read, no link, no PAN) sent nothing the issuer may have got, so the next
-// advice is not a repeat.
-func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) (state int, sent bool, err error) {
+// tryAdvice sends o once and says what came of it, logging what operators
+// must know (no PAN: errors name the transaction by its id).
+func (s *Switch) tryAdvice(ctx context.Context, o owedAdvice) adviceResult {
+	r := s.sendAdvice(ctx, o)
+	txID := transactionID(o.origKey)
+	switch {
+	case r.state == adviceRefused:
+		s.log.Error("issuer refused a stand-in advice; its ledger lacks this approval", "orig", txID, "rc", r.rc)
+	case r.err != nil && !r.built && !transientBuildError(r.err):
+		if o.buildFailures+1 >= s.cfg.AdviceBuildAttempts {
+			r.state = adviceFailed
+			s.log.Error("stand-in advice cannot be built; given up, its reversal goes on; the issuer's ledger lacks this approval",
+				"orig", txID, "failures", o.buildFailures+1, "err", r.err)
+			break
+		}
+		s.log.Warn("stand-in advice cannot be built", "orig", txID, "failures", o.buildFailures+1, "err", r.err)
+	case r.err != nil:
+		s.log.Warn("issuer advice not acknowledged yet", "orig", txID, "sent", o.attempts+boolInt(r.sent), "err", r.err)
+	}
+	return r
+}
+
+// recordAdvice records one try of o: its state, attempts (the advices
+// handed to the issuer's link: the next one is a repeat, 0121/0221, only
+// once one was), its run of build failures, why it is not acknowledged, and
+// the issuer's refusal code. A row leaves pending once (done = 0 guard:
+// several nodes may try it); ended says this update was the one, and a
+// sealed PAN is forgotten then.
+func (s *Switch) recordAdvice(ctx context.Context, o owedAdvice, r adviceResult) (ended bool, err error) {
+	msg, rc, failures := "", "", o.buildFailures
+	switch {
+	case r.state == adviceRefused:
+		rc = r.rc
+		msg = "issuer refused the advice: DE39 " + r.rc
+	case r.state == adviceFailed:
+		msg = "advice cannot be built: " + r.err.Error()
+	case r.err != nil:
+		msg = r.err.Error()
+	}
+	switch {
+	case r.built:
+		failures = 0
+	case r.err != nil && !transientBuildError(r.err):
+		failures++
+	}
+	pan := o.pan
+	if r.state != advicePending {
+		pan = ""
+	}
+	res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
+		pan = $4, updated_at = $5, build_failures = $6, issuer_rc = $7 WHERE id = $8 AND done = 0`,
+		boolInt(r.sent), r.state, msg, pan, s.now().UnixMilli(), failures, rc, o.id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1 && r.state != advicePending, err
+}
+
+// sendAdvice builds the advice of a stand-in approval and sends it. Its
+// state is adviceAcked or adviceRefused once the issuer answered for good;
+// pending with err to retry otherwise (no answer, 91, 96, or not built).
+func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) adviceResult {
 	m, link, err := s.buildAdvice(ctx, o)
 	if err != nil {
-		return advicePending, false, err
+		return adviceResult{state: advicePending, err: err}
 	}
 	answer, err := link.Send(ctx, m)
 	if err != nil {
-		return advicePending, true, err
+		return adviceResult{state: advicePending, sent: true, built: true, err: err}
 	}
-	switch rc := answer.String(39); rc {
+	r := adviceResult{sent: true, built: true, rc: answer.String(39)}
+	switch r.rc {
 	case RCApproved:
-		return adviceAcked, true, nil
+		r.state = adviceAcked
 	case RCIssuerUnavailable, RCSystemError, "":
-		return advicePending, true, fmt.Errorf("issuer answered %q", rc)
+		r.state, r.err = advicePending, fmt.Errorf("issuer answered %q", r.rc)
 	default:
 		// The issuer read the advice and will not post it (unknown card,
 		// malformed, another transaction under this identity): repeating
 		// it changes nothing.
-		return adviceRefused, true, nil
+		r.state = adviceRefused
 	}
+	return r
+}
+
+// retryBuild marks a build failure that says nothing of the advice itself
+// (the store, the issuer link): it does not count towards
+// AdviceBuildAttempts.
+type retryBuild struct{ err error }
+
+func (e retryBuild) Error() string { return e.err.Error() }
+func (e retryBuild) Unwrap() error { return e.err }
+
+// transientBuildError reports whether a build failure is a dependency's
+// that is down or slow (retried without counting) rather than the
+// advice's own (a sealed PAN that does not open, a token the vault no
+// longer has, the original gone), which would fail the same way forever.
+func transientBuildError(err error) bool {
+	var rb retryBuild
+	switch {
+	case errors.As(err, &rb), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return true
+	}
+	switch mipay.ErrorCode(err) {
+	case mipay.EUNAVAILABLE, mipay.ETIMEOUT:
+		return true
+	}
+	return false
 }
 
 // buildAdvice builds the advice of o (0120/0220, or 0121/0221 once one was
@@ -222,8 +337,11 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 		tx_time, acquirer, terminal, merchant, country, billing_minor, billing_rate, auth_code FROM auths WHERE dup_key = $1`,
 		o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID, &r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN,
 		&r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant, &r.Country, &billMinor, &rate, &r.AuthCode)
-	if err != nil {
+	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil, fmt.Errorf("original: %w", err)
+	}
+	if err != nil {
+		return nil, nil, retryBuild{fmt.Errorf("original: %w", err)}
 	}
 	if rate != "" {
 		// The original's billing amount and rate: the issuer holds what the
@@ -236,7 +354,7 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
-		return nil, nil, fmt.Errorf("no link to issuer %s", r.IssuerID)
+		return nil, nil, retryBuild{fmt.Errorf("no link to issuer %s", r.IssuerID)}
 	}
 	var pan string
 	if r.TokenRef != "" {
@@ -281,6 +399,73 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 			return nil, nil, err
 		}
 	}
+	if o.promotion != "" {
+		// The DE124 the original carried: the discount the switch kept the
+		// campaign's budget for.
+		m.SetString(iso8583.FieldPromotion, o.promotion)
+	}
 	m.SetString(90, de90)
 	return m, link, nil
+}
+
+// UnsettledAdvice is a stand-in advice that ended without the issuer
+// posting it: refused (the issuer's DE39 in IssuerRC) or failed (it could
+// not be built; Reason says why). Either way the network approved a
+// payment the issuer's ledger does not hold, for operators to settle with
+// the bank. No PAN: the transaction is named by its id (as in
+// transaction.authorized) and the acquirer's identity of the original.
+type UnsettledAdvice struct {
+	ID            string    `json:"id"`
+	TransactionID string    `json:"transactionId"`
+	IssuerID      string    `json:"issuerId"`
+	STAN          string    `json:"stan"`
+	RRN           string    `json:"rrn"`
+	Terminal      string    `json:"terminal"`
+	AmountMinor   int64     `json:"amountMinor"`
+	Currency      string    `json:"currency"`
+	State         string    `json:"state"`              // "refused" or "failed"
+	IssuerRC      string    `json:"issuerRc,omitempty"` // refused: the issuer's DE39
+	Reason        string    `json:"reason"`
+	Attempts      int       `json:"attempts"` // advices handed to the issuer's link
+	CreatedAt     time.Time `json:"createdAt"`
+	UpdatedAt     time.Time `json:"updatedAt"` // when it ended
+}
+
+// MaxUnsettledAdvices bounds what UnsettledAdvices returns at once.
+const MaxUnsettledAdvices = 1000
+
+// UnsettledAdvices lists the refused and failed advices, most recently
+// ended first, at most limit (1..MaxUnsettledAdvices) of them.
+func (s *Switch) UnsettledAdvices(ctx context.Context, limit int) ([]UnsettledAdvice, error) {
+	if limit < 1 || limit > MaxUnsettledAdvices {
+		return nil, mipay.Errorf(mipay.EINVALID, "limit must be 1 to %d", MaxUnsettledAdvices)
+	}
+	rows, err := s.db.DB.QueryContext(ctx, `SELECT a.id, a.orig_key, a.done, a.issuer_rc, a.last_error, a.attempts,
+		a.created_at, a.updated_at, COALESCE(o.issuer_id, ''), COALESCE(o.stan, ''), COALESCE(o.rrn, ''),
+		COALESCE(o.terminal, ''), COALESCE(o.amount_minor, 0), COALESCE(o.currency, '')
+		FROM issuer_advices a LEFT JOIN auths o ON o.dup_key = a.orig_key
+		WHERE a.done IN ($1, $2) ORDER BY a.updated_at DESC, a.id LIMIT `+fmt.Sprint(limit), adviceRefused, adviceFailed)
+	if err != nil {
+		return nil, fmt.Errorf("network: unsettled advices: %w", err)
+	}
+	defer rows.Close()
+	var out []UnsettledAdvice
+	for rows.Next() {
+		var u UnsettledAdvice
+		var key string
+		var done int
+		var created, updated int64
+		if err := rows.Scan(&u.ID, &key, &done, &u.IssuerRC, &u.Reason, &u.Attempts, &created, &updated, &u.IssuerID,
+			&u.STAN, &u.RRN, &u.Terminal, &u.AmountMinor, &u.Currency); err != nil {
+			return nil, fmt.Errorf("network: unsettled advices: %w", err)
+		}
+		u.TransactionID = transactionID(key)
+		u.State = map[int]string{adviceRefused: outcomeRefused, adviceFailed: outcomeFailed}[done]
+		u.CreatedAt, u.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("network: unsettled advices: %w", err)
+	}
+	return out, nil
 }

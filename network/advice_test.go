@@ -90,6 +90,13 @@ func standInSwitch(t *testing.T, db *store.DB, link *adviceIssuer) *harness {
 // standInSwitchWith is standInSwitch with the issuer links given.
 func standInSwitchWith(t *testing.T, db *store.DB, issuers func(string) (IssuerLink, bool)) *harness {
 	t.Helper()
+	return standInSwitchConfig(t, db, issuers, nil)
+}
+
+// standInSwitchConfig is standInSwitchWith with the switch's config
+// changed by mutate (when not nil) before the switch starts.
+func standInSwitchConfig(t *testing.T, db *store.DB, issuers func(string) (IssuerLink, bool), mutate func(*Config)) *harness {
+	t.Helper()
 	ref, err := config.Default()
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +105,12 @@ func standInSwitchWith(t *testing.T, db *store.DB, issuers func(string) (IssuerL
 	is.StandIn = config.StandIn{Enabled: true, MaxMinor: 10_000}
 	h := &harness{ref: ref, bus: &fakeBus{},
 		tokens: &fakeTokens{token: luhnComplete(is.TokenBINs[0] + "123456789"), pan: is.Cardholders[0].PAN, state: "ACTIVE"}}
-	sw, err := New(context.Background(), Config{Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
-		Issuers: issuers, PANSealer: testSealer(t)})
+	cfg := Config{Ref: ref, DB: db, Tokens: h.tokens, Bus: h.bus, ReversalRetry: 20 * time.Millisecond,
+		Issuers: issuers, PANSealer: testSealer(t)}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	sw, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,10 +96,12 @@ func promotionField(r promo.Reservation) (string, error) {
 // settlePromotion ends a payment's reservation with its decision, before the
 // decision is recorded and answered: an issuer approval confirms it and the
 // acquirer's answer gets DE124 (for the receipt's saving); a decline or a
-// timeout releases it. A stand-in approval confirms it too but shows no
-// saving (the issuer may have booked the discount before its answer was
-// lost; never overspend): only a reservation no decision settled stays
-// reserved, for the engine's sweeper (promo.Engine.Sweep).
+// timeout releases it. A stand-in approval confirms it too (the issuer may
+// have booked the discount before its answer was lost, and its advice
+// carries the original's DE124, advice.go, so the issuer books it
+// otherwise) but shows no saving the issuer did not approve. Only a
+// reservation no decision settled stays reserved, for the engine's sweeper
+// (promo.Engine.Sweep).
 func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec *authRecord) {
 	if rec.promo == nil {
 		return
@@ -111,23 +113,32 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 		resp.SetString(iso8583.FieldPromotion, rec.promoField)
 	case resp.String(39) == RCApproved:
 		// stand-in: keep the budget, show nothing the issuer did not approve.
-		s.confirmPromotion(ctx, id)
+		if !s.confirmPromotion(ctx, id) {
+			// The sweeper may give this budget back: the advice must not
+			// then have the issuer book the discount (never overspend a
+			// campaign). The issuer holds the full amount, as the acquirer
+			// was told.
+			rec.promoField = ""
+		}
 	default:
 		s.releasePromotion(ctx, id)
 	}
 }
 
 // confirmPromotion makes an approved payment's reservation "confirmed"
-// before the approval is recorded and answered. The approval stands if it
-// fails (the issuer has approved; the payment is not declined over a
-// bookkeeping write): the reservation then stays "reserved", and the error
-// says the sweeper may give that discount's budget back.
-func (s *Switch) confirmPromotion(ctx context.Context, id string) {
+// before the approval is recorded and answered, and reports whether it
+// did. The approval stands if it fails (the issuer has approved; the
+// payment is not declined over a bookkeeping write): the reservation then
+// stays "reserved", and the error says the sweeper may give that
+// discount's budget back.
+func (s *Switch) confirmPromotion(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), promo.DefaultConfirmTimeout)
 	defer cancel()
 	if _, err := s.cfg.Promotions.Confirm(ctx, id); err != nil {
 		s.log.ErrorContext(ctx, "promotion confirmation failed: the sweeper may release this discount's budget", "reservation", id, "err", err)
+		return false
 	}
+	return true
 }
 
 // releasePromotion gives a reservation back; the engine does it exactly

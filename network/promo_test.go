@@ -47,6 +47,20 @@ func (l *recordingLink) last(t *testing.T, mti string) *iso8583.Message {
 func mustPromoSwitch(t *testing.T, budgetOffers int64, mutate func(*config.Reference)) (*harness, *promo.Engine, *recordingLink) {
 	t.Helper()
 	h := mustSwitch(t, mutate)
+	eng := newTestPromoEngine(t, budgetOffers)
+	orig := h.sw.cfg.Issuers
+	link0, _ := orig("icbc-debit")
+	link := &recordingLink{IssuerLink: link0}
+	// Set before any request: the switch reads its config per request.
+	h.sw.cfg.Promotions = eng
+	h.sw.cfg.Issuers = func(string) (IssuerLink, bool) { return link, true }
+	return h, eng, link
+}
+
+// newTestPromoEngine is a promotions engine holding one ICBC campaign: 10
+// CNY off from 50 CNY, budget for budgetOffers discounts.
+func newTestPromoEngine(t *testing.T, budgetOffers int64) *promo.Engine {
+	t.Helper()
 	eng, err := promo.Open(context.Background(), promo.Config{DB: storetest.Open(t, promo.Party, promo.Migrations())})
 	if err != nil {
 		t.Fatal(err)
@@ -63,13 +77,7 @@ func mustPromoSwitch(t *testing.T, budgetOffers int64, mutate func(*config.Refer
 	if err != nil {
 		t.Fatal(err)
 	}
-	orig := h.sw.cfg.Issuers
-	link0, _ := orig("icbc-debit")
-	link := &recordingLink{IssuerLink: link0}
-	// Set before any request: the switch reads its config per request.
-	h.sw.cfg.Promotions = eng
-	h.sw.cfg.Issuers = func(string) (IssuerLink, bool) { return link, true }
-	return h, eng, link
+	return eng
 }
 
 func stats(t *testing.T, eng *promo.Engine) promo.Stats {

@@ -8,6 +8,7 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -30,6 +31,7 @@ import (
 	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/tsp"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TokenService is the TSP's Go API the switch calls for tokenized messages.
@@ -95,6 +97,13 @@ type Config struct {
 	// PANSealer seals the PAN of a plain card's pending stand-in advice
 	// (advice.go).
 	PANSealer PANSealer
+	// AdviceBuildAttempts bounds how often in a row a stand-in advice may
+	// fail to be built before it is marked failed (advice.go;
+	// DefaultAdviceBuildAttempts when 0).
+	AdviceBuildAttempts int
+	// Metrics receives the switch's own metrics (advice_metrics.go); nil:
+	// Writer.Registerer.
+	Metrics prometheus.Registerer
 }
 
 // Switch is one switch node.
@@ -115,6 +124,8 @@ type Switch struct {
 	outboxCh   chan struct{} // outbox publisher
 	stop       chan struct{}
 	wg         sync.WaitGroup
+
+	adviceMetrics *adviceMetrics // advice_metrics.go
 }
 
 type flightCall struct {
@@ -146,12 +157,16 @@ func New(ctx context.Context, cfg Config) (*Switch, error) {
 	if cfg.ReversalRetry <= 0 {
 		cfg.ReversalRetry = 200 * time.Millisecond
 	}
+	if cfg.AdviceBuildAttempts <= 0 {
+		cfg.AdviceBuildAttempts = DefaultAdviceBuildAttempts
+	}
 	s := &Switch{
 		cfg: cfg, db: cfg.DB, log: cfg.Log, now: cfg.Now,
 		flight: map[string]*flightCall{}, wake: make(chan struct{}, 1), outboxCh: make(chan struct{}, 1),
 		adviceWake: make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 	}
+	s.adviceMetrics = newAdviceMetrics(cmp.Or(cfg.Metrics, cfg.Writer.Registerer))
 	s.recent = newRecentIndex(cfg.MaxRecent)
 	s.rates = NewRateTable(cfg.RateMaxAge)
 	if err := s.loadRecent(ctx); err != nil {

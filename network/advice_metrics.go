@@ -1,0 +1,64 @@
+package network
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Advice outcomes, the label of mipay_network_advices_total.
+const (
+	outcomeAcknowledged = "acknowledged"
+	outcomeRefused      = "refused"
+	outcomeFailed       = "failed"
+)
+
+// adviceMetrics counts how stand-in advices end. A refused or failed
+// advice is an approval the issuer's ledger does not hold: operators alert
+// on the rate of those two (and list them with Switch.UnsettledAdvices).
+// Each row is counted once, by the node whose update ended it.
+type adviceMetrics struct {
+	settled *prometheus.CounterVec // by outcome
+}
+
+func newAdviceMetrics(reg prometheus.Registerer) *adviceMetrics {
+	m := &adviceMetrics{settled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mipay", Subsystem: "network", Name: "advices_total",
+		Help: "Stand-in advices that ended, by outcome: acknowledged (0130/0230 00), refused (another final DE39), " +
+			"failed (could not be built, see issuer_advices.last_error).",
+	}, []string{"outcome"})}
+	// Every outcome is exported from the start, at 0: an alert on the rate
+	// of refusals needs the series before the first one.
+	for _, o := range []string{outcomeAcknowledged, outcomeRefused, outcomeFailed} {
+		m.settled.WithLabelValues(o)
+	}
+	if reg != nil {
+		m.settled = registerShared(reg, m.settled)
+	}
+	return m
+}
+
+// settle counts an advice that ended with state.
+func (m *adviceMetrics) settle(state int) {
+	switch state {
+	case adviceAcked:
+		m.settled.WithLabelValues(outcomeAcknowledged).Inc()
+	case adviceRefused:
+		m.settled.WithLabelValues(outcomeRefused).Inc()
+	case adviceFailed:
+		m.settled.WithLabelValues(outcomeFailed).Inc()
+	}
+}
+
+// registerShared registers c, or returns the collector already registered
+// under its name (two switch nodes on one registry share their counters).
+func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	return c // registered, or unregistrable: counted but not exported
+}
