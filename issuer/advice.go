@@ -19,7 +19,11 @@ import (
 // velocity, it is held all the same (the card's available balance may go
 // below zero; CheckLedger allows that only as far as open advised approvals
 // explain it). The answer is 0130/0230, DE39 00 once the posting is
-// durable.
+// durable. An advice with DE124 (the stand-in approval of a payment the
+// network applied a bank campaign to: the network sends the original's
+// DE124 again) is posted as a request with it is: the discounted hold, the
+// discount booked to marketing and the points (adviceAmount,
+// writePromotions), once per identity like the rest of the posting.
 //
 // Advices are idempotent by the original's identity (DE90's acquirer, STAN
 // and DE7 with DE41, the identity of duplicates and reversals), so one
