@@ -343,6 +343,7 @@ type env struct {
 	t      testing.TB
 	svc    *Service
 	repo   *repo
+	writer *store.Writer
 	url    string
 	tsp    *fakeTSP
 	vendor *vendor
@@ -375,7 +376,7 @@ func mustWallet(tb testing.TB, tweak ...func(*Config)) *env {
 	svc := NewService(cfg, r)
 	srv := httptest.NewServer(httpx.Handler("wallet", NewAPI(svc).Handler(), cfg.Log, nil))
 	tb.Cleanup(func() { svc.Stop(); srv.Close() })
-	return &env{t: tb, svc: svc, repo: r, url: srv.URL, tsp: f, vendor: v, clock: clk}
+	return &env{t: tb, svc: svc, repo: r, writer: w, url: srv.URL, tsp: f, vendor: v, clock: clk}
 }
 
 // answer is a decoded HTTP answer.
