@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"time"
 
@@ -127,7 +126,7 @@ func (s *Service) deviceActionBatch(ctx context.Context, bt BatchTSP, cards []*C
 			}
 		}
 		// The cards are of one device (deviceAction lists one).
-		return notifyManyTx(ctx, tx, out.DeviceID, NotifyCardState, payloads, now, s.cfg.NotificationsKept)
+		return s.repo.notifyManyTx(ctx, tx, out.DeviceID, NotifyCardState, payloads, now, s.cfg.NotificationsKept)
 	})
 	if err != nil {
 		// The TSP made the changes; its events will bring them here.
@@ -168,42 +167,6 @@ func (s *Service) HandleTokenStates(ctx context.Context, eventID string, data js
 		if err := s.applyTokenState(ctx, eventID, &ev.Changes[i]); err != nil {
 			return err // redelivered: the changes already recorded are skipped
 		}
-	}
-	return nil
-}
-
-// notifyManyTx is notifyTx for several notifications of one device: the
-// sequence moves once and the old ones are pruned once.
-func notifyManyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payloads []any, now time.Time, keep int) error {
-	if len(payloads) == 0 {
-		return nil
-	}
-	var last int64
-	if err := tx.QueryRowContext(ctx,
-		`UPDATE devices SET notify_seq = notify_seq + $2 WHERE id = $1 RETURNING notify_seq`, deviceID, len(payloads)).Scan(&last); err != nil {
-		return notFound(err, "device")
-	}
-	seq := last - int64(len(payloads))
-	// Only the newest `keep` are kept: older ones of this batch are not written.
-	skip := max(len(payloads)-keep, 0)
-	for i, p := range payloads {
-		seq++
-		if i < skip {
-			continue
-		}
-		body, err := json.Marshal(p)
-		if err != nil {
-			return fmt.Errorf("wallet: encode notification: %w", err)
-		}
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO notifications (device_id, seq, kind, payload, created_ms) VALUES ($1, $2, $3, $4, $5)`,
-			deviceID, seq, kind, string(body), ms(now)); err != nil {
-			return fmt.Errorf("wallet: insert notification: %w", err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx,
-		`DELETE FROM notifications WHERE device_id = $1 AND seq <= $2`, deviceID, last-int64(keep)); err != nil {
-		return fmt.Errorf("wallet: prune notifications: %w", err)
 	}
 	return nil
 }

@@ -93,7 +93,7 @@ func (s *Service) waitOnce(ctx context.Context, deviceID string, after int64, de
 	// and the wait is not lost.
 	woken, release := s.hub.wait(deviceID)
 	defer release()
-	ns, err := s.repo.notifications(ctx, deviceID, after, MaxNotificationsPerPage)
+	ns, err := s.repo.notifications(ctx, deviceID, after, MaxNotificationsPerPage, s.cfg.NotificationsKept)
 	if err != nil || len(ns) > 0 {
 		return ns, true, err
 	}

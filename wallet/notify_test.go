@@ -273,21 +273,57 @@ func TestTokenStateEvents(t *testing.T) {
 }
 
 func TestNotificationsPruned(t *testing.T) {
-	e := mustWallet(t, func(c *Config) { c.NotificationsKept = 5 })
+	const keep = 5
+	e := mustWallet(t, func(c *Config) { c.NotificationsKept = keep })
 	u := e.mustUser()
 	ref := e.tokenRef(e.mustCard(u, "green"))
-	for i := 0; i < 12; i++ {
-		if err := e.svc.HandleTransaction(context.Background(), "ev", txEvent(ref, fmt.Sprintf("tx-%d", i), 1, true)); err != nil {
-			t.Fatal(err)
+	pay := func(from, to int) {
+		t.Helper()
+		for i := from; i <= to; i++ {
+			if err := e.svc.HandleTransaction(context.Background(), "ev", txEvent(ref, fmt.Sprintf("tx-%d", i), int64(i), true)); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
-	if n := e.rows("notifications"); n != 5 {
-		t.Errorf("%d notifications kept, want 5", n)
+	// shows checks the device sees exactly the newest keep, first..last.
+	shows := func(first, last int) {
+		t.Helper()
+		l := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=0s", u.token, nil).want(t, 200)
+		ns := l.body["notifications"].([]any)
+		if len(ns) != last-first+1 || l.str("next") != fmt.Sprint(last) {
+			t.Fatalf("want %d..%d: %s", first, last, l.raw)
+		}
+		for i, n := range ns {
+			if seq := n.(map[string]any)["seq"].(float64); int(seq) != first+i {
+				t.Fatalf("want %d..%d: %s", first, last, l.raw)
+			}
+		}
+		// Resuming inside the kept window gives the rest of it.
+		l = e.call("GET", fmt.Sprintf("/v1/devices/%s/notifications?after=%d&wait=0s", u.deviceID, last-2), u.token, nil).want(t, 200)
+		if ns := l.body["notifications"].([]any); len(ns) != 2 {
+			t.Fatalf("after %d: %s", last-2, l.raw)
+		}
+		// The store holds at most pruneStride-1 more than it shows.
+		if n := e.rows("notifications"); n < keep || n > keep+pruneStride-1 {
+			t.Errorf("%d notifications stored, want %d to %d", n, keep, keep+pruneStride-1)
+		}
 	}
-	l := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=0s", u.token, nil).want(t, 200)
-	if ns := l.body["notifications"].([]any); len(ns) != 5 || l.str("next") != "12" {
-		t.Errorf("%s", l.raw)
+	pay(1, 12)
+	shows(8, 12)
+	pay(13, 2*pruneStride+3) // two prunes
+	shows(2*pruneStride-1, 2*pruneStride+3)
+	if n := e.rows("notifications"); n != keep+3 {
+		t.Errorf("%d notifications stored after the prune at %d, want %d", n, 2*pruneStride, keep+3)
 	}
+
+	// A wallet started again on the same store numbers on from the last
+	// (the number lives in the store, not in memory).
+	again := NewService(e.svc.cfg, newRepo(e.repo.db, e.writer.Write))
+	t.Cleanup(again.Stop)
+	if err := again.HandleTransaction(context.Background(), "ev", txEvent(ref, "tx-after-restart", 1, true)); err != nil {
+		t.Fatal(err)
+	}
+	shows(2*pruneStride, 2*pruneStride+4)
 }
 
 // TestLongPollOutlivesServerTimeouts: the party's server has read and write

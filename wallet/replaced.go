@@ -57,7 +57,7 @@ func (s *Service) applyCardReplaced(ctx context.Context, c *Card, e *TokenStateE
 	if validYYMM(e.PANExpiry) {
 		payload["cardExpiry"] = e.PANExpiry
 	}
-	if _, err := s.repo.notify(ctx, c.DeviceID, NotifyCardState, payload, s.now(), s.cfg.NotificationsKept); err != nil {
+	if err := s.repo.notify(ctx, c.DeviceID, NotifyCardState, payload, s.now(), s.cfg.NotificationsKept); err != nil {
 		return err
 	}
 	s.cfg.Log.InfoContext(ctx, "card replaced by the bank", "card", c.ID, "panLast4", e.PANLast4)

@@ -116,6 +116,7 @@ func (s *Service) HandleReversal(ctx context.Context, eventID string, data json.
 func (r *repo) recordReversal(ctx context.Context, deviceID string, n *TransactionReversal, pts *EventPoints, now time.Time, keep int) (bool, error) {
 	var inserted bool
 	err := r.write(ctx, func(tx *sql.Tx) error {
+		ctx := context.WithoutCancel(ctx) // as in insertTransaction
 		inserted = false
 		var reversed sql.NullInt64
 		if n.PointsReversed != nil {
@@ -143,8 +144,7 @@ func (r *repo) recordReversal(ctx context.Context, deviceID string, n *Transacti
 				return fmt.Errorf("wallet: card points: %w", err)
 			}
 		}
-		_, err = notifyTx(ctx, tx, deviceID, NotifyTransactionReversed, n, now, keep)
-		return err
+		return r.notifyTx(ctx, tx, deviceID, NotifyTransactionReversed, n, now, keep)
 	})
 	return inserted, err
 }

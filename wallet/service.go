@@ -495,7 +495,7 @@ func (s *Service) changeCardState(ctx context.Context, c *Card, state, causedBy,
 		return err
 	}
 	payload := cardStatePayload(c, state, causedBy, reason)
-	if _, err := s.repo.notify(ctx, c.DeviceID, NotifyCardState, payload, s.now(), s.cfg.NotificationsKept); err != nil {
+	if err := s.repo.notify(ctx, c.DeviceID, NotifyCardState, payload, s.now(), s.cfg.NotificationsKept); err != nil {
 		return err
 	}
 	s.hub.signal(c.DeviceID)

@@ -663,6 +663,10 @@ func (r *repo) setDefaultCard(ctx context.Context, accountID, deviceID, cardID s
 func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *EventPoints, now time.Time, keep int) (bool, error) {
 	var inserted bool
 	err := r.write(ctx, func(tx *sql.Tx) error {
+		// ctx bounded the wait for the writer; once taken, the write runs to
+		// its end (the Writer bounds the batch). Without cancellation the
+		// SQLite driver does not start a goroutine per statement to watch it.
+		ctx := context.WithoutCancel(ctx)
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO transactions (id, card_id, device_id, amount_minor, currency, merchant_name, approved,
 			 response_code, auth_code, stan, rrn, time_ms, received_ms, country, billing_minor, billing_currency, conversion_rate,
@@ -688,44 +692,15 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 		if inserted = n == 1; !inserted {
 			return nil
 		}
-		_, err = notifyTx(ctx, tx, t.DeviceID, NotifyTransaction, t, now, keep)
-		return err
+		return r.notifyTx(ctx, tx, t.DeviceID, NotifyTransaction, t, now, keep)
 	})
 	return inserted, err
 }
 
-// notifyTx appends a notification to a device's feed inside tx and prunes the
-// feed to keep entries.
-func notifyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payload any, now time.Time, keep int) (int64, error) {
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return 0, fmt.Errorf("wallet: encode notification: %w", err)
-	}
-	var seq int64
-	if err := tx.QueryRowContext(ctx,
-		`UPDATE devices SET notify_seq = notify_seq + 1 WHERE id = $1 RETURNING notify_seq`, deviceID).Scan(&seq); err != nil {
-		return 0, notFound(err, "device")
-	}
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO notifications (device_id, seq, kind, payload, created_ms) VALUES ($1, $2, $3, $4, $5)`,
-		deviceID, seq, kind, string(body), ms(now)); err != nil {
-		return 0, fmt.Errorf("wallet: insert notification: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx,
-		`DELETE FROM notifications WHERE device_id = $1 AND seq <= $2`, deviceID, seq-int64(keep)); err != nil {
-		return 0, fmt.Errorf("wallet: prune notifications: %w", err)
-	}
-	return seq, nil
-}
-
-func (r *repo) notify(ctx context.Context, deviceID, kind string, payload any, now time.Time, keep int) (int64, error) {
-	var seq int64
-	err := r.write(ctx, func(tx *sql.Tx) error {
-		var err error
-		seq, err = notifyTx(ctx, tx, deviceID, kind, payload, now, keep)
-		return err
+func (r *repo) notify(ctx context.Context, deviceID, kind string, payload any, now time.Time, keep int) error {
+	return r.write(ctx, func(tx *sql.Tx) error {
+		return r.notifyTx(ctx, tx, deviceID, kind, payload, now, keep)
 	})
-	return seq, err
 }
 
 func (r *repo) transactions(ctx context.Context, cardID string, before time.Time, limit int) ([]Transaction, error) {
@@ -765,10 +740,14 @@ func (r *repo) transactions(ctx context.Context, cardID string, before time.Time
 	return out, rows.Err()
 }
 
-func (r *repo) notifications(ctx context.Context, deviceID string, after int64, limit int) ([]Notification, error) {
+// notifications reads the device's feed after seq `after`: only its newest
+// keep, which are all a feed held when every notification pruned it (it
+// now holds up to pruneStride-1 more between prunes, see feed.go).
+func (r *repo) notifications(ctx context.Context, deviceID string, after int64, limit, keep int) ([]Notification, error) {
 	rows, err := r.db.DB.QueryContext(ctx,
 		fmt.Sprintf(`SELECT seq, kind, payload, created_ms FROM notifications WHERE device_id = $1 AND seq > $2
-		 ORDER BY seq LIMIT %d`, limit), deviceID, after)
+		 AND seq > (SELECT COALESCE(MAX(seq), 0) FROM notifications WHERE device_id = $3) - $4
+		 ORDER BY seq LIMIT %d`, limit), deviceID, after, deviceID, feedKeep(keep))
 	if err != nil {
 		return nil, fmt.Errorf("wallet: list notifications: %w", err)
 	}
@@ -890,8 +869,7 @@ func (r *repo) queueCommand(ctx context.Context, c *Command, keep int) (*Command
 			c.DeviceID, CommandPending); err != nil {
 			return fmt.Errorf("wallet: prune commands: %w", err)
 		}
-		_, err = notifyTx(ctx, tx, c.DeviceID, NotifyCommand, c, c.Created, keep)
-		return err
+		return r.notifyTx(ctx, tx, c.DeviceID, NotifyCommand, c, c.Created, keep)
 	})
 	return out, err
 }

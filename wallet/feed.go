@@ -1,0 +1,153 @@
+package wallet
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/mipay-oss/mipay/store"
+)
+
+// A device's notification feed is numbered 1, 2, 3… (a client resumes after
+// the last number it saw) and shows its newest keep notifications.
+//
+// Numbers. On PostgreSQL several wallet nodes may write one device's feed
+// at once, so the next number comes from devices.notify_seq, bumped under
+// the row's lock. On SQLite a writer holds the database's write lock from
+// BEGIN to COMMIT (whatever the process), so the feed's newest number, read
+// inside the write, is the last one taken: appending costs no write to the
+// devices row, which was one more page to copy into the savepoint journal
+// and the WAL for every transaction event. The newest notification is never
+// pruned (feedKeep), so the number survives restarts; devices.notify_seq
+// is left as it is on SQLite.
+//
+// Pruning. Rows beyond the newest keep are deleted only when a feed's
+// number reaches a multiple of pruneStride, so a feed holds at most
+// keep+pruneStride-1 rows, and readers show only the newest keep
+// (repo.notifications): what a device sees is what a prune at every
+// notification showed, for one DELETE per pruneStride notifications.
+
+// pruneStride is how many notifications a feed takes between prunes.
+const pruneStride = 16
+
+// feedKeep is how many notifications a feed shows: at least the newest,
+// whose number the next one follows.
+func feedKeep(keep int) int64 { return int64(max(keep, 1)) }
+
+// takeSeqs takes the next n numbers of a device's feed and returns the
+// last; a device that is not there is not found.
+func (r *repo) takeSeqs(ctx context.Context, tx *sql.Tx, deviceID string, n int) (int64, error) {
+	var last int64
+	if r.db.Engine() == store.Postgres {
+		err := tx.QueryRowContext(ctx,
+			`UPDATE devices SET notify_seq = notify_seq + $2 WHERE id = $1 RETURNING notify_seq`, deviceID, n).Scan(&last)
+		if err != nil {
+			return 0, notFound(err, "device")
+		}
+		return last, nil
+	}
+	err := tx.QueryRowContext(ctx,
+		`SELECT COALESCE((SELECT MAX(seq) FROM notifications WHERE device_id = $1), 0) FROM devices WHERE id = $2`,
+		deviceID, deviceID).Scan(&last)
+	if err != nil {
+		return 0, notFound(err, "device")
+	}
+	return last + int64(n), nil
+}
+
+// notifyTx appends a notification to a device's feed inside tx. On SQLite
+// it is two Execs and no query: a query inside the writer's transaction
+// costs database/sql a goroutine watching the batch's deadline.
+func (r *repo) notifyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payload any, now time.Time, keep int) error {
+	body, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("wallet: encode notification: %w", err)
+	}
+	if r.db.Engine() == store.Postgres {
+		seq, err := r.takeSeqs(ctx, tx, deviceID, 1)
+		if err != nil {
+			return err
+		}
+		if err := insertNotification(ctx, tx, deviceID, seq, kind, body, now); err != nil {
+			return err
+		}
+		return pruneFeed(ctx, tx, deviceID, seq-1, seq, keep)
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO notifications (device_id, seq, kind, payload, created_ms)
+		 SELECT id, COALESCE((SELECT MAX(seq) FROM notifications WHERE device_id = $1), 0) + 1, $2, $3, $4
+		 FROM devices WHERE id = $5`,
+		deviceID, kind, string(body), ms(now), deviceID)
+	if err != nil {
+		return fmt.Errorf("wallet: insert notification: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return notFound(cmp.Or(err, sql.ErrNoRows), "device")
+	}
+	// The prune of pruneFeed, when the new number is a multiple of
+	// pruneStride.
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM notifications WHERE device_id = $1
+		 AND seq <= (SELECT MAX(seq) FROM notifications WHERE device_id = $2) - $3
+		 AND (SELECT MAX(seq) FROM notifications WHERE device_id = $4) % $5 = 0`,
+		deviceID, deviceID, feedKeep(keep), deviceID, pruneStride); err != nil {
+		return fmt.Errorf("wallet: prune notifications: %w", err)
+	}
+	return nil
+}
+
+// notifyManyTx is notifyTx for several notifications of one device: the
+// numbers are taken once and the feed pruned at most once.
+func (r *repo) notifyManyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payloads []any, now time.Time, keep int) error {
+	if len(payloads) == 0 {
+		return nil
+	}
+	last, err := r.takeSeqs(ctx, tx, deviceID, len(payloads))
+	if err != nil {
+		return err
+	}
+	first := last - int64(len(payloads))
+	seq := first
+	// Only the newest `keep` are shown: older ones of this batch are not written.
+	skip := max(int64(len(payloads))-feedKeep(keep), 0)
+	for i, p := range payloads {
+		seq++
+		if int64(i) < skip {
+			continue
+		}
+		body, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("wallet: encode notification: %w", err)
+		}
+		if err := insertNotification(ctx, tx, deviceID, seq, kind, body, now); err != nil {
+			return err
+		}
+	}
+	return pruneFeed(ctx, tx, deviceID, first, last, keep)
+}
+
+func insertNotification(ctx context.Context, tx *sql.Tx, deviceID string, seq int64, kind string, body []byte, now time.Time) error {
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO notifications (device_id, seq, kind, payload, created_ms) VALUES ($1, $2, $3, $4, $5)`,
+		deviceID, seq, kind, string(body), ms(now)); err != nil {
+		return fmt.Errorf("wallet: insert notification: %w", err)
+	}
+	return nil
+}
+
+// pruneFeed deletes the notifications beyond the newest keep when the
+// feed's numbers went from `from` to last across a multiple of
+// pruneStride.
+func pruneFeed(ctx context.Context, tx *sql.Tx, deviceID string, from, last int64, keep int) error {
+	if from/pruneStride == last/pruneStride {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx,
+		`DELETE FROM notifications WHERE device_id = $1 AND seq <= $2`, deviceID, last-feedKeep(keep)); err != nil {
+		return fmt.Errorf("wallet: prune notifications: %w", err)
+	}
+	return nil
+}
