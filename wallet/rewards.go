@@ -17,7 +17,8 @@ import (
 // Rewards (issue 8): per card, the bank offers it qualifies for now and its
 // points balance; per transaction, the points it earned.
 //
-// Points come from the issuer's answers (see migrations/0050_rewards.sql):
+// Points come from the issuer's answers (see migrations/0050_rewards.sql;
+// since 0070 a transaction's points are on its row):
 // the wallet records them from transaction.authorized. Offers come from the
 // promotions engine's public query, asked with what the wallet knows of the
 // card (issuer, card type, product, channel: a Mi Pay token), never a PAN.
@@ -201,25 +202,30 @@ func validPoints(e *TransactionEvent) *EventPoints {
 	return p
 }
 
-// recordPointsTx records what a transaction earned and the card's points
-// balance after it, inside tx. A redelivered event records nothing twice.
-func recordPointsTx(ctx context.Context, tx *sql.Tx, txID, cardID string, earned, balance int64, at time.Time) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO transaction_points (transaction_id, card_id, earned, balance, time_ms)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (transaction_id) DO NOTHING`, txID, cardID, earned, balance, ms(at))
-	if err != nil {
-		return fmt.Errorf("wallet: record points: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return nil // a redelivery
+// recordPointsTx records the points t earned, inside tx, once: on the
+// transaction's row (with it when inserted, else on the stored row that has
+// none yet), and then the card's points balance after it. A redelivered
+// event records nothing twice.
+func recordPointsTx(ctx context.Context, tx *sql.Tx, t *Transaction, pts *EventPoints, inserted bool) error {
+	if !inserted {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE transactions SET points_earned = $2, points_balance = $3 WHERE id = $1 AND points_earned IS NULL`,
+			t.ID, pts.Earned, pts.Balance)
+		if err != nil {
+			return fmt.Errorf("wallet: record points: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // a redelivery
+		}
 	}
 	// The balance of the newest approval wins (events may arrive out of
 	// order); ties go to the higher transaction id, so every replay agrees.
-	_, err = tx.ExecContext(ctx, `INSERT INTO card_points (card_id, balance, as_of_ms, transaction_id) VALUES ($1, $2, $3, $4)
+	_, err := tx.ExecContext(ctx, `INSERT INTO card_points (card_id, balance, as_of_ms, transaction_id) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (card_id) DO UPDATE SET balance = excluded.balance, as_of_ms = excluded.as_of_ms,
 		transaction_id = excluded.transaction_id
 		WHERE card_points.as_of_ms < excluded.as_of_ms
 		   OR (card_points.as_of_ms = excluded.as_of_ms AND card_points.transaction_id < excluded.transaction_id)`,
-		cardID, balance, ms(at), txID)
+		t.CardID, pts.Balance, ms(t.Time), t.ID)
 	if err != nil {
 		return fmt.Errorf("wallet: card points: %w", err)
 	}
@@ -252,28 +258,4 @@ func transactionIDsIn(ts []Transaction) (idx map[string]int, in string, args []a
 		ph = append(ph, fmt.Sprintf("$%d", len(args)))
 	}
 	return idx, strings.Join(ph, ", "), args
-}
-
-// addPoints fills the points each transaction earned (one query per page).
-func (r *repo) addPoints(ctx context.Context, ts []Transaction) error {
-	if len(ts) == 0 {
-		return nil
-	}
-	idx, in, args := transactionIDsIn(ts)
-	rows, err := r.db.DB.QueryContext(ctx, `SELECT transaction_id, earned FROM transaction_points WHERE transaction_id IN (`+in+`)`, args...)
-	if err != nil {
-		return fmt.Errorf("wallet: transaction points: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		var earned int64
-		if err := rows.Scan(&id, &earned); err != nil {
-			return fmt.Errorf("wallet: transaction points: %w", err)
-		}
-		if i, ok := idx[id]; ok {
-			ts[i].PointsEarned = &earned
-		}
-	}
-	return rows.Err()
 }

@@ -108,3 +108,54 @@ func TestCardRewards(t *testing.T) {
 		e.call("GET", "/v1/cards/"+card+"/rewards", other.token, nil).want(t, 404)
 	})
 }
+
+// TestPointsOnLaterDelivery: an approval first stored without points (the
+// issuer said nothing) gets them, once, from a later event of the same
+// transaction, and only then moves the card's balance — as when points had
+// their own table.
+func TestPointsOnLaterDelivery(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	card := e.mustCard(u, "green")
+	ref := e.tokenRef(card)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 26, 4, 0, 0, 0, time.UTC)
+	deliver := func(points map[string]any) {
+		t.Helper()
+		m := map[string]any{"transactionId": "tx1", "tokenRef": ref, "amountMinor": 6000, "currency": "156",
+			"approved": true, "responseCode": "00", "time": at}
+		if points != nil {
+			m["points"] = points
+		}
+		b, _ := json.Marshal(m)
+		if err := e.svc.HandleTransaction(ctx, "ev", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	earned := func() any {
+		t.Helper()
+		l := e.call("GET", "/v1/cards/"+card+"/transactions", u.token, nil).want(t, 200)
+		ts := l.body["transactions"].([]any)
+		if len(ts) != 1 {
+			t.Fatalf("transactions %s", l.raw)
+		}
+		return ts[0].(map[string]any)["pointsEarned"]
+	}
+	balance := func() any {
+		t.Helper()
+		p, _ := e.call("GET", "/v1/cards/"+card+"/rewards", u.token, nil).want(t, 200).body["points"].(map[string]any)
+		return p["balance"]
+	}
+	deliver(nil)
+	if earned() != nil || balance() != nil {
+		t.Fatalf("points %v, balance %v before the issuer said any", earned(), balance())
+	}
+	deliver(map[string]any{"earned": 60, "balance": 60})
+	deliver(map[string]any{"earned": 70, "balance": 70}) // recorded already: changes nothing
+	if earned() != 60.0 || balance() != 60.0 {
+		t.Fatalf("points %v, balance %v, want 60 and 60", earned(), balance())
+	}
+	if n := e.rows("notifications"); n != 1 {
+		t.Errorf("%d notifications, want the first delivery's only", n)
+	}
+}

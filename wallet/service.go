@@ -606,8 +606,5 @@ func (s *Service) Transactions(ctx context.Context, accountID, cardID string, be
 	if err != nil {
 		return nil, err
 	}
-	if err := s.repo.addPoints(ctx, ts); err != nil {
-		return nil, err
-	}
 	return ts, s.repo.addReversals(ctx, ts)
 }

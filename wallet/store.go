@@ -661,6 +661,10 @@ func (r *repo) setDefaultCard(ctx context.Context, accountID, deviceID, cardID s
 // insertTransaction records t (once: by its id) with its notification and,
 // when pts is set, the points it earned: one write.
 func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *EventPoints, now time.Time, keep int) (bool, error) {
+	var earned, balance sql.NullInt64
+	if pts != nil {
+		earned, balance = sql.NullInt64{Int64: pts.Earned, Valid: true}, sql.NullInt64{Int64: pts.Balance, Valid: true}
+	}
 	var inserted bool
 	err := r.write(ctx, func(tx *sql.Tx) error {
 		// ctx bounded the wait for the writer; once taken, the write runs to
@@ -670,12 +674,13 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO transactions (id, card_id, device_id, amount_minor, currency, merchant_name, approved,
 			 response_code, auth_code, stan, rrn, time_ms, received_ms, country, billing_minor, billing_currency, conversion_rate,
-			 discount_minor, offer_bank, campaign_id, points_multiplier)
-			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+			 discount_minor, offer_bank, campaign_id, points_multiplier, points_earned, points_balance)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 			 ON CONFLICT (id) DO NOTHING`,
 			t.ID, t.CardID, t.DeviceID, t.AmountMinor, t.Currency, t.MerchantName, b2i(t.Approved),
 			t.ResponseCode, t.AuthCode, t.STAN, t.RRN, ms(t.Time), ms(now), t.Country, t.BillingAmountMinor,
-			t.BillingCurrency, t.ConversionRate, t.DiscountMinor, t.OfferBank, t.CampaignID, t.PointsMultiplier)
+			t.BillingCurrency, t.ConversionRate, t.DiscountMinor, t.OfferBank, t.CampaignID, t.PointsMultiplier,
+			earned, balance)
 		if err != nil {
 			return fmt.Errorf("wallet: insert transaction: %w", err)
 		}
@@ -683,13 +688,15 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 		if err != nil {
 			return fmt.Errorf("wallet: insert transaction: %w", err)
 		}
+		inserted = n == 1
 		if pts != nil {
-			// Idempotent like the transaction's insert.
-			if err := recordPointsTx(ctx, tx, t.ID, t.CardID, pts.Earned, pts.Balance, t.Time); err != nil {
+			// Points are recorded once: with the transaction, or on a
+			// stored transaction that had none.
+			if err := recordPointsTx(ctx, tx, t, pts, inserted); err != nil {
 				return err
 			}
 		}
-		if inserted = n == 1; !inserted {
+		if !inserted {
 			return nil
 		}
 		return r.notifyTx(ctx, tx, t.DeviceID, NotifyTransaction, t, now, keep)
@@ -706,7 +713,7 @@ func (r *repo) notify(ctx context.Context, deviceID, kind string, payload any, n
 func (r *repo) transactions(ctx context.Context, cardID string, before time.Time, limit int) ([]Transaction, error) {
 	q := `SELECT t.id, t.card_id, t.device_id, t.amount_minor, t.currency, t.merchant_name, t.approved, t.response_code,
 		t.auth_code, t.stan, t.rrn, t.time_ms, c.token_last4, t.country, t.billing_minor, t.billing_currency,
-		t.conversion_rate, t.discount_minor, t.offer_bank, t.campaign_id, t.points_multiplier
+		t.conversion_rate, t.discount_minor, t.offer_bank, t.campaign_id, t.points_multiplier, t.points_earned
 		FROM transactions t JOIN cards c ON c.id = t.card_id
 		WHERE t.card_id = $1`
 	args := []any{cardID}
@@ -726,14 +733,18 @@ func (r *repo) transactions(ctx context.Context, cardID string, before time.Time
 			t        Transaction
 			approved int
 			at       int64
+			earned   sql.NullInt64
 		)
 		if err := rows.Scan(&t.ID, &t.CardID, &t.DeviceID, &t.AmountMinor, &t.Currency, &t.MerchantName, &approved,
 			&t.ResponseCode, &t.AuthCode, &t.STAN, &t.RRN, &at, &t.TokenLast4, &t.Country, &t.BillingAmountMinor,
 			&t.BillingCurrency, &t.ConversionRate, &t.DiscountMinor, &t.OfferBank, &t.CampaignID,
-			&t.PointsMultiplier); err != nil {
+			&t.PointsMultiplier, &earned); err != nil {
 			return nil, fmt.Errorf("wallet: list transactions: %w", err)
 		}
 		t.Approved, t.Time = approved != 0, fromMS(at)
+		if earned.Valid {
+			t.PointsEarned = &earned.Int64
+		}
 		t.SavingText = savingText(t.OfferBank, t.DiscountMinor)
 		out = append(out, t)
 	}
