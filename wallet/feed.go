@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/mipay-oss/mipay/store"
@@ -24,11 +25,14 @@ import (
 // pruned (feedKeep), so the number survives restarts; devices.notify_seq
 // is left as it is on SQLite.
 //
-// Pruning. Rows beyond the newest keep are deleted only when a feed's
-// number reaches a multiple of pruneStride, so a feed holds at most
-// keep+pruneStride-1 rows, and readers show only the newest keep
-// (repo.notifications): what a device sees is what a prune at every
-// notification showed, for one DELETE per pruneStride notifications.
+// Pruning. Rows beyond the newest keep are deleted once per pruneStride
+// notifications of a feed — when its number reaches a multiple of
+// pruneStride (PostgreSQL, and several at once), or when this process
+// appended pruneStride since it last pruned it (SQLite, where the INSERT
+// does not tell the number) — so a feed holds about keep+pruneStride rows,
+// and readers show only the newest keep (repo.notifications): what a device
+// sees is what a prune at every notification showed, for one DELETE per
+// pruneStride notifications.
 
 // pruneStride is how many notifications a feed takes between prunes.
 const pruneStride = 16
@@ -87,16 +91,47 @@ func (r *repo) notifyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, 
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return notFound(cmp.Or(err, sql.ErrNoRows), "device")
 	}
-	// The prune of pruneFeed, when the new number is a multiple of
-	// pruneStride.
+	// The number is not known here: prune after every pruneStride
+	// notifications this process appended to the feed.
+	if !r.feeds.due(deviceID) {
+		return nil
+	}
 	if _, err := tx.ExecContext(ctx,
 		`DELETE FROM notifications WHERE device_id = $1
-		 AND seq <= (SELECT MAX(seq) FROM notifications WHERE device_id = $2) - $3
-		 AND (SELECT MAX(seq) FROM notifications WHERE device_id = $4) % $5 = 0`,
-		deviceID, deviceID, feedKeep(keep), deviceID, pruneStride); err != nil {
+		 AND seq <= (SELECT MAX(seq) FROM notifications WHERE device_id = $2) - $3`,
+		deviceID, deviceID, feedKeep(keep)); err != nil {
 		return fmt.Errorf("wallet: prune notifications: %w", err)
 	}
 	return nil
+}
+
+// maxFeedCounts bounds feedCounts (it is emptied when full).
+const maxFeedCounts = 1 << 16
+
+// feedCounts counts, per device, the notifications appended on SQLite since
+// this process last pruned the device's feed. A count lost (emptied when
+// full, a write rolled back after counting) only delays a prune by up to
+// pruneStride notifications: what the device sees does not depend on it.
+type feedCounts struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// due counts one notification for the device and reports whether its feed
+// is to be pruned now.
+func (c *feedCounts) due(deviceID string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxFeedCounts {
+		c.m = map[string]int{}
+	}
+	n := c.m[deviceID] + 1
+	if n < pruneStride {
+		c.m[deviceID] = n
+		return false
+	}
+	delete(c.m, deviceID)
+	return true
 }
 
 // notifyManyTx is notifyTx for several notifications of one device: the

@@ -34,6 +34,7 @@ type repo struct {
 	db     *store.DB
 	write  func(ctx context.Context, fn func(tx *sql.Tx) error) error
 	tokens tokenCards
+	feeds  feedCounts // notifications appended per feed since its prune (feed.go)
 }
 
 func newRepo(db *store.DB, write func(ctx context.Context, fn func(tx *sql.Tx) error) error) *repo {
