@@ -26,10 +26,10 @@ import (
 // is left as it is on SQLite.
 //
 // Pruning. Rows beyond the newest keep are deleted once per pruneStride
-// notifications of a feed — when its number reaches a multiple of
-// pruneStride (PostgreSQL, and several at once), or when this process
-// appended pruneStride since it last pruned it (SQLite, where the INSERT
-// does not tell the number) — so a feed holds about keep+pruneStride rows,
+// notifications of a feed — when this process appended pruneStride to it
+// since it last pruned it (the one-statement append does not tell the
+// number), or when several at once cross a multiple of pruneStride
+// (notifyManyTx) — so a feed holds about keep+pruneStride rows,
 // and readers show only the newest keep (repo.notifications): what a device
 // sees is what a prune at every notification showed, for one DELETE per
 // pruneStride notifications.
@@ -62,29 +62,32 @@ func (r *repo) takeSeqs(ctx context.Context, tx *sql.Tx, deviceID string, n int)
 	return last + int64(n), nil
 }
 
-// notifyTx appends a notification to a device's feed inside tx. On SQLite
-// it is two Execs and no query: a query inside the writer's transaction
-// costs database/sql a goroutine watching the batch's deadline.
+// Appending one notification is one INSERT that takes the number itself:
+// on PostgreSQL from the row-locking bump of notify_seq (a data-modifying
+// WITH, one round trip instead of two), on SQLite from the feed's newest.
+// Both are Execs: a query inside the writer's transaction costs
+// database/sql a goroutine watching the batch's deadline.
+const (
+	sqlAppendPostgres = `WITH s AS (UPDATE devices SET notify_seq = notify_seq + 1 WHERE id = $1 RETURNING notify_seq)
+		INSERT INTO notifications (device_id, seq, kind, payload, created_ms) SELECT $2, notify_seq, $3, $4, $5 FROM s`
+	sqlAppendSQLite = `INSERT INTO notifications (device_id, seq, kind, payload, created_ms)
+		SELECT id, COALESCE((SELECT MAX(seq) FROM notifications WHERE device_id = $1), 0) + 1, $2, $3, $4
+		FROM devices WHERE id = $5`
+)
+
+// notifyTx appends a notification to a device's feed inside tx; a device
+// that is not there is not found.
 func (r *repo) notifyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payload any, now time.Time, keep int) error {
 	body, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("wallet: encode notification: %w", err)
 	}
+	var res sql.Result
 	if r.db.Engine() == store.Postgres {
-		seq, err := r.takeSeqs(ctx, tx, deviceID, 1)
-		if err != nil {
-			return err
-		}
-		if err := insertNotification(ctx, tx, deviceID, seq, kind, body, now); err != nil {
-			return err
-		}
-		return pruneFeed(ctx, tx, deviceID, seq-1, seq, keep)
+		res, err = tx.ExecContext(ctx, sqlAppendPostgres, deviceID, deviceID, kind, string(body), ms(now))
+	} else {
+		res, err = tx.ExecContext(ctx, sqlAppendSQLite, deviceID, kind, string(body), ms(now), deviceID)
 	}
-	res, err := tx.ExecContext(ctx,
-		`INSERT INTO notifications (device_id, seq, kind, payload, created_ms)
-		 SELECT id, COALESCE((SELECT MAX(seq) FROM notifications WHERE device_id = $1), 0) + 1, $2, $3, $4
-		 FROM devices WHERE id = $5`,
-		deviceID, kind, string(body), ms(now), deviceID)
 	if err != nil {
 		return fmt.Errorf("wallet: insert notification: %w", err)
 	}

@@ -1,7 +1,10 @@
 package wallet
 
 import (
+	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -25,5 +28,49 @@ func TestFeedCountsDue(t *testing.T) {
 	}
 	if n := len(c.m); n > maxFeedCounts {
 		t.Errorf("%d feeds counted, want at most %d", n, maxFeedCounts)
+	}
+}
+
+// TestFeedNumbersUnderConcurrentWrites: notifications appended to one feed
+// by concurrent transactions of their own (as several wallet nodes would
+// on PostgreSQL; SQLite serializes them) are numbered 1…n, each once.
+func TestFeedNumbersUnderConcurrentWrites(t *testing.T) {
+	e := mustWallet(t)
+	u := e.mustUser()
+	r := newRepo(e.repo.db, nil) // every notify its own transaction
+	const writers, each = 8, 5
+	errs := make(chan error, writers*each)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				errs <- r.notify(context.Background(), u.deviceID, NotifyCommand, map[string]int{"w": w, "i": i}, e.clock.Now(), DefaultNotificationsKept)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns, err := r.notifications(context.Background(), u.deviceID, 0, writers*each+1, DefaultNotificationsKept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ns) != writers*each {
+		t.Fatalf("%d notifications, want %d", len(ns), writers*each)
+	}
+	for i, n := range ns {
+		if n.Seq != int64(i+1) {
+			t.Fatalf("notification %d numbered %d", i+1, n.Seq)
+		}
+	}
+	// A device that is not there gets nothing and says so.
+	if err := r.notify(context.Background(), "no-such-device", NotifyCommand, 1, e.clock.Now(), 5); err == nil || !strings.Contains(err.Error(), "device not found") {
+		t.Errorf("notify to a missing device: %v", err)
 	}
 }
