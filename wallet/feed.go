@@ -78,11 +78,30 @@ const (
 // notifyTx appends a notification to a device's feed inside tx; a device
 // that is not there is not found.
 func (r *repo) notifyTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, payload any, now time.Time, keep int) error {
+	body, err := encodeNotification(payload)
+	if err != nil {
+		return err
+	}
+	return r.appendTx(ctx, tx, deviceID, kind, body, now, keep)
+}
+
+// encodeNotification is a notification's payload as stored. The hot paths
+// encode before their write, so the JSON is made by the event's handler
+// rather than by the writer every write waits for.
+func encodeNotification(payload any) ([]byte, error) {
 	body, err := json.Marshal(payload)
 	if err != nil {
-		return fmt.Errorf("wallet: encode notification: %w", err)
+		return nil, fmt.Errorf("wallet: encode notification: %w", err)
 	}
-	var res sql.Result
+	return body, nil
+}
+
+// appendTx is notifyTx with the payload encoded.
+func (r *repo) appendTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, body []byte, now time.Time, keep int) error {
+	var (
+		res sql.Result
+		err error
+	)
 	if r.db.Engine() == store.Postgres {
 		res, err = tx.ExecContext(ctx, sqlAppendPostgres, deviceID, deviceID, kind, string(body), ms(now))
 	} else {

@@ -114,8 +114,12 @@ func (s *Service) HandleReversal(ctx context.Context, eventID string, data json.
 // recordReversal stores the reversal, the card's balance after it and the
 // notification in one write; false when it was recorded before.
 func (r *repo) recordReversal(ctx context.Context, deviceID string, n *TransactionReversal, pts *EventPoints, now time.Time, keep int) (bool, error) {
+	body, err := encodeNotification(n)
+	if err != nil {
+		return false, err
+	}
 	var inserted bool
-	err := r.write(ctx, func(tx *sql.Tx) error {
+	err = r.write(ctx, func(tx *sql.Tx) error {
 		ctx := context.WithoutCancel(ctx) // as in insertTransaction
 		inserted = false
 		var reversed sql.NullInt64
@@ -144,7 +148,7 @@ func (r *repo) recordReversal(ctx context.Context, deviceID string, n *Transacti
 				return fmt.Errorf("wallet: card points: %w", err)
 			}
 		}
-		return r.notifyTx(ctx, tx, deviceID, NotifyTransactionReversed, n, now, keep)
+		return r.appendTx(ctx, tx, deviceID, NotifyTransactionReversed, body, now, keep)
 	})
 	return inserted, err
 }

@@ -657,17 +657,20 @@ func (r *repo) setDefaultCard(ctx context.Context, accountID, deviceID, cardID s
 
 // --- transactions and notifications ---
 
-// insertTransaction stores t once (by its id) and queues its notification;
-// false when it was already there.
 // insertTransaction records t (once: by its id) with its notification and,
-// when pts is set, the points it earned: one write.
+// when pts is set, the points it earned, in one write; false when t was
+// already there.
 func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *EventPoints, now time.Time, keep int) (bool, error) {
+	body, err := encodeNotification(t)
+	if err != nil {
+		return false, err
+	}
 	var earned, balance sql.NullInt64
 	if pts != nil {
 		earned, balance = sql.NullInt64{Int64: pts.Earned, Valid: true}, sql.NullInt64{Int64: pts.Balance, Valid: true}
 	}
 	var inserted bool
-	err := r.write(ctx, func(tx *sql.Tx) error {
+	err = r.write(ctx, func(tx *sql.Tx) error {
 		// ctx bounded the wait for the writer; once taken, the write runs to
 		// its end (the Writer bounds the batch). Without cancellation the
 		// SQLite driver does not start a goroutine per statement to watch it.
@@ -700,7 +703,7 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 		if !inserted {
 			return nil
 		}
-		return r.notifyTx(ctx, tx, t.DeviceID, NotifyTransaction, t, now, keep)
+		return r.appendTx(ctx, tx, t.DeviceID, NotifyTransaction, body, now, keep)
 	})
 	return inserted, err
 }
