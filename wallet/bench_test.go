@@ -104,6 +104,42 @@ func benchTxEvents(refs []string, n int) []json.RawMessage {
 	return evs
 }
 
+// BenchmarkHandleReversal: recording transaction.reversed events one at a
+// time, as the wallet's reversal subscription (concurrency 1) does, over
+// benchDevices devices whose approvals were recorded before the timer.
+func BenchmarkHandleReversal(b *testing.B) {
+	e := mustWallet(b)
+	refs := benchRefs(b, e, benchDevices)
+	evs := benchTxEvents(refs, b.N)
+	ctx := context.Background()
+	revs := make([]json.RawMessage, b.N)
+	for i, ev := range evs {
+		if err := handleBenchEvent(ctx, e, ev); err != nil {
+			b.Fatal(err)
+		}
+		var a TransactionEvent
+		if err := json.Unmarshal(ev, &a); err != nil {
+			b.Fatal(err)
+		}
+		revs[i], _ = json.Marshal(map[string]any{"transactionId": a.TransactionID, "tokenRef": a.TokenRef,
+			"amountMinor": a.AmountMinor, "currency": a.Currency, "merchantName": a.MerchantName,
+			"time": a.Time.Add(time.Minute), "points": map[string]int64{"earned": 12, "balance": 1000}})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, w0 := cpuNanos(b), e.writer.Stats()
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err := e.svc.HandleReversal(ctx, "ev", revs[i])
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(cpuNanos(b)-cpu0)/1e3/float64(b.N), "cpu-µs/event")
+	reportWrites(b, e, w0)
+}
+
 // handleBenchEvent handles one event as the subscription does: with a
 // context bounded by the handler's timeout.
 func handleBenchEvent(ctx context.Context, e *env, ev json.RawMessage) error {
