@@ -757,7 +757,7 @@ func (r *repo) transactions(ctx context.Context, cardID string, before time.Time
 
 // notifications reads the device's feed after seq `after`: only its newest
 // keep, which are all a feed held when every notification pruned it (it
-// now holds up to pruneStride-1 more between prunes, see feed.go).
+// now holds about pruneStride more between prunes, see feed.go).
 func (r *repo) notifications(ctx context.Context, deviceID string, after int64, limit, keep int) ([]Notification, error) {
 	rows, err := r.db.DB.QueryContext(ctx,
 		fmt.Sprintf(`SELECT seq, kind, payload, created_ms FROM notifications WHERE device_id = $1 AND seq > $2
