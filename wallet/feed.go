@@ -23,7 +23,9 @@ import (
 // devices row, which was one more page to copy into the savepoint journal
 // and the WAL for every transaction event. The newest notification is never
 // pruned (feedKeep), so the number survives restarts; devices.notify_seq
-// is left as it is on SQLite.
+// is left as it is on SQLite, so a wallet from before this scheme, which
+// numbered from it, must not run on a store this one wrote (its numbers
+// would collide; since migration 0070 its points writes fail anyway).
 //
 // Pruning. Rows beyond the newest keep are deleted once per pruneStride
 // notifications of a feed — when this process appended pruneStride to it
