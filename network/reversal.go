@@ -333,6 +333,12 @@ func (s *Switch) outboxLoop() {
 
 const maxOutboxBatch = 512
 
+// outboxOldest takes the oldest events through the index on created_at
+// (migration 0005): after the bus was down for a while the outbox holds
+// every event since, and without the index each pass read and sorted all
+// of them to publish 512.
+var outboxOldest = `SELECT id, subject, payload FROM outbox ORDER BY created_at LIMIT ` + fmt.Sprint(maxOutboxBatch)
+
 type rawJSON []byte
 
 func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
@@ -340,7 +346,7 @@ func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
 func (s *Switch) publishOutbox() (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rows, err := s.db.DB.QueryContext(ctx, `SELECT id, subject, payload FROM outbox ORDER BY created_at LIMIT `+fmt.Sprint(maxOutboxBatch))
+	rows, err := s.db.DB.QueryContext(ctx, outboxOldest)
 	if err != nil {
 		return 0, err
 	}
