@@ -121,11 +121,20 @@ func (s *Switch) openAdvicePAN(ctx context.Context, o owedAdvice) (string, error
 	}
 	sealed, err := hex.DecodeString(o.pan)
 	if err != nil {
-		return "", fmt.Errorf("sealed PAN: %w", err)
+		return "", ownBuildError{fmt.Errorf("sealed PAN: %w", err)}
 	}
 	pan, err := s.cfg.PANSealer.Open(ctx, AdvicePANKey, sealed, []byte(o.origKey))
 	if err != nil {
-		return "", fmt.Errorf("open the advice's PAN: %w", err)
+		err = fmt.Errorf("open the advice's PAN: %w", err)
+		switch mipay.ErrorCode(err) {
+		case mipay.EINVALID, mipay.ENOTFOUND:
+			// The HSM rejects this sealed PAN (it does not authenticate) or
+			// has no key for it: opening it again fails the same way. Any
+			// other failure (a keystore it cannot read, an HSM that is down)
+			// is the HSM's, not this advice's.
+			err = ownBuildError{err}
+		}
+		return "", err
 	}
 	return string(pan), nil
 }
@@ -302,29 +311,23 @@ func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) adviceResult {
 	return r
 }
 
-// retryBuild marks a build failure that says nothing of the advice itself
-// (the store, the issuer link): it does not count towards
-// AdviceBuildAttempts.
-type retryBuild struct{ err error }
+// ownBuildError marks a build failure that is the advice's own and would
+// fail the same way forever (the original gone, a sealed PAN the HSM
+// rejects, a token the vault no longer has, stored data that does not
+// format): only these count towards AdviceBuildAttempts. buildAdvice marks
+// them where it knows; every other failure (a store, TSP, HSM or issuer
+// link that is down or slow, whatever error it reports) is retried without
+// counting, so an outage never fails an advice.
+type ownBuildError struct{ err error }
 
-func (e retryBuild) Error() string { return e.err.Error() }
-func (e retryBuild) Unwrap() error { return e.err }
+func (e ownBuildError) Error() string { return e.err.Error() }
+func (e ownBuildError) Unwrap() error { return e.err }
 
-// transientBuildError reports whether a build failure is a dependency's
-// that is down or slow (retried without counting) rather than the
-// advice's own (a sealed PAN that does not open, a token the vault no
-// longer has, the original gone), which would fail the same way forever.
+// transientBuildError reports whether a build failure is not the advice's
+// own (ownBuildError): retried without counting.
 func transientBuildError(err error) bool {
-	var rb retryBuild
-	switch {
-	case errors.As(err, &rb), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return true
-	}
-	switch mipay.ErrorCode(err) {
-	case mipay.EUNAVAILABLE, mipay.ETIMEOUT:
-		return true
-	}
-	return false
+	var own ownBuildError
+	return !errors.As(err, &own)
 }
 
 // buildAdvice builds the advice of o (0120/0220, or 0121/0221 once one was
@@ -338,42 +341,45 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 		o.origKey).Scan(&r.MTI, &r.TokenRef, &r.IssuerID, &r.Processing, &r.AmountMinor, &r.Currency, &r.STAN, &r.RRN,
 		&r.TxTime, &r.Acquirer, &r.Terminal, &r.Merchant, &r.Country, &billMinor, &rate, &r.AuthCode)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, fmt.Errorf("original: %w", err)
+		return nil, nil, ownBuildError{fmt.Errorf("original: %w", err)}
 	}
 	if err != nil {
-		return nil, nil, retryBuild{fmt.Errorf("original: %w", err)}
+		return nil, nil, fmt.Errorf("original: %w", err)
 	}
 	if rate != "" {
 		// The original's billing amount and rate: the issuer holds what the
 		// stand-in approved.
 		rt, err := ParseDE10(rate)
 		if err != nil {
-			return nil, nil, fmt.Errorf("original's rate: %w", err)
+			return nil, nil, ownBuildError{fmt.Errorf("original's rate: %w", err)}
 		}
 		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
-		return nil, nil, retryBuild{fmt.Errorf("no link to issuer %s", r.IssuerID)}
+		return nil, nil, fmt.Errorf("no link to issuer %s", r.IssuerID)
 	}
 	var pan string
 	if r.TokenRef != "" {
 		if pan, _, err = s.cfg.Tokens.Detokenize(ctx, r.TokenRef, s.cfg.NodeID, "advice"); err != nil {
+			if mipay.ErrorCode(err) == mipay.ENOTFOUND {
+				err = ownBuildError{err} // the token is gone from the vault
+			}
 			return nil, nil, err
 		}
 	} else if pan, err = s.openAdvicePAN(ctx, o); err != nil {
 		return nil, nil, err
 	}
 	if pan == "" {
-		return nil, nil, fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))
+		return nil, nil, ownBuildError{fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))}
 	}
 	amount, err := iso8583.FormatAmount(r.AmountMinor)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, ownBuildError{err}
 	}
 	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, ownBuildError{err}
 	}
 	m := &iso8583.Message{}
 	m.SetMTI(adviceMTI(r.MTI, o.attempts > 0))
@@ -396,7 +402,7 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 	m.SetString(49, r.Currency)
 	if r.Bill.converted() {
 		if err := setBilling(m, r.Bill); err != nil {
-			return nil, nil, err
+			return nil, nil, ownBuildError{err}
 		}
 	}
 	if o.promotion != "" {
