@@ -418,6 +418,24 @@ func (b *Bus) PublishBatch(ctx context.Context, evs []Outgoing) (ok []bool, err 
 	return ok, err
 }
 
+// Backlog is how many events the durable consumer durable has yet to
+// handle: those not yet delivered to it and those delivered and not yet
+// acknowledged. It is how far a party lags behind the events it consumes.
+func (b *Bus) Backlog(ctx context.Context, durable string) (int, error) {
+	if err := validDurable(durable); err != nil {
+		return 0, fmt.Errorf("events: backlog: %w", err)
+	}
+	c, err := b.stream.Consumer(ctx, durable)
+	if err != nil {
+		return 0, fmt.Errorf("events: backlog of %q: %w", durable, err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("events: backlog of %q: %w", durable, err)
+	}
+	return int(info.NumPending) + info.NumAckPending, nil
+}
+
 // encode wraps v in an Event of subject with id.
 func (b *Bus) encode(id, subject string, v any) ([]byte, error) {
 	if err := validSubject(subject, false); err != nil {

@@ -672,3 +672,56 @@ func TestCloseDrainsInFlight(t *testing.T) {
 	mustSubscribe(t, b2, "drain.x", "drainer", c.handle)
 	c.none(t, 500*time.Millisecond)
 }
+
+// TestBacklog: a durable consumer's backlog counts the events published and
+// not yet handled, delivered or not, and is 0 once each was acknowledged.
+func TestBacklog(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b := be.open(t, t.TempDir())
+			ctx := context.Background()
+			release := make(chan struct{})
+			handled := make(chan struct{}, 10)
+			mustSubscribe(t, b, "backlog.x", "backlog-test", func(context.Context, Event) error {
+				<-release
+				handled <- struct{}{}
+				return nil
+			})
+			const n = 5
+			for i := range n {
+				mustPublish(t, b, "backlog.x", payload{N: i})
+			}
+			if got, err := b.Backlog(ctx, "backlog-test"); err != nil || got != n {
+				t.Fatalf("backlog %d, %v; want %d", got, err, n)
+			}
+			close(release)
+			for range n {
+				select {
+				case <-handled:
+				case <-time.After(waitFor):
+					t.Fatal("not every event was handled")
+				}
+			}
+			deadline := time.Now().Add(waitFor)
+			for {
+				got, err := b.Backlog(ctx, "backlog-test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("backlog %d after every event was handled", got)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if _, err := b.Backlog(ctx, "no-such-consumer"); err == nil {
+				t.Error("backlog of a consumer that does not exist")
+			}
+			if _, err := b.Backlog(ctx, "bad name!"); err == nil {
+				t.Error("backlog of an invalid durable name")
+			}
+		})
+	}
+}

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/mipay-oss/mipay/store"
+	"github.com/mipay-oss/mipay/wallet"
+)
+
+// TestBenchAuthWalletCaughtUp: when bench auth reads its CPU figure the
+// wallet has recorded every authorization of the load (its share of the
+// work is in the figure), and the result says how long that took.
+func TestBenchAuthWalletCaughtUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts every party")
+	}
+	dir := t.TempDir()
+	code, out, errOut := runCmd(t, "bench", "auth", "--duration", "1s", "--concurrency", "8", "--json", "--data", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r BenchResult
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if r.Auth.Requests == 0 || r.Auth.Errors != 0 || r.WalletCatchUpSeconds < 0 {
+		t.Fatalf("%+v", r)
+	}
+	db, err := store.Open(context.Background(), store.Config{Dir: dir}, "wallet", wallet.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.DB.QueryRow(`SELECT COUNT(*) FROM transactions`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != r.Auth.Requests {
+		t.Errorf("the wallet recorded %d transactions of the %d authorizations", n, r.Auth.Requests)
+	}
+}
