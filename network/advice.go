@@ -199,10 +199,10 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	var uerrs []error
 	for _, o := range owed {
 		r := s.tryAdvice(ctx, o)
+		ended, uerr := s.recordAdvice(ctx, o, &r)
 		if r.state == advicePending {
 			pending = true
 		}
-		ended, uerr := s.recordAdvice(ctx, o, r)
 		if uerr != nil {
 			// This row is tried again next pass; the others go on.
 			pending = true
@@ -235,9 +235,7 @@ func (s *Switch) tryAdvice(ctx context.Context, o owedAdvice) adviceResult {
 		s.log.Error("issuer refused a stand-in advice; its ledger lacks this approval", "orig", txID, "rc", r.rc)
 	case r.err != nil && !r.built && !transientBuildError(r.err):
 		if o.buildFailures+1 >= s.cfg.AdviceBuildAttempts {
-			r.state = adviceFailed
-			s.log.Error("stand-in advice cannot be built; given up, its reversal goes on; the issuer's ledger lacks this approval",
-				"orig", txID, "failures", o.buildFailures+1, "err", r.err)
+			r.state = adviceFailed // logged by recordAdvice, if it is the one that ends the row
 			break
 		}
 		s.log.Warn("stand-in advice cannot be built", "orig", txID, "failures", o.buildFailures+1, "err", r.err)
@@ -252,31 +250,54 @@ func (s *Switch) tryAdvice(ctx context.Context, o owedAdvice) adviceResult {
 // once one was), its run of build failures, why it is not acknowledged, and
 // the issuer's refusal code. A row leaves pending once (done = 0 guard:
 // several nodes may try it); ended says this update was the one, and a
-// sealed PAN is forgotten then.
-func (s *Switch) recordAdvice(ctx context.Context, o owedAdvice, r adviceResult) (ended bool, err error) {
-	msg, rc, failures := "", "", o.buildFailures
+// sealed PAN is forgotten then. A failure is recorded only if no node
+// tried the row since o was read; otherwise r becomes pending.
+func (s *Switch) recordAdvice(ctx context.Context, o owedAdvice, r *adviceResult) (ended bool, err error) {
+	if r.state == adviceFailed {
+		// o's run of build failures is what this node read: had another node
+		// tried the row since (built it, which ends the run, or sent it, and
+		// the issuer may hold that advice), it is not failed on a count that
+		// no longer holds. This failure then counts on the row as it is.
+		res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET done = $1, last_error = $2, pan = '', updated_at = $3,
+			build_failures = build_failures + 1 WHERE id = $4 AND done = 0 AND build_failures = $5 AND attempts = $6`,
+			adviceFailed, "advice cannot be built: "+r.err.Error(), s.now().UnixMilli(), o.id, o.buildFailures, o.attempts)
+		if err != nil {
+			return false, err
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
+			if err == nil {
+				s.log.Error("stand-in advice cannot be built; given up, its reversal goes on; the issuer's ledger lacks this approval",
+					"orig", transactionID(o.origKey), "failures", o.buildFailures+1, "err", r.err)
+			}
+			return err == nil, err
+		}
+		s.log.Warn("stand-in advice not given up: another node tried it meanwhile", "orig", transactionID(o.origKey))
+		r.state = advicePending
+	}
+	msg, rc := "", ""
 	switch {
 	case r.state == adviceRefused:
 		rc = r.rc
 		msg = "issuer refused the advice: DE39 " + r.rc
-	case r.state == adviceFailed:
-		msg = "advice cannot be built: " + r.err.Error()
 	case r.err != nil:
 		msg = r.err.Error()
 	}
+	// Relative to the row, not to o: another node's try in between (a build
+	// that ended the run, a failure of its own) is kept.
+	failures := "build_failures"
 	switch {
 	case r.built:
-		failures = 0
+		failures = "0"
 	case r.err != nil && !transientBuildError(r.err):
-		failures++
+		failures = "build_failures + 1"
 	}
 	pan := o.pan
 	if r.state != advicePending {
 		pan = ""
 	}
 	res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
-		pan = $4, updated_at = $5, build_failures = $6, issuer_rc = $7 WHERE id = $8 AND done = 0`,
-		boolInt(r.sent), r.state, msg, pan, s.now().UnixMilli(), failures, rc, o.id)
+		pan = $4, updated_at = $5, build_failures = `+failures+`, issuer_rc = $6 WHERE id = $7 AND done = 0`,
+		boolInt(r.sent), r.state, msg, pan, s.now().UnixMilli(), rc, o.id)
 	if err != nil {
 		return false, err
 	}
