@@ -6,6 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/mipay-oss/mipay/store"
 )
 
 // TestFeedCountsDue: a feed is due for a prune at every pruneStride-th
@@ -72,5 +75,61 @@ func TestFeedNumbersUnderConcurrentWrites(t *testing.T) {
 	// A device that is not there gets nothing and says so.
 	if err := r.notify(context.Background(), "no-such-device", NotifyCommand, 1, e.clock.Now(), 5); err == nil || !strings.Contains(err.Error(), "device not found") {
 		t.Errorf("notify to a missing device: %v", err)
+	}
+}
+
+// TestEventWriteEndsWithItsHandler: on PostgreSQL a transaction event's
+// write that waits for its device's row (locked by another wallet node's
+// write) ends when its handler's ctx ends; it must not wait as long as the
+// lock is held, holding up its batch and every write queued behind it. A
+// redelivery then records the transaction once.
+func TestEventWriteEndsWithItsHandler(t *testing.T) {
+	e := mustWallet(t)
+	if e.repo.db.Engine() != store.Postgres {
+		t.Skip("PostgreSQL only: a SQLite batch holds the write lock from BEGIN, its statements wait for no other writer")
+	}
+	u := e.mustUser()
+	ref := e.tokenRef(e.mustCard(u, "green"))
+	ctx := context.Background()
+	other, err := e.repo.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	if _, err := other.ExecContext(ctx, `SELECT id FROM devices WHERE id = $1 FOR UPDATE`, u.deviceID); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.svc.HandleTransaction(hctx, "ev", txEvent(ref, "tx-locked", 100, true)) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the event was recorded while its device's row was locked")
+		}
+	case <-time.After(5 * time.Second):
+		other.Rollback()
+		<-done
+		t.Fatal("the event's write outlived its handler's ctx by seconds, waiting for a row lock")
+	}
+	if err := other.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.HandleTransaction(ctx, "ev", txEvent(ref, "tx-locked", 100, true)); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.rows("transactions"); n != 1 {
+		t.Errorf("%d transactions after the redelivery, want 1", n)
+	}
+	l := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?wait=0s", u.token, nil).want(t, 200)
+	kinds := 0
+	for _, n := range l.body["notifications"].([]any) {
+		if n.(map[string]any)["kind"] == NotifyTransaction {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		t.Errorf("%d transaction notifications, want 1: %s", kinds, l.raw)
 	}
 }
