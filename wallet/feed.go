@@ -29,9 +29,10 @@ import (
 //
 // Pruning. Rows beyond the newest keep are deleted once per pruneStride
 // notifications of a feed — when this process appended pruneStride to it
-// since it last pruned it (the one-statement append does not tell the
-// number), or when several at once cross a multiple of pruneStride
-// (notifyManyTx) — so a feed holds about keep+pruneStride rows,
+// since it last pruned it, or at its first to a feed it holds no count for
+// (the one-statement append does not tell the number), or when several at
+// once cross a multiple of pruneStride (notifyManyTx) — so a feed holds
+// about keep+pruneStride rows,
 // and readers show only the newest keep (repo.notifications): what a device
 // sees is what a prune at every notification showed, for one DELETE per
 // pruneStride notifications.
@@ -132,10 +133,14 @@ func (r *repo) appendTx(ctx context.Context, tx *sql.Tx, deviceID, kind string, 
 // maxFeedCounts bounds feedCounts (it is emptied when full).
 const maxFeedCounts = 1 << 16
 
-// feedCounts counts, per device, the notifications appended on SQLite since
-// this process last pruned the device's feed. A count lost (emptied when
-// full, a write rolled back after counting) only delays a prune by up to
-// pruneStride notifications: what the device sees does not depend on it.
+// feedCounts counts, per device, the notifications this process appended
+// since it last pruned the device's feed. A feed it has no count for (since
+// it started, or since the counts were emptied when full) may have taken
+// any number unpruned, so it is pruned at its next notification: a lost
+// count must not leave a feed unpruned for good (restarts, or more devices
+// notified than maxFeedCounts between a device's notifications, would
+// otherwise lose its count again and again). A write rolled back after
+// counting only delays a prune. What the device sees does not depend on it.
 type feedCounts struct {
 	mu sync.Mutex
 	m  map[string]int
@@ -149,12 +154,16 @@ func (c *feedCounts) due(deviceID string) bool {
 	if c.m == nil || len(c.m) >= maxFeedCounts {
 		c.m = map[string]int{}
 	}
-	n := c.m[deviceID] + 1
-	if n < pruneStride {
-		c.m[deviceID] = n
+	n, counted := c.m[deviceID]
+	if !counted {
+		c.m[deviceID] = 1
+		return true
+	}
+	if n+1 < pruneStride {
+		c.m[deviceID] = n + 1
 		return false
 	}
-	delete(c.m, deviceID)
+	c.m[deviceID] = 0
 	return true
 }
 

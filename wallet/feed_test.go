@@ -11,19 +11,18 @@ import (
 	"github.com/mipay-oss/mipay/store"
 )
 
-// TestFeedCountsDue: a feed is due for a prune at every pruneStride-th
-// notification counted for it, whatever the other feeds do, and the counts
-// stay bounded.
+// TestFeedCountsDue: a feed is due for a prune at its first notification
+// counted (it may have taken any number uncounted) and then at every
+// pruneStride-th, whatever the other feeds do, and the counts stay bounded.
 func TestFeedCountsDue(t *testing.T) {
 	var c feedCounts
-	for round := 1; round <= 3; round++ {
-		for i := 1; i <= pruneStride; i++ {
-			if got := c.due("other"); got != (i == pruneStride) {
-				t.Fatalf("round %d, other feed's notification %d: due %v", round, i, got)
-			}
-			if got := c.due("dev"); got != (i == pruneStride) {
-				t.Fatalf("round %d, notification %d: due %v", round, i, got)
-			}
+	for k := 1; k <= 3*pruneStride; k++ {
+		want := k == 1 || k%pruneStride == 0
+		if got := c.due("other"); got != want {
+			t.Fatalf("other feed's notification %d: due %v", k, got)
+		}
+		if got := c.due("dev"); got != want {
+			t.Fatalf("notification %d: due %v", k, got)
 		}
 	}
 	for i := range maxFeedCounts + 10 {
@@ -131,5 +130,41 @@ func TestEventWriteEndsWithItsHandler(t *testing.T) {
 	}
 	if kinds != 1 {
 		t.Errorf("%d transaction notifications, want 1: %s", kinds, l.raw)
+	}
+}
+
+// TestFeedBoundedWhenCountsAreLost: a feed stays within keep+pruneStride-1
+// rows however often this process's counts are lost — by restarts (a new
+// repo for every few notifications) or by the counts being emptied when
+// full (more devices notified than maxFeedCounts): a lost count must not
+// mean a feed that is never pruned again.
+func TestFeedBoundedWhenCountsAreLost(t *testing.T) {
+	const keep = 5
+	for _, lose := range []string{"restart", "full"} {
+		t.Run(lose, func(t *testing.T) {
+			e := mustWallet(t)
+			u := e.mustUser()
+			r := newRepo(e.repo.db, e.writer.Write)
+			for i := range 3 * pruneStride {
+				switch {
+				case lose == "restart" && i%4 == 0:
+					r = newRepo(e.repo.db, e.writer.Write)
+				case lose == "full":
+					for d := range maxFeedCounts {
+						r.feeds.due(fmt.Sprintf("other-%d", d))
+					}
+				}
+				if err := r.notify(context.Background(), u.deviceID, NotifyCommand, i, e.clock.Now(), keep); err != nil {
+					t.Fatal(err)
+				}
+				var n int
+				if err := e.repo.db.DB.QueryRow(`SELECT COUNT(*) FROM notifications WHERE device_id = $1`, u.deviceID).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if n > keep+pruneStride-1 {
+					t.Fatalf("after %d notifications the feed holds %d rows, want at most %d", i+1, n, keep+pruneStride-1)
+				}
+			}
+		})
 	}
 }
