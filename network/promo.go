@@ -114,10 +114,10 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 	case resp.String(39) == RCApproved:
 		// stand-in: keep the budget, show nothing the issuer did not approve.
 		if !s.confirmPromotion(ctx, id) {
-			// The sweeper may give this budget back: the advice must not
-			// then have the issuer book the discount (never overspend a
-			// campaign). The issuer holds the full amount, as the acquirer
-			// was told.
+			// The sweeper may give this budget back (or already has): the
+			// advice must not then have the issuer book the discount (never
+			// overspend a campaign). The issuer holds the full amount, as
+			// the acquirer was told.
 			rec.promoField = ""
 		}
 	default:
@@ -126,19 +126,25 @@ func (s *Switch) settlePromotion(ctx context.Context, resp *iso8583.Message, rec
 }
 
 // confirmPromotion makes an approved payment's reservation "confirmed"
-// before the approval is recorded and answered, and reports whether it
-// did. The approval stands if it fails (the issuer has approved; the
+// before the approval is recorded and answered, and reports whether this
+// call did. The approval stands if it fails (the issuer has approved; the
 // payment is not declined over a bookkeeping write): the reservation then
 // stays "reserved", and the error says the sweeper may give that
-// discount's budget back.
+// discount's budget back. A reservation that was no longer "reserved"
+// (Confirm moved nothing: the sweeper released it while the issuer was
+// waited for) holds no budget either, though Confirm reports no error.
 func (s *Switch) confirmPromotion(ctx context.Context, id string) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), promo.DefaultConfirmTimeout)
 	defer cancel()
-	if _, err := s.cfg.Promotions.Confirm(ctx, id); err != nil {
+	moved, err := s.cfg.Promotions.Confirm(ctx, id)
+	if err != nil {
 		s.log.ErrorContext(ctx, "promotion confirmation failed: the sweeper may release this discount's budget", "reservation", id, "err", err)
 		return false
 	}
-	return true
+	if !moved {
+		s.log.ErrorContext(ctx, "promotion reservation was no longer reserved when the payment was approved (released by the sweeper?): its budget is not kept", "reservation", id)
+	}
+	return moved
 }
 
 // releasePromotion gives a reservation back; the engine does it exactly
