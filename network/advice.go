@@ -173,10 +173,12 @@ type owedAdvice struct {
 type adviceResult struct {
 	state int
 	// sent: the advice was handed to the issuer's link (the next one is a
-	// repeat). built: it was built (its run of build failures ends).
-	sent, built bool
-	rc          string // the issuer's DE39, when it answered
-	err         error  // why it is still pending, or why it failed
+	// repeat; counted in attempts before the send). built: it was built
+	// (its run of build failures ends). skipped: another node sent or ended
+	// it since it was read; nothing to record.
+	sent, built, skipped bool
+	rc                   string // the issuer's DE39, when it answered
+	err                  error  // why it is still pending, or why it failed
 }
 
 // forwardAdvices sends each pending advice once; it reports whether some
@@ -199,6 +201,10 @@ func (s *Switch) forwardAdvices() (bool, error) {
 	var uerrs []error
 	for _, o := range owed {
 		r := s.tryAdvice(ctx, o)
+		if r.skipped {
+			pending = true // its sender records it; looked at again next pass
+			continue
+		}
 		ended, uerr := s.recordAdvice(ctx, o, &r)
 		if r.state == advicePending {
 			pending = true
@@ -245,9 +251,9 @@ func (s *Switch) tryAdvice(ctx context.Context, o owedAdvice) adviceResult {
 	return r
 }
 
-// recordAdvice records one try of o: its state, attempts (the advices
-// handed to the issuer's link: the next one is a repeat, 0121/0221, only
-// once one was), its run of build failures, why it is not acknowledged, and
+// recordAdvice records one try of o: its state (attempts, the advices
+// handed to the issuer's link, was counted before the send: sendAdvice),
+// its run of build failures, why it is not acknowledged, and
 // the issuer's refusal code. A row leaves pending once (done = 0 guard:
 // several nodes may try it); ended says this update was the one, and a
 // sealed PAN is forgotten then. A failure is recorded only if no node
@@ -295,9 +301,9 @@ func (s *Switch) recordAdvice(ctx context.Context, o owedAdvice, r *adviceResult
 	if r.state != advicePending {
 		pan = ""
 	}
-	res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + $1, done = $2, last_error = $3,
-		pan = $4, updated_at = $5, build_failures = `+failures+`, issuer_rc = $6 WHERE id = $7 AND done = 0`,
-		boolInt(r.sent), r.state, msg, pan, s.now().UnixMilli(), rc, o.id)
+	res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET done = $1, last_error = $2,
+		pan = $3, updated_at = $4, build_failures = `+failures+`, issuer_rc = $5 WHERE id = $6 AND done = 0`,
+		r.state, msg, pan, s.now().UnixMilli(), rc, o.id)
 	if err != nil {
 		return false, err
 	}
@@ -312,6 +318,24 @@ func (s *Switch) sendAdvice(ctx context.Context, o owedAdvice) adviceResult {
 	m, link, err := s.buildAdvice(ctx, o)
 	if err != nil {
 		return adviceResult{state: advicePending, err: err}
+	}
+	// Count the send durably before the advice leaves: a switch that dies
+	// between the send and recordAdvice then sends the next one as a
+	// repeat (0121/0221), which the issuer may have got, never as a second
+	// first advice. A crash before the send makes the next one a repeat of
+	// an advice never sent, which a repeat allows. The guard on attempts
+	// also keeps another node that sent it since o was read from sending
+	// it again under o's (stale) MTI.
+	res, err := s.db.DB.ExecContext(ctx, `UPDATE issuer_advices SET attempts = attempts + 1, updated_at = $1
+		WHERE id = $2 AND done = 0 AND attempts = $3`, s.now().UnixMilli(), o.id, o.attempts)
+	if err != nil {
+		return adviceResult{state: advicePending, built: true, err: fmt.Errorf("count the advice before sending: %w", err)}
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		if err != nil {
+			return adviceResult{state: advicePending, built: true, err: fmt.Errorf("count the advice before sending: %w", err)}
+		}
+		return adviceResult{state: advicePending, skipped: true}
 	}
 	answer, err := link.Send(ctx, m)
 	if err != nil {
