@@ -2,6 +2,7 @@ package wallet
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -130,6 +131,30 @@ func TestEventWriteEndsWithItsHandler(t *testing.T) {
 	}
 	if kinds != 1 {
 		t.Errorf("%d transaction notifications, want 1: %s", kinds, l.raw)
+	}
+
+	// A reversal's write too.
+	other, err = e.repo.db.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback()
+	if _, err := other.ExecContext(ctx, `SELECT id FROM devices WHERE id = $1 FOR UPDATE`, u.deviceID); err != nil {
+		t.Fatal(err)
+	}
+	hctx, cancel = context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	rev := json.RawMessage(`{"transactionId":"tx-locked","tokenRef":"` + ref + `","amountMinor":100,"currency":"156"}`)
+	go func() { done <- e.svc.HandleReversal(hctx, "ev", rev) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("the reversal was recorded while its device's row was locked")
+		}
+	case <-time.After(5 * time.Second):
+		other.Rollback()
+		<-done
+		t.Fatal("the reversal's write outlived its handler's ctx by seconds, waiting for a row lock")
 	}
 }
 
