@@ -85,9 +85,18 @@ const (
 	DefaultMaxDeliver     = 10 // attempts per event on a durable subscription
 	DefaultMaxAckPending  = 1000
 	DefaultPullBatch      = 32 // events buffered per durable subscriber
-	DefaultStartTimeout   = 30 * time.Second
-	DefaultCloseTimeout   = 10 * time.Second
-	MaxSubjectBytes       = 200
+	// DefaultPullHeartbeat is the idle heartbeat a subscriber asks the
+	// server for with each pull, and DefaultPullExpiry how long a pull
+	// lasts. Under sustained load the JetStream client can lose track of
+	// its pull (nats.go issue 1622: events left unprocessed, no pull
+	// waiting at the server) and notices only after two missed heartbeats:
+	// with the client's defaults (15 s of a 30 s pull) a subscriber then
+	// stalled 30 s; TestBurstsHandledPromptly reproduces it.
+	DefaultPullHeartbeat = 500 * time.Millisecond
+	DefaultPullExpiry    = 5 * time.Second
+	DefaultStartTimeout  = 30 * time.Second
+	DefaultCloseTimeout  = 10 * time.Second
+	MaxSubjectBytes      = 200
 )
 
 // retryDelay is the backoff before redelivering an event whose handler

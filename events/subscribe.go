@@ -119,6 +119,7 @@ func (b *Bus) Subscribe(ctx context.Context, subject, durable string, h Handler,
 	}
 	s.startWorkers()
 	s.cc, err = cons.Consume(s.deliver, jetstream.PullMaxMessages(DefaultPullBatch),
+		jetstream.PullExpiry(DefaultPullExpiry), jetstream.PullHeartbeat(DefaultPullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if !errors.Is(err, jetstream.ErrNoHeartbeat) || !b.isClosed() {
 				b.log.Warn("consume error", "subject", subject, "durable", durable, "err", err)
