@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -39,7 +38,7 @@ func tspStoreDown(t *testing.T) error {
 func TestStandInAdviceWaitsForTSPStore(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{err: tspStoreDown(t)}
+	tokens := &flakyTokens{flaky: flaky{err: tspStoreDown(t)}}
 	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
 		tokens.TokenService = c.Tokens
 		c.Tokens = tokens
@@ -60,35 +59,17 @@ func TestStandInAdviceWaitsForTSPStore(t *testing.T) {
 	}
 }
 
-// flakySealer is an HSM whose Open fails with err while it is set.
+// flakySealer is an HSM whose Open fails while err is set.
 type flakySealer struct {
 	PANSealer
-	mu    sync.Mutex
-	err   error
-	calls int
+	flaky
 }
 
 func (f *flakySealer) Open(ctx context.Context, h hsm.Handle, sealed, aad []byte) ([]byte, error) {
-	f.mu.Lock()
-	f.calls++
-	err := f.err
-	f.mu.Unlock()
-	if err != nil {
+	if err := f.call(); err != nil {
 		return nil, err
 	}
 	return f.PANSealer.Open(ctx, h, sealed, aad)
-}
-
-func (f *flakySealer) set(err error) {
-	f.mu.Lock()
-	f.err = err
-	f.mu.Unlock()
-}
-
-func (f *flakySealer) tries() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
 }
 
 // An HSM that cannot read its keystore for a while (here: out of file

@@ -139,34 +139,45 @@ func TestStandInAdviceUnbuildableFails(t *testing.T) {
 }
 
 // flakyTokens is a TSP whose de-tokenizations fail with err while it is set.
-type flakyTokens struct {
-	TokenService
+// flaky fails each call with the error set (nil: the call goes through)
+// and counts the calls.
+type flaky struct {
 	mu    sync.Mutex
 	err   error
 	calls int
 }
 
-func (f *flakyTokens) Detokenize(ctx context.Context, ref, requester, purpose string) (string, string, error) {
+// call counts a call and returns the error it fails with.
+func (f *flaky) call() error {
 	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls++
-	err := f.err
-	f.mu.Unlock()
-	if err != nil {
-		return "", "", err
-	}
-	return f.TokenService.Detokenize(ctx, ref, requester, purpose)
+	return f.err
 }
 
-func (f *flakyTokens) set(err error) {
+func (f *flaky) set(err error) {
 	f.mu.Lock()
 	f.err = err
 	f.mu.Unlock()
 }
 
-func (f *flakyTokens) tries() int {
+func (f *flaky) tries() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.calls
+}
+
+// flakyTokens is a TSP whose de-tokenization fails while err is set.
+type flakyTokens struct {
+	TokenService
+	flaky
+}
+
+func (f *flakyTokens) Detokenize(ctx context.Context, ref, requester, purpose string) (string, string, error) {
+	if err := f.call(); err != nil {
+		return "", "", err
+	}
+	return f.TokenService.Detokenize(ctx, ref, requester, purpose)
 }
 
 // A token gone from the vault: the advice fails after the default bound
@@ -174,7 +185,7 @@ func (f *flakyTokens) tries() int {
 func TestStandInAdviceTokenGoneFails(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{err: mipay.Errorf(mipay.ENOTFOUND, "no token REF-1234")}
+	tokens := &flakyTokens{flaky: flaky{err: mipay.Errorf(mipay.ENOTFOUND, "no token REF-1234")}}
 	reg := prometheus.NewRegistry()
 	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
 		tokens.TokenService = c.Tokens
@@ -214,7 +225,7 @@ func TestStandInAdviceTokenGoneFails(t *testing.T) {
 func TestStandInAdviceWaitsForTSP(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{err: mipay.Errorf(mipay.EUNAVAILABLE, "TSP store down")}
+	tokens := &flakyTokens{flaky: flaky{err: mipay.Errorf(mipay.EUNAVAILABLE, "TSP store down")}}
 	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
 		tokens.TokenService = c.Tokens
 		c.Tokens = tokens
