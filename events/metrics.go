@@ -1,10 +1,10 @@
 package events
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/mipay-oss/mipay/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -43,32 +43,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"subject", "durable"}),
 	}
 	var err error
-	if m.published, err = register(reg, m.published); err != nil {
-		return nil, err
+	if m.published, err = promreg.Register(reg, m.published); err != nil {
+		return nil, fmt.Errorf("events: metrics: %w", err)
 	}
-	if m.handled, err = register(reg, m.handled); err != nil {
-		return nil, err
+	if m.handled, err = promreg.Register(reg, m.handled); err != nil {
+		return nil, fmt.Errorf("events: metrics: %w", err)
 	}
-	if m.latency, err = register(reg, m.latency); err != nil {
-		return nil, err
+	if m.latency, err = promreg.Register(reg, m.latency); err != nil {
+		return nil, fmt.Errorf("events: metrics: %w", err)
 	}
 	return m, nil
-}
-
-// register adds c to reg, or returns the collector registered before it (a
-// second bus on one registry shares the metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	if err == nil {
-		return c, nil
-	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	return c, fmt.Errorf("events: metrics: %w", err)
 }
 
 func (m *metrics) publish(subject string) {

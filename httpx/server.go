@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -255,15 +256,11 @@ func registerRuntime(reg prometheus.Registerer) {
 // registerOnce registers c and returns the collector in use: c, or the one
 // registered before it.
 func registerOnce(reg prometheus.Registerer, c prometheus.Collector) prometheus.Collector {
-	err := reg.Register(c)
-	if err == nil {
-		return c
+	c, err := promreg.Register(reg, c)
+	if err != nil {
+		panic(fmt.Sprintf("httpx: registering metrics: %v", err)) // inconsistent metric definitions are a bug
 	}
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		return are.ExistingCollector
-	}
-	panic(fmt.Sprintf("httpx: registering metrics: %v", err)) // inconsistent metric definitions are a bug
+	return c
 }
 
 // Serve serves srv on ln until ctx is done, then shuts down gracefully

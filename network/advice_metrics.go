@@ -1,8 +1,7 @@
 package network
 
 import (
-	"errors"
-
+	"github.com/mipay-oss/mipay/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,7 +32,7 @@ func newAdviceMetrics(reg prometheus.Registerer) *adviceMetrics {
 		m.settled.WithLabelValues(o)
 	}
 	if reg != nil {
-		m.settled = registerShared(reg, m.settled)
+		m.settled, _ = promreg.Register(reg, m.settled) // unexportable: counted anyway
 	}
 	return m
 }
@@ -48,17 +47,4 @@ func (m *adviceMetrics) settle(state int) {
 	case adviceFailed:
 		m.settled.WithLabelValues(outcomeFailed).Inc()
 	}
-}
-
-// registerShared registers c, or returns the collector already registered
-// under its name (two switch nodes on one registry share their counters).
-func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	return c // registered, or unregistrable: counted but not exported
 }

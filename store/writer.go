@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mipay-oss/mipay"
+	"github.com/mipay-oss/mipay/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -648,25 +649,11 @@ func newWriterMetrics(reg prometheus.Registerer, party, name string) *writerMetr
 		ConstLabels: labels,
 	})
 	return &writerMetrics{
-		batch:  register(reg, batch).(prometheus.Histogram),
-		commit: register(reg, commit).(prometheus.Histogram),
-		wait:   register(reg, wait).(prometheus.Histogram),
-		failed: register(reg, failed).(prometheus.Counter),
+		batch:  registered(reg, batch),
+		commit: registered(reg, commit),
+		wait:   registered(reg, wait),
+		failed: registered(reg, failed),
 	}
-}
-
-// register registers c, or returns the collector already registered under
-// the same name and labels (a writer reopened in the same process).
-func register(reg prometheus.Registerer, c prometheus.Collector) prometheus.Collector {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector
-		}
-		// A conflicting descriptor: keep the metric unregistered rather
-		// than fail the writer over metrics.
-	}
-	return c
 }
 
 func (m *writerMetrics) observe(batch []*writeReq, start time.Time, err error) {
@@ -679,4 +666,13 @@ func (m *writerMetrics) observe(batch []*writeReq, start time.Time, err error) {
 	if err != nil {
 		m.failed.Inc()
 	}
+}
+
+// registered registers c, or returns the collector already registered under
+// the same name and labels (a writer reopened in the same process). A
+// conflicting descriptor leaves the metric unexported rather than fail the
+// writer over metrics.
+func registered[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	c, _ = promreg.Register(reg, c)
+	return c
 }

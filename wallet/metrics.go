@@ -1,8 +1,7 @@
 package wallet
 
 import (
-	"errors"
-
+	"github.com/mipay-oss/mipay/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -29,22 +28,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		m.bindings = registerShared(reg, m.bindings)
-		m.events = registerShared(reg, m.events)
-		m.transactions = registerShared(reg, m.transactions)
+		m.bindings, _ = promreg.Register(reg, m.bindings) // unexportable: counted anyway
+		m.events, _ = promreg.Register(reg, m.events)
+		m.transactions, _ = promreg.Register(reg, m.transactions)
 	}
 	return m
-}
-
-// registerShared registers c, or returns the collector already registered
-// under its name (two wallets on one registry share their counters).
-func registerShared[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing
-		}
-	}
-	return c // registered, or unregistrable: counted but not exported
 }
