@@ -267,8 +267,11 @@ func (sp savepoints) rollbackTo() error {
 // statement fails and only this write is rolled back (on PostgreSQL by a
 // cancel request, which in rare races may hit the next write's statement
 // instead). tx.Exec without a ctx is cheaper on SQLite (the driver watches
-// a cancellable ctx with a goroutine per statement); the batch has its own
-// deadline (BatchTimeout) either way.
+// a cancellable ctx with a goroutine per statement) and safe there: the
+// batch holds the write lock from BEGIN IMMEDIATE, so its statements wait
+// for no other writer. On PostgreSQL a statement may wait for a row lock
+// another node holds, and BatchTimeout does not interrupt a statement
+// already running without a ctx: pass one there.
 func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
