@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/mipay-oss/mipay"
 	"github.com/mipay-oss/mipay/hsm"
+	"github.com/mipay-oss/mipay/httpx"
 	"github.com/mipay-oss/mipay/iso8583"
 )
 
@@ -519,4 +522,33 @@ func (s *Switch) UnsettledAdvices(ctx context.Context, limit int) ([]UnsettledAd
 		return nil, fmt.Errorf("network: unsettled advices: %w", err)
 	}
 	return out, nil
+}
+
+// DefaultUnsettledAdvicesShown is what GET /v1/admin/advices lists without
+// a limit.
+const DefaultUnsettledAdvicesShown = 100
+
+// serveUnsettledAdvices is GET /v1/admin/advices[?limit=N]: the refused and
+// failed stand-in advices, for an operator to settle with the issuer.
+func (s *Switch) serveUnsettledAdvices(w http.ResponseWriter, r *http.Request) {
+	limit := DefaultUnsettledAdvicesShown
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || len(v) > 4 {
+			httpx.WriteError(w, r, mipay.Errorf(mipay.EINVALID, "limit must be a number from 1 to %d", MaxUnsettledAdvices))
+			return
+		}
+		limit = n
+	}
+	list, err := s.UnsettledAdvices(r.Context(), limit)
+	if err != nil {
+		httpx.WriteError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []UnsettledAdvice{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, struct {
+		Advices []UnsettledAdvice `json:"advices"`
+	}{list})
 }

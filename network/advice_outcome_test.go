@@ -2,6 +2,10 @@ package network
 
 import (
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -271,6 +275,43 @@ func TestStandInAdviceRefusedVisible(t *testing.T) {
 		list[0].TransactionID != transactionID(dupKey(orig)) || list[0].Attempts != 1 {
 		t.Fatalf("unsettled advices %+v %v", list, err)
 	}
+	t.Run("admin API", func(t *testing.T) {
+		srv := httptest.NewServer(h.sw.AdminHandler("s3cret"))
+		defer srv.Close()
+		get := func(query, auth string) (int, string) {
+			req, _ := http.NewRequest("GET", srv.URL+"/v1/admin/advices"+query, nil)
+			if auth != "" {
+				req.Header.Set("Authorization", "Bearer "+auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		code, body := get("", "s3cret")
+		var got struct{ Advices []UnsettledAdvice }
+		if err := json.Unmarshal([]byte(body), &got); code != 200 || err != nil || len(got.Advices) != 1 ||
+			got.Advices[0].State != "refused" || got.Advices[0].IssuerRC != "14" || got.Advices[0].TransactionID != list[0].TransactionID {
+			t.Fatalf("%d %s", code, body)
+		}
+		if code, body := get("?limit=1", "s3cret"); code != 200 || !strings.Contains(body, `"issuerRc":"14"`) {
+			t.Fatalf("limit=1: %d %s", code, body)
+		}
+		for _, q := range []string{"?limit=0", "?limit=1001", "?limit=x", "?limit=99999999999"} {
+			if code, body := get(q, "s3cret"); code != 400 {
+				t.Errorf("%s: %d %s", q, code, body)
+			}
+		}
+		if code, _ := get("", ""); code != 401 {
+			t.Errorf("no secret: %d", code)
+		}
+		if code, _ := get("", "wrong"); code != 401 {
+			t.Errorf("wrong secret: %d", code)
+		}
+	})
 	link.set("00")
 	if r := h.send(t, h.request(7000)); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))

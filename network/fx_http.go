@@ -22,8 +22,10 @@ import (
 //
 //	GET  /v1/admin/rates   the versions held (newest last) and the one in effect
 //	POST /v1/admin/rates   {"version": 2, "effectiveFrom": "…", "rates": {"JPY": "0.04712", …}}
+//	GET  /v1/admin/advices?limit=100   stand-in advices the issuer refused or that
+//	                                   could not be built (UnsettledAdvices)
 //
-// Both need Authorization: Bearer <admin secret>. The secret comes from
+// All need Authorization: Bearer <admin secret>. The secret comes from
 // MIPAY_NETWORK_ADMIN_TOKEN or the file <dataDir>/network/admin.token
 // (created with a random secret on first start, mode 0600).
 const (
@@ -124,6 +126,7 @@ func (s *Switch) AdminHandler(secret string) http.Handler {
 		}
 		httpx.WriteJSON(w, http.StatusCreated, rateSetOf(v))
 	}))
+	mux.HandleFunc("GET /v1/admin/advices", guard(s.serveUnsettledAdvices)) // advice.go
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, mipay.Errorf(mipay.ENOTFOUND, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
