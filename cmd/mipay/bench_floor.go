@@ -35,6 +35,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -498,14 +499,19 @@ func floorEvent(ctx context.Context, dir string, d time.Duration, _ int) (FloorP
 	defer sub.Close()
 	payload := json.RawMessage(`{"pad":"` + strings.Repeat("x", floorEventBytes-10) + `"}`)
 	batch := make([]events.Outgoing, floorPublishBatch)
+	// Ids unique to this run: JetStream drops an id it stored within its
+	// duplicate window, and a run again on the same --data would repeat them.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
 	runtime.GC()
 	cpu0, start := processCPU(), time.Now()
 	deadline := start.Add(d)
 	n := 0
 	for time.Now().Before(deadline) {
 		for i := range batch {
-			room <- struct{}{}
-			batch[i] = events.Outgoing{ID: fmt.Sprintf("floor-%d", n), Subject: "floor.event", Data: payload}
+			if err := waitRoom(room); err != nil {
+				return FloorPart{}, err
+			}
+			batch[i] = events.Outgoing{ID: fmt.Sprintf("floor-%s-%d", run, n), Subject: "floor.event", Data: payload}
 			n++
 		}
 		if _, err := bus.PublishBatch(ctx, batch); err != nil {
@@ -514,7 +520,7 @@ func floorEvent(ctx context.Context, dir string, d time.Duration, _ int) (FloorP
 	}
 	// Every event published is timed to its acknowledgement: wait for the
 	// last ones (bounded) before reading the clock.
-	wait := time.Now().Add(time.Minute)
+	wait := time.Now().Add(floorStall)
 	for handled.Load() < int64(n) {
 		if time.Now().After(wait) {
 			return FloorPart{}, fmt.Errorf("%d of %d events handled a minute after the last was published", handled.Load(), n)
@@ -522,4 +528,24 @@ func floorEvent(ctx context.Context, dir string, d time.Duration, _ int) (FloorP
 		time.Sleep(time.Millisecond)
 	}
 	return floorPart(int64(n), time.Since(start), processCPU()-cpu0), nil
+}
+
+// floorStall bounds how long the event part waits for the subscriber to
+// make room: an event never handled must end the part, not hang it.
+const floorStall = time.Minute
+
+func waitRoom(room chan struct{}) error {
+	select {
+	case room <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(floorStall)
+	defer t.Stop()
+	select {
+	case room <- struct{}{}:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("no event handled for %s: %d in flight", floorStall, len(room))
+	}
 }

@@ -47,6 +47,14 @@ func TestBenchFloor(t *testing.T) {
 		t.Errorf("35%% of echo %.1f, echo %.1f/s", r.EchoShareTarget, echo.PerSecond)
 	}
 
+	t.Run("again on the same data", func(t *testing.T) {
+		// The event part's ids must not repeat the first run's: JetStream
+		// would drop them as duplicates and the part would never finish.
+		code, _, errOut := runCmd(t, "bench", "floor", "--duration", "200ms", "--concurrency", "4", "--parts", "event", "--data", dir)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+	})
 	t.Run("text, one part", func(t *testing.T) {
 		code, out, errOut := runCmd(t, "bench", "floor", "--duration", "200ms", "--concurrency", "4", "--parts", "sqlite-20", "--data", dir)
 		if code != 0 {
