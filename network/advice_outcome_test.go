@@ -3,8 +3,6 @@ package network
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -279,17 +277,7 @@ func TestStandInAdviceRefusedVisible(t *testing.T) {
 		srv := httptest.NewServer(h.sw.AdminHandler("s3cret"))
 		defer srv.Close()
 		get := func(query, auth string) (int, string) {
-			req, _ := http.NewRequest("GET", srv.URL+"/v1/admin/advices"+query, nil)
-			if auth != "" {
-				req.Header.Set("Authorization", "Bearer "+auth)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			b, _ := io.ReadAll(resp.Body)
-			return resp.StatusCode, string(b)
+			return adminDo(t, "GET", srv.URL+"/v1/admin/advices"+query, auth, "")
 		}
 		code, body := get("", "s3cret")
 		var got struct{ Advices []UnsettledAdvice }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/mipay-oss/mipay/iso8583"
 	"github.com/mipay-oss/mipay/promo"
-	"github.com/mipay-oss/mipay/store/storetest"
 )
 
 // sweptBeforeConfirm is the promotions engine when the sweeper released a
@@ -28,18 +27,7 @@ func (s sweptBeforeConfirm) Confirm(ctx context.Context, id string) (bool, error
 // discount the campaign no longer pays for. Before, only a Confirm error
 // cleared it, and Confirm reports a released reservation without one.
 func TestStandInAdviceNoPromotionSwept(t *testing.T) {
-	db := storetest.Open(t, "network", Migrations())
-	eng := newTestPromoEngine(t, 10)
-	link := &adviceIssuer{adviceRC: "00"}
-	h := promoStandIn(t, db, link, sweptBeforeConfirm{eng})
-	defer h.sw.Close()
-	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
-	if !link.last("0200").Has(iso8583.FieldPromotion) {
-		t.Fatal("the original carried no DE124: the test needs a reservation")
-	}
-	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceAcked })
+	link, eng := standInPromoAdvised(t, func(eng *promo.Engine) Promotions { return sweptBeforeConfirm{eng} })
 	if st := stats(t, eng); st.BudgetUsedMinor != 0 || st.Confirmed != 0 {
 		t.Fatalf("campaign %+v: the reservation was to be given back", st)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mipay-oss/mipay/iso8583"
+	"github.com/mipay-oss/mipay/promo"
 	"github.com/mipay-oss/mipay/store"
 	"github.com/mipay-oss/mipay/store/storetest"
 )
@@ -92,6 +93,26 @@ func TestStandInAdviceWithoutPromotion(t *testing.T) {
 	}
 }
 
+// standInPromoAdvised approves a payment the campaign discounts in stand-in,
+// through the promotions wrap makes of a fresh engine, and waits for its
+// advice to be acknowledged. It returns the issuer's link and the engine.
+func standInPromoAdvised(t *testing.T, wrap func(*promo.Engine) Promotions) (*adviceIssuer, *promo.Engine) {
+	t.Helper()
+	db := storetest.Open(t, "network", Migrations())
+	eng := newTestPromoEngine(t, 10)
+	link := &adviceIssuer{adviceRC: "00"}
+	h := promoStandIn(t, db, link, wrap(eng))
+	t.Cleanup(func() { h.sw.Close() })
+	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
+		t.Fatalf("rc %s", r.String(39))
+	}
+	if !link.last("0200").Has(iso8583.FieldPromotion) {
+		t.Fatal("the original carried no DE124: the test needs a reservation")
+	}
+	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceAcked })
+	return link, eng
+}
+
 // confirmFails is a promotions engine whose confirmations fail.
 type confirmFails struct{ Promotions }
 
@@ -104,18 +125,7 @@ func (confirmFails) Confirm(context.Context, string) (bool, error) {
 // discount, or the issuer would book one the campaign's budget no longer
 // pays for.
 func TestStandInAdviceNoPromotionUnconfirmed(t *testing.T) {
-	db := storetest.Open(t, "network", Migrations())
-	eng := newTestPromoEngine(t, 10)
-	link := &adviceIssuer{adviceRC: "00"}
-	h := promoStandIn(t, db, link, confirmFails{eng})
-	defer h.sw.Close()
-	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
-	if !link.last("0200").Has(iso8583.FieldPromotion) {
-		t.Fatal("the original carried no DE124: the test needs a reservation")
-	}
-	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceAcked })
+	link, eng := standInPromoAdvised(t, func(eng *promo.Engine) Promotions { return confirmFails{eng} })
 	if m := link.last("0220"); m.Has(iso8583.FieldPromotion) {
 		t.Fatalf("advice carries DE124 %q for an unconfirmed reservation", m.String(iso8583.FieldPromotion))
 	}

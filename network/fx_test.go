@@ -417,22 +417,35 @@ func BenchmarkConversion(b *testing.B) {
 	}
 }
 
+// adminDo sends a request to the network's admin API with the secret auth
+// ("": none) and returns the status and body.
+func adminDo(t *testing.T, method, url, auth, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", "Bearer "+auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
 func TestRatesAdminAPI(t *testing.T) {
 	h, _, _ := mustFXSwitch(t)
 	srv := httptest.NewServer(h.sw.AdminHandler("s3cret"))
 	defer srv.Close()
 	do := func(method, auth, body string) (int, string) {
-		req, _ := http.NewRequest(method, srv.URL+"/v1/admin/rates", strings.NewReader(body))
-		if auth != "" {
-			req.Header.Set("Authorization", "Bearer "+auth)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return adminDo(t, method, srv.URL+"/v1/admin/rates", auth, body)
 	}
 	if code, _ := do("GET", "", ""); code != http.StatusUnauthorized {
 		t.Fatalf("no secret: %d", code)
