@@ -186,9 +186,9 @@ func (r *repo) notifyManyTx(ctx context.Context, tx *sql.Tx, deviceID, kind stri
 		if int64(i) < skip {
 			continue
 		}
-		body, err := json.Marshal(p)
+		body, err := encodeNotification(p)
 		if err != nil {
-			return fmt.Errorf("wallet: encode notification: %w", err)
+			return err
 		}
 		if err := insertNotification(ctx, tx, deviceID, seq, kind, body, now); err != nil {
 			return err
