@@ -394,14 +394,10 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 	if err != nil {
 		return nil, nil, fmt.Errorf("original: %w", err)
 	}
-	if rate != "" {
-		// The original's billing amount and rate: the issuer holds what the
-		// stand-in approved.
-		rt, err := ParseDE10(rate)
-		if err != nil {
-			return nil, nil, ownBuildError{fmt.Errorf("original's rate: %w", err)}
-		}
-		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
+	// The original's billing amount and rate: the issuer holds what the
+	// stand-in approved.
+	if err := setOriginalBilling(&r, billMinor, rate); err != nil {
+		return nil, nil, ownBuildError{err}
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
@@ -421,44 +417,22 @@ func (s *Switch) buildAdvice(ctx context.Context, o owedAdvice) (*iso8583.Messag
 	if pan == "" {
 		return nil, nil, ownBuildError{fmt.Errorf("advice of %s without a PAN", transactionID(o.origKey))}
 	}
-	amount, err := iso8583.FormatAmount(r.AmountMinor)
-	if err != nil {
-		return nil, nil, ownBuildError{err}
-	}
-	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
-	if err != nil {
-		return nil, nil, ownBuildError{err}
-	}
 	m := &iso8583.Message{}
 	m.SetMTI(adviceMTI(r.MTI, o.attempts > 0))
 	m.SetString(2, pan)
-	m.SetString(3, r.Processing)
-	m.SetString(4, amount)
-	m.SetString(7, s.now().UTC().Format("0102150405"))
-	m.SetString(11, r.STAN)
-	if r.Country != "" {
-		m.SetString(19, r.Country)
+	if err := s.setOriginal(m, &r); err != nil {
+		return nil, nil, ownBuildError{err} // stored data that does not format
 	}
-	m.SetString(32, r.Acquirer)
-	m.SetString(37, r.RRN)
 	m.SetString(38, r.AuthCode)
 	m.SetString(39, RCApproved)
-	m.SetString(41, r.Terminal)
 	if r.Merchant != "" {
 		m.SetString(43, r.Merchant)
-	}
-	m.SetString(49, r.Currency)
-	if r.Bill.converted() {
-		if err := setBilling(m, r.Bill); err != nil {
-			return nil, nil, ownBuildError{err}
-		}
 	}
 	if o.promotion != "" {
 		// The DE124 the original carried: the discount the switch kept the
 		// campaign's budget for.
 		m.SetString(iso8583.FieldPromotion, o.promotion)
 	}
-	m.SetString(90, de90)
 	return m, link, nil
 }
 

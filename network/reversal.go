@@ -236,15 +236,11 @@ func (s *Switch) sendReversal(ctx context.Context, o owedReversal) (*outboxEvent
 // sendReversalOf sends the issuer's reversal of the original r and returns
 // its acknowledgement.
 func (s *Switch) sendReversalOf(ctx context.Context, o owedReversal, r *authRecord, billMinor int64, rate string) (*iso8583.Message, error) {
-	var err error
-	if rate != "" {
-		// The original's billing amount and rate, not today's: the issuer
-		// releases exactly what it held.
-		rt, err := ParseDE10(rate)
-		if err != nil {
-			return nil, fmt.Errorf("original's rate: %w", err)
-		}
-		r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
+	// The original's billing amount and rate, not today's: the issuer
+	// releases exactly what it held.
+	err := setOriginalBilling(r, billMinor, rate)
+	if err != nil {
+		return nil, err
 	}
 	link, ok := s.cfg.Issuers(r.IssuerID)
 	if !ok {
@@ -256,38 +252,15 @@ func (s *Switch) sendReversalOf(ctx context.Context, o owedReversal, r *authReco
 			return nil, err
 		}
 	}
-	amount, err := iso8583.FormatAmount(r.AmountMinor)
-	if err != nil {
-		return nil, err
-	}
-	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
-	if err != nil {
-		return nil, err
-	}
-	now := s.now().UTC()
 	m := &iso8583.Message{}
 	m.SetMTI(o.mti)
 	if pan != "" {
 		m.SetString(2, pan)
 	}
-	m.SetString(3, r.Processing)
-	m.SetString(4, amount)
-	m.SetString(7, now.Format("0102150405"))
-	m.SetString(11, r.STAN)
-	m.SetString(32, r.Acquirer)
-	m.SetString(37, r.RRN)
+	if err := s.setOriginal(m, r); err != nil {
+		return nil, err
+	}
 	m.SetString(39, map[bool]string{true: "68", false: "17"}[o.mti == iso8583.MTIReversalAdvice])
-	m.SetString(41, r.Terminal)
-	m.SetString(49, r.Currency)
-	if r.Country != "" {
-		m.SetString(19, r.Country)
-	}
-	if r.Bill.converted() {
-		if err := setBilling(m, r.Bill); err != nil {
-			return nil, err
-		}
-	}
-	m.SetString(90, de90)
 	answer, err := link.Send(ctx, m)
 	if err != nil {
 		return nil, err
@@ -300,6 +273,53 @@ func (s *Switch) sendReversalOf(ctx context.Context, o owedReversal, r *authReco
 	default:
 		return nil, fmt.Errorf("issuer answered %s", rc)
 	}
+}
+
+// setOriginalBilling gives r the billing amount and rate stored with it
+// (none when rate is ""), for a message that names r as its original.
+func setOriginalBilling(r *authRecord, billMinor int64, rate string) error {
+	if rate == "" {
+		return nil
+	}
+	rt, err := ParseDE10(rate)
+	if err != nil {
+		return fmt.Errorf("original's rate: %w", err)
+	}
+	r.Bill = &billing{Country: r.Country, AmountMinor: billMinor, Rate: rt}
+	return nil
+}
+
+// setOriginal sets on m what a message about the original r (the issuer's
+// reversal, a stand-in's advice) repeats of it: processing code, amount,
+// STAN, country, acquirer, RRN, terminal, currency, billing and DE90
+// naming it, with DE7 the time m is sent.
+func (s *Switch) setOriginal(m *iso8583.Message, r *authRecord) error {
+	amount, err := iso8583.FormatAmount(r.AmountMinor)
+	if err != nil {
+		return err
+	}
+	de90, err := iso8583.OriginalData{MTI: r.MTI, STAN: r.STAN, TransmissionTime: r.TxTime, AcquirerID: r.Acquirer}.Format()
+	if err != nil {
+		return err
+	}
+	m.SetString(3, r.Processing)
+	m.SetString(4, amount)
+	m.SetString(7, s.now().UTC().Format("0102150405"))
+	m.SetString(11, r.STAN)
+	if r.Country != "" {
+		m.SetString(19, r.Country)
+	}
+	m.SetString(32, r.Acquirer)
+	m.SetString(37, r.RRN)
+	m.SetString(41, r.Terminal)
+	m.SetString(49, r.Currency)
+	if r.Bill.converted() {
+		if err := setBilling(m, r.Bill); err != nil {
+			return err
+		}
+	}
+	m.SetString(90, de90)
+	return nil
 }
 
 // outboxLoop publishes recorded events and deletes them once the bus has
