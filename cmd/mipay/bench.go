@@ -277,7 +277,7 @@ func (b *authBench) measure(ctx context.Context, t benchTarget, sys *local.Syste
 	if sys != nil {
 		before = snapshotWriters(sys.Metrics)
 	}
-	res.Auth, xb, err = b.drive(ctx, t.networkAddr, queues, res.ResponseCodes, b.walletCatchUp(sys, &res.WalletCatchUpSeconds))
+	res.Auth, xb, err = b.drive(ctx, t.networkAddr, queues, res.ResponseCodes, walletCatchUp(sys, &res.WalletCatchUpSeconds))
 	stopProfile()
 	if sys != nil {
 		res.Writers = writerBreakdown(before, snapshotWriters(sys.Metrics))
@@ -491,16 +491,11 @@ func tokenMessages(c benchCard, n int, kinds [][2]string) ([]*iso8583.Message, e
 // is read: work the load left behind (the wallet's events) is then counted
 // in the CPU per request, not in the throughput.
 func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.Message, codes map[string]int, after func(context.Context) error) (LoadStats, LoadStats, error) {
-	const conns = 4
-	clients := make([]*iso8583.Client, conns)
-	for i := range clients {
-		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: addr, MaxInFlight: maxBenchConcurrency, RequestTimeout: 10 * time.Second})
-		if err != nil {
-			return LoadStats{}, LoadStats{}, err
-		}
-		defer c.Close()
-		clients[i] = c
+	clients, closeLinks, err := dialBenchLinks(ctx, addr)
+	if err != nil {
+		return LoadStats{}, LoadStats{}, err
 	}
+	defer closeLinks()
 	var (
 		done   atomic.Int64
 		errs   atomic.Int64
@@ -537,7 +532,7 @@ func (b *authBench) drive(ctx context.Context, addr string, queues [][]*iso8583.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := clients[w%conns]
+			c := clients[w%benchLinks]
 			prefix := b.terminalPrefix
 			if prefix == "" {
 				prefix = "BN"
@@ -628,7 +623,7 @@ const maxWalletCatchUp = 2 * time.Minute
 // setting *took. Without it the wallet's share of the work would fall
 // outside the measurement whenever it lags. nil when the bench did not
 // start the parties (--target: their CPU is not measured anyway).
-func (b *authBench) walletCatchUp(sys *local.System, took *float64) func(context.Context) error {
+func walletCatchUp(sys *local.System, took *float64) func(context.Context) error {
 	if sys == nil {
 		return nil
 	}
@@ -712,17 +707,45 @@ func progressBar(w io.Writer, total time.Duration, done *atomic.Int64) func() {
 // startEcho runs an ISO 8583 server that answers every message with itself
 // (response MTI), through the same link code: the ceiling of the transport.
 func startEcho() (string, func(), error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, err
-	}
-	srv := iso8583.NewServer(iso8583.ServerConfig{MaxConcurrentPerConn: maxBenchConcurrency}, func(_ context.Context, req *iso8583.Message) (*iso8583.Message, error) {
+	return startLinkServer(func(_ context.Context, req *iso8583.Message) (*iso8583.Message, error) {
 		resp := req.Clone()
 		resp.SetMTI(iso8583.ResponseMTI(req.MTI()))
 		return resp, nil
 	})
+}
+
+// startLinkServer serves h on a free loopback port, as many requests in
+// flight per connection as a bench drives; stop closes it.
+func startLinkServer(h iso8583.Handler) (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := iso8583.NewServer(iso8583.ServerConfig{MaxConcurrentPerConn: maxBenchConcurrency}, h)
 	go srv.Serve(ln)
-	return ln.Addr().String(), func() { ln.Close() }, nil
+	return ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// benchLinks is how many pipelined connections a bench load shares.
+const benchLinks = 4
+
+// dialBenchLinks dials benchLinks pipelined connections to addr, each
+// taking as many requests in flight as a bench drives; closeAll closes them.
+func dialBenchLinks(ctx context.Context, addr string) (links []*iso8583.Client, closeAll func(), err error) {
+	closeAll = func() {
+		for _, c := range links {
+			c.Close()
+		}
+	}
+	for range benchLinks {
+		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: addr, MaxInFlight: maxBenchConcurrency, RequestTimeout: 10 * time.Second})
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		links = append(links, c)
+	}
+	return links, closeAll, nil
 }
 
 func machineLine() string {

@@ -31,7 +31,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -301,16 +300,11 @@ func floorMessage() (*iso8583.Message, error) {
 // floorLink drives the 0200 through addr as bench auth drives the switch:
 // a few pipelined connections, each worker with its own STAN and RRN.
 func floorLink(ctx context.Context, addr string, d time.Duration, conc int) (FloorPart, error) {
-	const conns = 4 // as bench auth
-	clients := make([]*iso8583.Client, conns)
-	for i := range clients {
-		c, err := iso8583.Dial(ctx, iso8583.ClientConfig{Addr: addr, MaxInFlight: maxBenchConcurrency, RequestTimeout: 10 * time.Second})
-		if err != nil {
-			return FloorPart{}, err
-		}
-		defer c.Close()
-		clients[i] = c
+	clients, closeLinks, err := dialBenchLinks(ctx, addr)
+	if err != nil {
+		return FloorPart{}, err
 	}
+	defer closeLinks()
 	msgs := make([]*iso8583.Message, conc)
 	for i := range msgs {
 		m, err := floorMessage()
@@ -324,7 +318,7 @@ func floorLink(ctx context.Context, addr string, d time.Duration, conc int) (Flo
 		m := msgs[w]
 		m.SetString(11, iso8583.FormatSTAN(uint32(i%999999+1)))
 		m.SetString(37, fmt.Sprintf("%04d%08d", w, i))
-		resp, err := clients[w%conns].Send(ctx, m)
+		resp, err := clients[w%benchLinks].Send(ctx, m)
 		if err != nil {
 			return err
 		}
@@ -357,16 +351,14 @@ func floorRelay(ctx context.Context, _ string, d time.Duration, conc int) (Floor
 		return FloorPart{}, err
 	}
 	defer up.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	relay, stopRelay, err := startLinkServer(func(ctx context.Context, req *iso8583.Message) (*iso8583.Message, error) {
+		return up.Send(ctx, req)
+	})
 	if err != nil {
 		return FloorPart{}, err
 	}
-	srv := iso8583.NewServer(iso8583.ServerConfig{MaxConcurrentPerConn: maxBenchConcurrency}, func(ctx context.Context, req *iso8583.Message) (*iso8583.Message, error) {
-		return up.Send(ctx, req)
-	})
-	go srv.Serve(ln)
-	defer srv.Close()
-	return floorLink(ctx, ln.Addr().String(), d, conc)
+	defer stopRelay()
+	return floorLink(ctx, relay, d, conc)
 }
 
 // floorMigrations is the one table each party appends to: a rowid key, so
@@ -376,20 +368,38 @@ var floorMigrations fs.FS = fstest.MapFS{
 		`CREATE TABLE floor (id INTEGER PRIMARY KEY, ref TEXT NOT NULL, body BLOB NOT NULL);`)},
 }
 
+// openFloorDBs opens one database per party of floorParties, named prefix
+// and the party, with the floor's table; closeAll closes them.
+func openFloorDBs(ctx context.Context, dir, prefix string) (dbs []*store.DB, closeAll func(), err error) {
+	closeAll = func() {
+		for _, db := range dbs {
+			db.Close()
+		}
+	}
+	for _, party := range floorParties {
+		db, err := store.Open(ctx, store.Config{Dir: dir}, prefix+party, floorMigrations)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		dbs = append(dbs, db)
+	}
+	return dbs, closeAll, nil
+}
+
 // floorWrites has each worker commit one row in each of the four parties'
 // databases in turn, as an authorization goes TSP → issuer → switch and
 // the wallet records it.
 func floorWrites(ctx context.Context, dir string, d time.Duration, conc int) (FloorPart, error) {
-	writers := make([]*store.Writer, len(floorParties))
-	for i, party := range floorParties {
-		db, err := store.Open(ctx, store.Config{Dir: dir}, "floor_"+party, floorMigrations)
-		if err != nil {
-			return FloorPart{}, err
-		}
-		defer db.Close()
-		w := store.NewWriter(db, store.WriterConfig{})
-		defer w.Close()
-		writers[i] = w
+	dbs, closeDBs, err := openFloorDBs(ctx, dir, "floor_")
+	if err != nil {
+		return FloorPart{}, err
+	}
+	defer closeDBs()
+	writers := make([]*store.Writer, len(dbs))
+	for i, db := range dbs {
+		writers[i] = store.NewWriter(db, store.WriterConfig{})
+		defer writers[i].Close()
 	}
 	body := make([]byte, floorRowBytes)
 	return floorLoad(ctx, d, conc, func(ctx context.Context, w, i int) error {
@@ -427,15 +437,11 @@ func floorSQLite(batch int) func(context.Context, string, time.Duration, int) (F
 }
 
 func floorSQLiteBatches(ctx context.Context, dir string, d time.Duration, batch int) (FloorPart, error) {
-	dbs := make([]*store.DB, len(floorParties))
-	for i, party := range floorParties {
-		db, err := store.Open(ctx, store.Config{Dir: dir}, fmt.Sprintf("floor_sqlite%d_%s", batch, party), floorMigrations)
-		if err != nil {
-			return FloorPart{}, err
-		}
-		defer db.Close()
-		dbs[i] = db
+	dbs, closeDBs, err := openFloorDBs(ctx, dir, fmt.Sprintf("floor_sqlite%d_", batch))
+	if err != nil {
+		return FloorPart{}, err
 	}
+	defer closeDBs()
 	body := make([]byte, floorRowBytes)
 	var rows [len(floorParties)]int64
 	errs := make(chan error, len(dbs))
@@ -468,7 +474,6 @@ func floorSQLiteBatches(ctx context.Context, dir string, d time.Duration, batch 
 			errs <- nil
 		}()
 	}
-	var err error
 	for range dbs {
 		err = errors.Join(err, <-errs)
 	}

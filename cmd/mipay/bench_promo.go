@@ -158,7 +158,7 @@ func (b *authBench) runCampaigns(ctx context.Context, sys *local.System, cards [
 		fmt.Fprintf(b.progress, "load %d of %d, %s campaigns…\n", i+1, len(benchPattern), map[bool]string{true: "with", false: "without"}[on])
 		b.terminalPrefix = fmt.Sprintf("C%d", i)
 		before := b.discounted.Load()
-		s, _, err := b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, codes, b.walletCatchUp(sys, new(float64)))
+		s, _, err := b.drive(ctx, sys.Addr(node.RoleNetwork, "iso8583"), queues, codes, walletCatchUp(sys, new(float64)))
 		if err != nil {
 			return nil, err
 		}
