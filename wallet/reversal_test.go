@@ -37,11 +37,7 @@ func TestReversalRestoresPoints(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	balance := func() any {
-		t.Helper()
-		r := e.call("GET", "/v1/cards/"+card+"/rewards", u.token, nil).want(t, 200).body
-		return r["points"].(map[string]any)["balance"]
-	}
+	balance := func() any { return e.pointsBalance(u, card) }
 	reversedNotes := func() []map[string]any {
 		t.Helper()
 		l := e.call("GET", "/v1/devices/"+u.deviceID+"/notifications?after=0", u.token, nil).want(t, 200)

@@ -141,11 +141,7 @@ func TestPointsOnLaterDelivery(t *testing.T) {
 		}
 		return ts[0].(map[string]any)["pointsEarned"]
 	}
-	balance := func() any {
-		t.Helper()
-		p, _ := e.call("GET", "/v1/cards/"+card+"/rewards", u.token, nil).want(t, 200).body["points"].(map[string]any)
-		return p["balance"]
-	}
+	balance := func() any { return e.pointsBalance(u, card) }
 	deliver(nil)
 	if earned() != nil || balance() != nil {
 		t.Fatalf("points %v, balance %v before the issuer said any", earned(), balance())
@@ -158,4 +154,12 @@ func TestPointsOnLaterDelivery(t *testing.T) {
 	if n := e.rows("notifications"); n != 1 {
 		t.Errorf("%d notifications, want the first delivery's only", n)
 	}
+}
+
+// pointsBalance is the card's points balance as its rewards show it (nil:
+// no points yet).
+func (e *env) pointsBalance(u *user, card string) any {
+	e.t.Helper()
+	p, _ := e.call("GET", "/v1/cards/"+card+"/rewards", u.token, nil).want(e.t, 200).body["points"].(map[string]any)
+	return p["balance"]
 }
