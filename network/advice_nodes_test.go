@@ -31,12 +31,7 @@ func owedNow(t *testing.T, sw *Switch) owedAdvice {
 func TestStandInAdviceFailedNotOverAnotherNodesSend(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{} // the issuer does not answer advices
-	tokensA := &flakyTokens{}
-	a := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
-		tokensA.TokenService = c.Tokens
-		c.Tokens = tokensA
-		c.AdviceBuildAttempts = 3
-	})
+	a, tokensA := flakyTSPSwitch(t, db, link, nil, func(c *Config) { c.AdviceBuildAttempts = 3 })
 	if r := a.send(t, a.request(6000)); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))
 	}

@@ -38,12 +38,7 @@ func tspStoreDown(t *testing.T) error {
 func TestStandInAdviceWaitsForTSPStore(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{flaky: flaky{err: tspStoreDown(t)}}
-	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
-		tokens.TokenService = c.Tokens
-		c.Tokens = tokens
-		c.AdviceBuildAttempts = 2
-	})
+	h, tokens := flakyTSPSwitch(t, db, link, tspStoreDown(t), func(c *Config) { c.AdviceBuildAttempts = 2 })
 	defer h.sw.Close()
 	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))

@@ -140,7 +140,6 @@ func TestStandInAdviceUnbuildableFails(t *testing.T) {
 	}
 }
 
-// flakyTokens is a TSP whose de-tokenizations fail with err while it is set.
 // flaky fails each call with the error set (nil: the call goes through)
 // and counts the calls.
 type flaky struct {
@@ -182,16 +181,29 @@ func (f *flakyTokens) Detokenize(ctx context.Context, ref, requester, purpose st
 	return f.TokenService.Detokenize(ctx, ref, requester, purpose)
 }
 
+// flakyTSPSwitch is a stand-in switch whose issuer is link and whose TSP
+// fails de-tokenizations with err (nil: none) until tokens.set changes it;
+// mutate (when not nil) changes the rest of its config.
+func flakyTSPSwitch(t *testing.T, db *store.DB, link *adviceIssuer, err error, mutate func(*Config)) (h *harness, tokens *flakyTokens) {
+	t.Helper()
+	tokens = &flakyTokens{flaky: flaky{err: err}}
+	h = standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
+		tokens.TokenService = c.Tokens
+		c.Tokens = tokens
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	return h, tokens
+}
+
 // A token gone from the vault: the advice fails after the default bound
 // (DefaultAdviceBuildAttempts), and the reversal it held back goes.
 func TestStandInAdviceTokenGoneFails(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{flaky: flaky{err: mipay.Errorf(mipay.ENOTFOUND, "no token REF-1234")}}
 	reg := prometheus.NewRegistry()
-	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
-		tokens.TokenService = c.Tokens
-		c.Tokens = tokens
+	h, tokens := flakyTSPSwitch(t, db, link, mipay.Errorf(mipay.ENOTFOUND, "no token REF-1234"), func(c *Config) {
 		c.Writer.Registerer = reg // the party's registry when Metrics is not set
 	})
 	defer h.sw.Close()
@@ -227,12 +239,7 @@ func TestStandInAdviceTokenGoneFails(t *testing.T) {
 func TestStandInAdviceWaitsForTSP(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{adviceRC: "00"}
-	tokens := &flakyTokens{flaky: flaky{err: mipay.Errorf(mipay.EUNAVAILABLE, "TSP store down")}}
-	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) {
-		tokens.TokenService = c.Tokens
-		c.Tokens = tokens
-		c.AdviceBuildAttempts = 2
-	})
+	h, tokens := flakyTSPSwitch(t, db, link, mipay.Errorf(mipay.EUNAVAILABLE, "TSP store down"), func(c *Config) { c.AdviceBuildAttempts = 2 })
 	defer h.sw.Close()
 	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
 		t.Fatalf("rc %s", r.String(39))
