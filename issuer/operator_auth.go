@@ -230,13 +230,10 @@ func (o *Operators) setConfigured(ctx context.Context, issuerID string, hash []b
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE operator_api_keys SET expires_ms = $1
-			WHERE issuer_id = $2 AND revoked_ms = 0 AND (expires_ms = 0 OR expires_ms > $1)`, now, issuerID); err != nil {
+		if err := expireBankKeys(ctx, tx, issuerID, now); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
-			hash, issuerID, now)
-		return err
+		return addBankKey(ctx, tx, issuerID, hash, now)
 	})
 	if err != nil {
 		return fmt.Errorf("issuer: store operator key of %s: %w", issuerID, err)
@@ -254,6 +251,22 @@ func lockOperatorBank(ctx context.Context, db *store.DB, tx *sql.Tx, issuerID st
 	}
 	var id string
 	return tx.QueryRowContext(ctx, `SELECT issuer_id FROM operator_banks WHERE issuer_id = $1`+db.ForUpdate(), issuerID).Scan(&id)
+}
+
+// addBankKey stores a new key of the bank (by its hash), valid until it
+// expires or is revoked.
+func addBankKey(ctx context.Context, tx *sql.Tx, issuerID string, hash []byte, now int64) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
+		hash, issuerID, now)
+	return err
+}
+
+// expireBankKeys makes every valid key of the bank stop working at until; a
+// key that stops sooner keeps its expiry.
+func expireBankKeys(ctx context.Context, tx *sql.Tx, issuerID string, until int64) error {
+	_, err := tx.ExecContext(ctx, `UPDATE operator_api_keys SET expires_ms = $1
+		WHERE issuer_id = $2 AND revoked_ms = 0 AND (expires_ms = 0 OR expires_ms > $1)`, until, issuerID)
+	return err
 }
 
 // generate makes a key for a bank that never had one: the hash is stored
@@ -277,9 +290,7 @@ func (o *Operators) generate(ctx context.Context, issuerID string, now int64) er
 			return err
 		}
 		inserted = true
-		_, err = tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
-			operatorKeyHash(key), issuerID, now)
-		return err
+		return addBankKey(ctx, tx, issuerID, operatorKeyHash(key), now)
 	}); err != nil {
 		return fmt.Errorf("issuer: store operator key of %s: %w", issuerID, err)
 	}
@@ -369,16 +380,24 @@ func (o *Operators) bankOf(ctx context.Context, key string) (string, bool) {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	found := o.findKeyLocked(h)
+	if found == nil || (found.expiresMs != 0 && o.cfg.Now().UnixMilli() >= found.expiresMs) {
+		return "", false
+	}
+	return found.issuerID, true
+}
+
+// findKeyLocked returns the cached key whose hash is h, or nil. Every
+// cached hash is compared in constant time, with no early exit on a match.
+// o.mu must be held.
+func (o *Operators) findKeyLocked(h []byte) *cachedKey {
 	var found *cachedKey
 	for i := range o.keys {
 		if subtle.ConstantTimeCompare(h, o.keys[i].hash) == 1 {
 			found = &o.keys[i]
 		}
 	}
-	if found == nil || (found.expiresMs != 0 && o.cfg.Now().UnixMilli() >= found.expiresMs) {
-		return "", false
-	}
-	return found.issuerID, true
+	return found
 }
 
 // locked says whether a client used up its wrong keys for this window.

@@ -3,7 +3,6 @@ package issuer
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"encoding/hex"
 	"errors"
@@ -225,12 +224,10 @@ func (o *Operators) Rotate(ctx context.Context, issuerID string, req OperatorKey
 		if valid >= maxValidOperatorKeys {
 			return mipay.Errorf(mipay.ELIMIT, "the bank already has %d valid operator keys: revoke one or wait for one to expire", valid)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE operator_api_keys SET expires_ms = $1
-			WHERE issuer_id = $2 AND revoked_ms = 0 AND (expires_ms = 0 OR expires_ms > $1)`, until, issuerID); err != nil {
+		if err := expireBankKeys(ctx, tx, issuerID, until); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO operator_api_keys (key_hash, issuer_id, created_ms) VALUES ($1, $2, $3)`,
-			hash, issuerID, now); err != nil {
+		if err := addBankKey(ctx, tx, issuerID, hash, now); err != nil {
 			return err
 		}
 		for _, k := range keys {
@@ -244,11 +241,7 @@ func (o *Operators) Rotate(ctx context.Context, issuerID string, req OperatorKey
 		return nil
 	})
 	if err != nil {
-		var me *mipay.Error
-		if errors.As(err, &me) {
-			return OperatorKeyRotateResult{}, err
-		}
-		return OperatorKeyRotateResult{}, fmt.Errorf("issuer: rotate the operator key of %s: %w", issuerID, err)
+		return OperatorKeyRotateResult{}, keyChangeErr(err, "rotate the operator key", issuerID)
 	}
 	o.changed()
 	_ = o.reload(ctx) // this node refuses the old keys on time even if the read fails now (bankOf re-reads)
@@ -270,10 +263,8 @@ func (o *Operators) mayManage(current []byte) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	for _, k := range o.keys {
-		if subtle.ConstantTimeCompare(current, k.hash) == 1 && k.expiresMs != 0 {
-			return mipay.Errorf(mipay.EFORBIDDEN, "this operator key was superseded by a rotation and only works until it expires: rotate or revoke keys with the bank's newest key")
-		}
+	if k := o.findKeyLocked(current); k != nil && k.expiresMs != 0 {
+		return mipay.Errorf(mipay.EFORBIDDEN, "this operator key was superseded by a rotation and only works until it expires: rotate or revoke keys with the bank's newest key")
 	}
 	return nil
 }
@@ -326,11 +317,7 @@ func (o *Operators) Revoke(ctx context.Context, issuerID string, req OperatorKey
 		return nil
 	})
 	if err != nil {
-		var me *mipay.Error
-		if errors.As(err, &me) {
-			return OperatorKeyRevokeResult{}, err
-		}
-		return OperatorKeyRevokeResult{}, fmt.Errorf("issuer: revoke an operator key of %s: %w", issuerID, err)
+		return OperatorKeyRevokeResult{}, keyChangeErr(err, "revoke an operator key", issuerID)
 	}
 	o.changed()
 	_ = o.reload(ctx)
@@ -346,6 +333,16 @@ func (o *Operators) Revoke(ctx context.Context, issuerID string, req OperatorKey
 	o.keys = kept
 	o.mu.Unlock()
 	return res, nil
+}
+
+// keyChangeErr passes a refusal (*mipay.Error) on as it is and wraps any
+// other error of a key change (what) of the bank.
+func keyChangeErr(err error, what, issuerID string) error {
+	var me *mipay.Error
+	if errors.As(err, &me) {
+		return err
+	}
+	return fmt.Errorf("issuer: %s of %s: %w", what, issuerID, err)
 }
 
 // operatorKeyRoutes registers the bank's key management (staff only).
