@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"github.com/mipay-oss/mipay/store"
@@ -17,14 +16,7 @@ func TestBenchAuthWalletCaughtUp(t *testing.T) {
 		t.Skip("starts every party")
 	}
 	dir := t.TempDir()
-	code, out, errOut := runCmd(t, "bench", "auth", "--duration", "1s", "--concurrency", "8", "--json", "--data", dir)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var r BenchResult
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	r := mustRunJSON[BenchResult](t, "bench", "auth", "--duration", "1s", "--concurrency", "8", "--json", "--data", dir)
 	if r.Auth.Requests == 0 || r.Auth.Errors != 0 || r.WalletCatchUpSeconds < 0 {
 		t.Fatalf("%+v", r)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -14,14 +13,7 @@ func TestBenchFloor(t *testing.T) {
 		t.Skip("drives links, databases and JetStream")
 	}
 	dir := t.TempDir()
-	code, out, errOut := runCmd(t, "bench", "floor", "--duration", "300ms", "--concurrency", "8", "--json", "--data", dir)
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var r FloorResult
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	r := mustRunJSON[FloorResult](t, "bench", "floor", "--duration", "300ms", "--concurrency", "8", "--json", "--data", dir)
 	if r.Concurrency != 8 || r.CPUs < 1 || len(r.Parts) != len(floorParts) {
 		t.Fatalf("%+v", r)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -13,14 +12,7 @@ func TestBenchLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts every party and binds 20 cards")
 	}
-	code, out, errOut := runCmd(t, "bench", "lifecycle", "--tokens", "20", "--rounds", "2", "--json", "--data", t.TempDir())
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var r LifecycleResult
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	r := mustRunJSON[LifecycleResult](t, "bench", "lifecycle", "--tokens", "20", "--rounds", "2", "--json", "--data", t.TempDir())
 	if r.Tokens != 20 || r.Rounds != 2 {
 		t.Fatalf("%+v", r)
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -13,14 +12,7 @@ func TestBenchAuthCampaigns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts every party")
 	}
-	code, out, errOut := runCmd(t, "bench", "auth", "--campaigns", "40", "--duration", "1s", "--concurrency", "4", "--json")
-	if code != 0 {
-		t.Fatalf("exit %d: %s", code, errOut)
-	}
-	var res BenchResult
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	res := mustRunJSON[BenchResult](t, "bench", "auth", "--campaigns", "40", "--duration", "1s", "--concurrency", "4", "--json")
 	cb := res.Campaigns
 	if cb == nil || cb.Campaigns != 40 || cb.Matching != benchMatchingCampaigns || len(cb.Slices) != len(benchPattern) {
 		t.Fatalf("campaigns %+v", cb)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -38,6 +39,21 @@ func runCmd(t *testing.T, args ...string) (int, string, string) {
 	var stdout, stderr syncBuffer
 	err := run(context.Background(), args, &stdout, &stderr)
 	return exitCode(err), stdout.String(), stderr.String()
+}
+
+// mustRunJSON runs the command, which must exit 0, and decodes what it
+// printed (with --json) as a T.
+func mustRunJSON[T any](t *testing.T, args ...string) T {
+	t.Helper()
+	code, out, errOut := runCmd(t, args...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	return v
 }
 
 func TestExitCode(t *testing.T) {
