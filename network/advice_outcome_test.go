@@ -91,9 +91,7 @@ func TestStandInAdviceUnbuildableFails(t *testing.T) {
 	orig := h.request(6000)
 	orig.SetString(2, h.tokens.pan)
 	orig.Unset(55)
-	if r := h.send(t, orig); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, orig)
 	h.reverse(t, orig)
 	if err := h.sw.Close(); err != nil {
 		t.Fatal(err)
@@ -208,9 +206,7 @@ func TestStandInAdviceTokenGoneFails(t *testing.T) {
 	})
 	defer h.sw.Close()
 	orig := h.request(6000)
-	if r := h.send(t, orig); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, orig)
 	h.reverse(t, orig)
 	waitFor(t, func() bool { return adviceOutcomeOf(t, db).done == adviceFailed })
 	if o := adviceOutcomeOf(t, db); o.buildFailures != DefaultAdviceBuildAttempts || !strings.Contains(o.lastError, "no token") {
@@ -241,9 +237,7 @@ func TestStandInAdviceWaitsForTSP(t *testing.T) {
 	link := &adviceIssuer{adviceRC: "00"}
 	h, tokens := flakyTSPSwitch(t, db, link, mipay.Errorf(mipay.EUNAVAILABLE, "TSP store down"), func(c *Config) { c.AdviceBuildAttempts = 2 })
 	defer h.sw.Close()
-	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, h.request(6000))
 	waitFor(t, func() bool { return tokens.tries() >= 5 })
 	if o := adviceOutcomeOf(t, db); o.done != advicePending || o.buildFailures != 0 || !strings.Contains(o.lastError, "TSP store down") {
 		t.Fatalf("advice row while the TSP is down %+v", o)
@@ -265,9 +259,7 @@ func TestStandInAdviceRefusedVisible(t *testing.T) {
 	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, func(c *Config) { c.Metrics = reg })
 	defer h.sw.Close()
 	orig := h.request(6000)
-	if r := h.send(t, orig); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, orig)
 	waitFor(t, func() bool { return adviceOutcomeOf(t, db).done == adviceRefused })
 	if o := adviceOutcomeOf(t, db); o.issuerRC != "14" || !strings.Contains(o.lastError, "14") || o.attempts != 1 {
 		t.Fatalf("refused advice row %+v", o)
@@ -308,9 +300,7 @@ func TestStandInAdviceRefusedVisible(t *testing.T) {
 		}
 	})
 	link.set("00")
-	if r := h.send(t, h.request(7000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, h.request(7000))
 	waitFor(t, func() bool { return advicesEnded(t, reg, outcomeAcknowledged) == 1 })
 	if list, _ := h.sw.UnsettledAdvices(context.Background(), 10); len(list) != 1 {
 		t.Fatalf("an acknowledged advice is listed: %+v", list)

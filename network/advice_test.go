@@ -133,6 +133,15 @@ func (h *harness) reverse(t *testing.T, orig *iso8583.Message) {
 	}
 }
 
+// approve sends req and fails the test unless the switch approved it (here:
+// stood in).
+func (h *harness) approve(t *testing.T, req *iso8583.Message) {
+	t.Helper()
+	if r := h.send(t, req); r.String(39) != "00" {
+		t.Fatalf("rc %s", r.String(39))
+	}
+}
+
 type adviceRow struct {
 	mti, pan, lastError string
 	attempts, done      int
@@ -220,9 +229,7 @@ func TestStandInAdviceSurvivesRestart(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{}
 	h := standInSwitch(t, db, link)
-	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, h.request(6000))
 	if err := h.sw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -248,9 +255,7 @@ func TestStandInReversalAfterAdvice(t *testing.T) {
 	h := standInSwitch(t, db, link)
 	defer h.sw.Close()
 	orig := h.request(6000)
-	if r := h.send(t, orig); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, orig)
 	h.reverse(t, orig)
 	waitFor(t, func() bool { return len(link.mtis()) >= 3 })
 	for _, m := range link.mtis() {
@@ -283,9 +288,7 @@ func TestStandInAdviceRefused(t *testing.T) {
 	link := &adviceIssuer{adviceRC: "14"}
 	h := standInSwitch(t, db, link)
 	defer h.sw.Close()
-	if r := h.send(t, h.request(6000)); r.String(39) != "00" {
-		t.Fatalf("rc %s", r.String(39))
-	}
+	h.approve(t, h.request(6000))
 	waitFor(t, func() bool { a := advices(t, db); return len(a) == 1 && a[0].done == adviceRefused })
 	time.Sleep(200 * time.Millisecond)
 	if got := link.mtis(); len(got) != 1 {
