@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,23 +31,11 @@ type adviceProxy struct {
 
 func startAdviceProxy(tb testing.TB, addr, upstream string, loseFirst bool) *adviceProxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	up, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: upstream})
-	if err != nil {
-		ln.Close()
-		tb.Fatal(err)
-	}
-	p := &adviceProxy{up: up, advices: map[string]int{}}
+	p := &adviceProxy{advices: map[string]int{}}
 	p.loseNext.Store(loseFirst)
-	srv := iso8583.NewServer(iso8583.ServerConfig{}, p.handle)
-	go srv.Serve(ln)
-	tb.Cleanup(func() {
-		ln.Close()
-		srv.Close()
-		up.Close()
+	startPassThrough(tb, addr, upstream, func(up *iso8583.Client) iso8583.Handler {
+		p.up = up
+		return p.handle
 	})
 	return p
 }

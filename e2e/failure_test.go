@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,8 +54,6 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 // passes every message to the real host; when slow, it holds authorization
 // answers back (the bank answers, but late). Reversals pass at once.
 type issuerProxy struct {
-	ln        net.Listener
-	srv       *iso8583.Server
 	up        *iso8583.Client
 	delay     atomic.Int64 // nanoseconds an authorization answer is held back
 	reversals atomic.Int64
@@ -65,22 +62,10 @@ type issuerProxy struct {
 
 func startIssuerProxy(tb testing.TB, addr, upstream string) *issuerProxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	up, err := iso8583.Dial(context.Background(), iso8583.ClientConfig{Addr: upstream})
-	if err != nil {
-		ln.Close()
-		tb.Fatal(err)
-	}
-	p := &issuerProxy{ln: ln, up: up}
-	p.srv = iso8583.NewServer(iso8583.ServerConfig{}, p.handle)
-	go p.srv.Serve(ln)
-	tb.Cleanup(func() {
-		ln.Close()
-		p.srv.Close()
-		up.Close()
+	p := &issuerProxy{}
+	startPassThrough(tb, addr, upstream, func(up *iso8583.Client) iso8583.Handler {
+		p.up = up
+		return p.handle
 	})
 	return p
 }
