@@ -182,17 +182,15 @@ func Open(dir string, opts Options) (*SE, error) {
 		}
 	}
 	s, err := newSE(dir, sealKey, opts)
-	if err == nil {
-		s.lock = lock
-		err = s.load()
-	}
 	if err != nil {
-		if s != nil && s.j != nil {
-			s.j.f.Close()
-		}
 		if lock != nil {
 			lock.Close()
 		}
+		return nil, err
+	}
+	s.lock = lock
+	if err := s.load(); err != nil {
+		s.Close() // the journal load may have opened, and the lock
 		return nil, err
 	}
 	return s, nil
