@@ -96,3 +96,23 @@ CREATE TABLE accounts (
 		}
 	})
 }
+
+// TestWriteContext: a write's statements keep the caller's cancellation on
+// PostgreSQL (only it interrupts a statement waiting for another node's
+// lock) and drop it on SQLite (no other writer to wait for).
+func TestWriteContext(t *testing.T) {
+	engines(t, func(t *testing.T, newCfg func(t *testing.T) store.Config) {
+		db, err := store.Open(context.Background(), newCfg(t), "writectx", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		wctx := db.WriteContext(ctx)
+		cancel()
+		cancelled := wctx.Err() != nil
+		if want := db.Engine() == store.Postgres; cancelled != want {
+			t.Fatalf("%s: write ctx cancelled with its caller's = %v, want %v", db.Engine(), cancelled, want)
+		}
+	})
+}

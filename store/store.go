@@ -151,6 +151,21 @@ func (db *DB) ForUpdate() string {
 	return ""
 }
 
+// WriteContext is the ctx to give the statements of a Writer write made
+// on behalf of a caller's ctx. On SQLite the batch holds the write lock
+// from BEGIN IMMEDIATE, so a statement waits for no other writer, and
+// without cancellation the driver starts no goroutine per statement to
+// watch the ctx: it returns ctx without its cancellation. On PostgreSQL a
+// statement may wait for a row lock another node holds, and only its own
+// ctx interrupts it (BatchTimeout does not reach a statement already
+// running): it returns ctx.
+func (db *DB) WriteContext(ctx context.Context) context.Context {
+	if db.engine == Postgres {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
+}
+
 // String describes where the store is (a file, or a schema of a database with
 // the password removed).
 func (db *DB) String() string { return db.where }

@@ -266,12 +266,10 @@ func (sp savepoints) rollbackTo() error {
 // Its statements may use the caller's ctx: if it ends mid-statement, that
 // statement fails and only this write is rolled back (on PostgreSQL by a
 // cancel request, which in rare races may hit the next write's statement
-// instead). tx.Exec without a ctx is cheaper on SQLite (the driver watches
-// a cancellable ctx with a goroutine per statement) and safe there: the
-// batch holds the write lock from BEGIN IMMEDIATE, so its statements wait
-// for no other writer. On PostgreSQL a statement may wait for a row lock
-// another node holds, and BatchTimeout does not interrupt a statement
-// already running without a ctx: pass one there.
+// instead). DB.WriteContext gives the cheapest ctx that is still safe on
+// each engine: without cancellation on SQLite (the driver watches a
+// cancellable ctx with a goroutine per statement), the caller's on
+// PostgreSQL (BatchTimeout does not interrupt a statement already running).
 func (w *Writer) Write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
