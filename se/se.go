@@ -120,7 +120,7 @@ var ErrExists = errors.New("se: the directory already holds a secure element")
 // next to other processes closes it and Opens the directory (as phone.Open
 // does).
 func Manufacture(dir string, f *Factory, opts Options) (*SE, error) {
-	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+	if Exists(dir) {
 		return nil, fmt.Errorf("se: %s already holds a secure element: %w", dir, ErrExists)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -131,7 +131,7 @@ func Manufacture(dir string, f *Factory, opts Options) (*SE, error) {
 		return nil, err
 	}
 	defer lock.Close()
-	if _, err := os.Stat(filepath.Join(dir, stateFile)); err == nil {
+	if Exists(dir) {
 		return nil, fmt.Errorf("se: %s already holds a secure element: %w", dir, ErrExists)
 	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
