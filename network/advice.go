@@ -488,7 +488,7 @@ func (s *Switch) UnsettledAdvices(ctx context.Context, limit int) ([]UnsettledAd
 			return nil, fmt.Errorf("network: unsettled advices: %w", err)
 		}
 		u.TransactionID = transactionID(key)
-		u.State = map[int]string{adviceRefused: outcomeRefused, adviceFailed: outcomeFailed}[done]
+		u.State = outcomeName(done) // refused or failed: the query's two states
 		u.CreatedAt, u.UpdatedAt = time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, u)
 	}

@@ -37,14 +37,23 @@ func newAdviceMetrics(reg prometheus.Registerer) *adviceMetrics {
 	return m
 }
 
-// settle counts an advice that ended with state.
-func (m *adviceMetrics) settle(state int) {
+// outcomeName names the end state of an advice (issuer_advices.done) as
+// the counter's label and UnsettledAdvice.State do; "" while pending.
+func outcomeName(state int) string {
 	switch state {
 	case adviceAcked:
-		m.settled.WithLabelValues(outcomeAcknowledged).Inc()
+		return outcomeAcknowledged
 	case adviceRefused:
-		m.settled.WithLabelValues(outcomeRefused).Inc()
+		return outcomeRefused
 	case adviceFailed:
-		m.settled.WithLabelValues(outcomeFailed).Inc()
+		return outcomeFailed
+	}
+	return ""
+}
+
+// settle counts an advice that ended with state.
+func (m *adviceMetrics) settle(state int) {
+	if o := outcomeName(state); o != "" {
+		m.settled.WithLabelValues(o).Inc()
 	}
 }
