@@ -112,6 +112,23 @@ func referencePostings(t *testing.T) []string {
 	return p
 }
 
+// sendPromoOriginal sends the original of req with de124 and wants rc.
+func sendPromoOriginal(t *testing.T, cl *iso8583.Client, req AuthRequest, de124, rc string) {
+	t.Helper()
+	if r := send(t, cl, withDE124(isoAuth(t, req, nil), de124)); r.String(iso8583.FieldResponseCode) != rc {
+		t.Fatalf("original answered %s, want %s", r.String(iso8583.FieldResponseCode), rc)
+	}
+}
+
+// adviseAndRepeat sends the advice of req's stand-in approval (authCode)
+// with de124 and its repeat, and wants each acknowledged.
+func adviseAndRepeat(t *testing.T, cl *iso8583.Client, req AuthRequest, de124, authCode string) {
+	t.Helper()
+	for _, mti := range []string{"0220", "0221"} {
+		wantAck(t, send(t, cl, withDE124(isoAdvice(t, req, mti, authCode), de124)), "0230")
+	}
+}
+
 // The advice of a stand-in approval with a bank promotion carries the
 // DE124 the original carried; the issuer books it as its authorization
 // path does (the discounted hold, the discount to marketing, the points),
@@ -158,12 +175,8 @@ func TestAdvicePromotion(t *testing.T) {
 		before := th.account(t, "debit")
 		req := th.auth("debit", 60_00)
 		de124 := promoDE124(t, req, 10_00, 3)
-		if r := send(t, cl, withDE124(isoAuth(t, req, nil), de124)); r.String(iso8583.FieldResponseCode) != "00" {
-			t.Fatalf("original answered %s", r.String(iso8583.FieldResponseCode))
-		}
-		for _, mti := range []string{"0220", "0221"} {
-			wantAck(t, send(t, cl, withDE124(isoAdvice(t, req, mti, "S10002"), de124)), "0230")
-		}
+		sendPromoOriginal(t, cl, req, de124, "00")
+		adviseAndRepeat(t, cl, req, de124, "S10002")
 		th.wantPromoBooked(t, req, want, before, 0)
 	})
 
@@ -180,12 +193,8 @@ func TestAdvicePromotion(t *testing.T) {
 		pointsBefore, _ := th.PointsBalance(context.Background(), before.CardID)
 		req := th.auth("debit", 60_00)
 		de124 := promoDE124(t, req, 10_00, 3)
-		if r := send(t, cl, withDE124(isoAuth(t, req, nil), de124)); r.String(iso8583.FieldResponseCode) != "51" {
-			t.Fatalf("original answered %s, want 51", r.String(iso8583.FieldResponseCode))
-		}
-		for _, mti := range []string{"0220", "0221"} {
-			wantAck(t, send(t, cl, withDE124(isoAdvice(t, req, mti, "S10003"), de124)), "0230")
-		}
+		sendPromoOriginal(t, cl, req, de124, "51")
+		adviseAndRepeat(t, cl, req, de124, "S10003")
 		th.wantPromoBooked(t, req, want, before, pointsBefore)
 		th.reopen(t)
 		cl = MustServeISO(t, th.Host)
@@ -200,9 +209,7 @@ func TestAdvicePromotion(t *testing.T) {
 		cl := MustServeISO(t, th.Host)
 		before := th.account(t, "debit")
 		req := th.auth("debit", 60_00)
-		if r := send(t, cl, withDE124(isoAuth(t, req, nil), promoDE124(t, req, 10_00, 3))); r.String(iso8583.FieldResponseCode) != "00" {
-			t.Fatalf("original answered %s", r.String(iso8583.FieldResponseCode))
-		}
+		sendPromoOriginal(t, cl, req, promoDE124(t, req, 10_00, 3), "00")
 		wantAck(t, send(t, cl, isoAdvice(t, req, "0221", "S10004")), "0230")
 		th.wantPromoBooked(t, req, want, before, 0)
 	})
