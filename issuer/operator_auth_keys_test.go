@@ -42,6 +42,20 @@ func listKeys(t *testing.T, keyCall func(key, method, path string, in, out any) 
 	return l.Keys
 }
 
+// wantRefusedEverywhere checks that key (what it is) is refused at once on
+// the node that changed it, and by other after its re-read interval.
+func wantRefusedEverywhere(t *testing.T, th *testHost, other *Operators, keyCall func(key, method, path string, in, out any) int, key, what string) {
+	t.Helper()
+	var out map[string]any
+	if st := keyCall(key, "GET", "", nil, &out); st != 401 {
+		t.Fatalf("%s: %d %v", what, st, out)
+	}
+	th.clock.add(operatorReloadEvery)
+	if _, ok := other.bankOf(context.Background(), key); ok {
+		t.Fatalf("another node still takes %s after its re-read interval", what)
+	}
+}
+
 // TestOperatorKeyRotate: a rotation gives a new key once; the old one works
 // through its grace period and is refused from its end; bad input and
 // another bank's key change nothing; a restart with the same configured key
@@ -140,13 +154,7 @@ func TestOperatorKeyRotate(t *testing.T) {
 	if st := keyCall(newKey, "POST", "/rotate", map[string]string{"grace": "0s"}, &rot2); st != 200 || len(rot2.Expiring) != 1 {
 		t.Fatalf("rotate with no grace: %d %+v", st, rot2)
 	}
-	if st := keyCall(newKey, "GET", "", nil, &out); st != 401 {
-		t.Fatalf("key rotated with no grace: %d %v", st, out)
-	}
-	th.clock.add(operatorReloadEvery)
-	if _, ok := other.bankOf(context.Background(), newKey); ok {
-		t.Fatal("another node still takes a key rotated out with no grace after its re-read interval")
-	}
+	wantRefusedEverywhere(t, th, other, keyCall, newKey, "a key rotated out with no grace")
 	if st := keyCall(rot2.Key, "GET", "", nil, &out); st != 200 {
 		t.Fatalf("newest key: %d %v", st, out)
 	}
@@ -206,13 +214,7 @@ func TestOperatorKeyRevoke(t *testing.T) {
 		t.Fatalf("revoke: %d %+v", st, rev)
 	}
 	// Refused at once, though its grace period has not ended.
-	if st := keyCall(oldKey, "GET", "", nil, &out); st != 401 {
-		t.Fatalf("revoked key: %d %v", st, out)
-	}
-	th.clock.add(operatorReloadEvery)
-	if _, ok := other.bankOf(context.Background(), oldKey); ok {
-		t.Fatal("another node still takes a revoked key after its re-read interval")
-	}
+	wantRefusedEverywhere(t, th, other, keyCall, oldKey, "a revoked key")
 	if st := keyCall(rot.Key, "POST", "/revoke", map[string]string{"keyId": oldID}, &out); st != 409 {
 		t.Fatalf("revoking twice: %d %v", st, out)
 	}
