@@ -99,13 +99,11 @@ type PANSealer interface {
 const AdvicePANKey hsm.Handle = "network/advice-pan"
 
 // sealAdvicePAN seals a plain card's PAN for its advice row, bound to the
-// original's key (a sealed PAN moved to another row does not open).
+// original's key (a sealed PAN moved to another row does not open). New
+// requires the sealer.
 func (s *Switch) sealAdvicePAN(ctx context.Context, rec *authRecord) (string, error) {
 	if rec.TokenRef != "" || rec.pan == "" {
 		return "", nil // a token's PAN is asked of the TSP when the advice is sent
-	}
-	if s.cfg.PANSealer == nil {
-		return "", errors.New("network: no PAN sealer configured: a plain card's stand-in advice cannot keep its PAN")
 	}
 	sealed, err := s.cfg.PANSealer.Seal(ctx, AdvicePANKey, []byte(rec.pan), []byte(rec.Key))
 	if err != nil {
@@ -118,9 +116,6 @@ func (s *Switch) sealAdvicePAN(ctx context.Context, rec *authRecord) (string, er
 func (s *Switch) openAdvicePAN(ctx context.Context, o owedAdvice) (string, error) {
 	if o.pan == "" {
 		return "", nil
-	}
-	if s.cfg.PANSealer == nil {
-		return "", errors.New("no PAN sealer configured")
 	}
 	sealed, err := hex.DecodeString(o.pan)
 	if err != nil {
