@@ -88,9 +88,7 @@ func TestStandInAdviceUnbuildableFails(t *testing.T) {
 	db := storetest.Open(t, "network", Migrations())
 	link := &adviceIssuer{}
 	h := standInSwitchConfig(t, db, func(string) (IssuerLink, bool) { return link, true }, nil)
-	orig := h.request(6000)
-	orig.SetString(2, h.tokens.pan)
-	orig.Unset(55)
+	orig := h.plainRequest(6000, h.tokens.pan)
 	h.approve(t, orig)
 	h.reverse(t, orig)
 	if err := h.sw.Close(); err != nil {

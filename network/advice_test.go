@@ -133,6 +133,15 @@ func (h *harness) reverse(t *testing.T, orig *iso8583.Message) {
 	}
 }
 
+// plainRequest is request(amount) paid with the plain card pan: DE2 is the
+// PAN itself, and there is no cryptogram.
+func (h *harness) plainRequest(amount int64, pan string) *iso8583.Message {
+	req := h.request(amount)
+	req.SetString(2, pan)
+	req.Unset(55)
+	return req
+}
+
 // approve sends req and fails the test unless the switch approved it (here:
 // stood in).
 func (h *harness) approve(t *testing.T, req *iso8583.Message) {
@@ -317,9 +326,7 @@ func TestStandInAdvicePlainCard(t *testing.T) {
 	link := &adviceIssuer{}
 	h := standInSwitch(t, db, link)
 	defer h.sw.Close()
-	req := h.request(6000)
-	req.SetString(2, h.tokens.pan)
-	req.Unset(55)
+	req := h.plainRequest(6000, h.tokens.pan)
 	if r := h.send(t, req); r.String(39) != "00" || r.String(38)[0] != 'S' {
 		t.Fatalf("plain card stand-in: rc %s code %s", r.String(39), r.String(38))
 	}

@@ -61,10 +61,7 @@ func newTwoIssuers(t *testing.T, db *store.DB, standIn bool, downLink, upLink *a
 
 // upRequest is a request of the up issuer's plain card.
 func (ti *twoIssuers) upRequest() *iso8583.Message {
-	req := ti.h.request(100)
-	req.SetString(2, ti.up.Cardholders[0].PAN)
-	req.Unset(55)
-	return req
+	return ti.h.plainRequest(100, ti.up.Cardholders[0].PAN)
 }
 
 // Stand-in approvals pile up for an issuer that stays down (a full batch of
