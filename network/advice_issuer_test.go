@@ -169,10 +169,7 @@ func TestStandInPromotionAtTheIssuer(t *testing.T) {
 			}
 
 			h.reverse(t, orig)
-			waitFor(t, func() bool {
-				var done int
-				return db.DB.QueryRow(`SELECT done FROM issuer_reversals`).Scan(&done) == nil && done == 1
-			})
+			waitFor(t, func() bool { return reversalSent(t, db) })
 			v = iss.account(t)
 			if v.HeldMinor != before.HeldMinor || v.AvailableMinor != before.AvailableMinor {
 				t.Fatalf("after the reversal %+v (before %+v)", v, before)
