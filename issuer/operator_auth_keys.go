@@ -49,6 +49,11 @@ const (
 
 var operatorKeyIDRE = regexp.MustCompile(`^opk_[0-9a-f]{16}$`)
 
+// IsOperatorKeyID reports whether id has the form of an operator key id
+// (opk_ and 16 hex digits), so a client can refuse anything else, such as
+// a key given by mistake, before sending it.
+func IsOperatorKeyID(id string) bool { return operatorKeyIDRE.MatchString(id) }
+
 // OperatorKeyInfo describes one key of a bank: never the key or its hash.
 type OperatorKeyInfo struct {
 	ID      string     `json:"id"`
@@ -273,7 +278,7 @@ func (o *Operators) mayManage(current []byte) error {
 // bank is ENOTFOUND (another bank's key is not found either), one already
 // revoked ECONFLICT.
 func (o *Operators) Revoke(ctx context.Context, issuerID string, req OperatorKeyRevokeRequest, current []byte) (OperatorKeyRevokeResult, error) {
-	if !operatorKeyIDRE.MatchString(req.KeyID) {
+	if !IsOperatorKeyID(req.KeyID) {
 		return OperatorKeyRevokeResult{}, mipay.Errorf(mipay.EINVALID, "keyId must be a key id such as opk_0123456789abcdef (see the key list)")
 	}
 	if err := o.mayManage(current); err != nil {

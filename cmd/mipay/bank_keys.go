@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"regexp"
 	"text/tabwriter"
 	"time"
 
@@ -25,8 +24,6 @@ var bankKeyCommands = []struct{ name, synopsis, help string }{
 	{"rotate", "[--grace 24h]", "make a new key (printed once); the bank's other keys stop working after the grace period"},
 	{"revoke", "--key-id opk_…", "refuse a key of the bank from now on"},
 }
-
-var bankKeyIDRE = regexp.MustCompile(`^opk_[0-9a-f]{16}$`)
 
 func bankKeysUsage(w io.Writer) {
 	fmt.Fprint(w, "Usage: mipay bank keys COMMAND --bank ISSUER_ID [--issuer-url URL] [--key KEY | --key-file FILE] [--json] ...\n\nCommands:\n")
@@ -91,7 +88,7 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if *keyID == "" {
 			return usagef("%s: --key-id is required (see `mipay bank keys list`)", name)
 		}
-		if !bankKeyIDRE.MatchString(*keyID) {
+		if !issuer.IsOperatorKeyID(*keyID) {
 			// Never repeat the value: it may be a key given by mistake.
 			return usagef("%s: --key-id must be a key id such as opk_0123456789abcdef (not the key itself)", name)
 		}
