@@ -120,7 +120,7 @@ func (r *repo) recordReversal(ctx context.Context, deviceID string, n *Transacti
 	}
 	var inserted bool
 	err = r.write(ctx, func(tx *sql.Tx) error {
-		ctx := r.eventCtx(ctx) // as in insertTransaction
+		ctx := r.db.WriteContext(ctx) // as in insertTransaction
 		inserted = false
 		var reversed sql.NullInt64
 		if n.PointsReversed != nil {

@@ -671,7 +671,10 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 	}
 	var inserted bool
 	err = r.write(ctx, func(tx *sql.Tx) error {
-		ctx := r.eventCtx(ctx)
+		// The cheapest ctx still safe on the engine: on PostgreSQL a
+		// statement can wait for the device's notify_seq row another
+		// wallet node's write locked, and only the caller's ctx ends it.
+		ctx := r.db.WriteContext(ctx)
 		res, err := tx.ExecContext(ctx,
 			`INSERT INTO transactions (id, card_id, device_id, amount_minor, currency, merchant_name, approved,
 			 response_code, auth_code, stan, rrn, time_ms, received_ms, country, billing_minor, billing_currency, conversion_rate,
@@ -703,20 +706,6 @@ func (r *repo) insertTransaction(ctx context.Context, t *Transaction, pts *Event
 		return r.appendTx(ctx, tx, t.DeviceID, NotifyTransaction, body, now, keep)
 	})
 	return inserted, err
-}
-
-// eventCtx is the ctx of an event's statements inside the writer. On
-// SQLite the batch holds the write lock from BEGIN, so a statement waits for
-// no other writer, and without cancellation the driver does not start a
-// goroutine per statement to watch it. On PostgreSQL a statement can wait
-// for a row another wallet node's write locked (the device's notify_seq):
-// only the caller's ctx cancels it (the batch's deadline does not reach a
-// statement run with a ctx of its own), so it keeps it.
-func (r *repo) eventCtx(ctx context.Context) context.Context {
-	if r.db.Engine() == store.Postgres {
-		return ctx
-	}
-	return context.WithoutCancel(ctx)
 }
 
 func (r *repo) notify(ctx context.Context, deviceID, kind string, payload any, now time.Time, keep int) error {
