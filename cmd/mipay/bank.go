@@ -55,9 +55,7 @@ func bankUsage(w io.Writer) {
 	for _, c := range bankCommands {
 		fmt.Fprintf(tw, "  %s %s\t%s\n", c.name, c.synopsis, c.help)
 	}
-	for _, c := range bankKeyCommands {
-		fmt.Fprintf(tw, "  keys %s %s\t%s\n", c.name, c.synopsis, c.help)
-	}
+	writeBankKeyCommands(tw) // bank_keys.go
 	tw.Flush()
 }
 
@@ -85,7 +83,6 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	fs := newFlagSet("bank "+sub, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
 	conn := addBankConnFlags(fs)
-	bank, asJSON := &conn.bank, &conn.asJSON
 	reason := fs.String("reason", "", "reason recorded with the change (default: the bank's, e.g. CARD_STOLEN)")
 	var pan, oldPAN, newPAN *string
 	if sub == "replace" {
@@ -143,7 +140,7 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	path := "/v1/issuers/" + url.PathEscape(*bank) + "/cards/"
+	path := "/v1/issuers/" + url.PathEscape(conn.bank) + "/cards/"
 	switch sub {
 	case "suspend", "resume", "delete":
 		path += "token-actions"
@@ -157,7 +154,7 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := c.Do(ctx, http.MethodPost, path, body, &out); err != nil {
 			return bankError(name, err)
 		}
-		if *asJSON {
+		if conn.asJSON {
 			return json.NewEncoder(stdout).Encode(out)
 		}
 		fmt.Fprintf(stdout, "Card %s (%s) replaced by %s (%s, expires %s); the old card is now %s.\n",
@@ -170,7 +167,7 @@ func runBank(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := c.Do(ctx, http.MethodPost, path, body, &out); err != nil {
 		return bankError(name, err)
 	}
-	if *asJSON {
+	if conn.asJSON {
 		return json.NewEncoder(stdout).Encode(out)
 	}
 	fmt.Fprintf(stdout, "Card %s (%s): %s at the bank.\n", out.PAN, out.CardID, out.CardStatus)

@@ -28,10 +28,16 @@ var bankKeyCommands = []struct{ name, synopsis, help string }{
 func bankKeysUsage(w io.Writer) {
 	fmt.Fprint(w, "Usage: mipay bank keys COMMAND --bank ISSUER_ID [--issuer-url URL] [--key KEY | --key-file FILE] [--json] ...\n\nCommands:\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	writeBankKeyCommands(tw)
+	tw.Flush()
+}
+
+// writeBankKeyCommands writes one usage line per `mipay bank keys` command
+// (here and in `mipay bank`'s usage).
+func writeBankKeyCommands(tw io.Writer) {
 	for _, c := range bankKeyCommands {
 		fmt.Fprintf(tw, "  keys %s %s\t%s\n", c.name, c.synopsis, c.help)
 	}
-	tw.Flush()
 }
 
 func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,7 +63,6 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	name := "bank keys " + sub
 	fs := newFlagSet(name, "--bank ISSUER_ID "+synopsis+" [flags]", stderr)
 	conn := addBankConnFlags(fs)
-	bank, asJSON := &conn.bank, &conn.asJSON
 	var grace, keyID *string
 	switch sub {
 	case "rotate":
@@ -100,14 +105,14 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	ctx, cancel := context.WithTimeout(ctx, bankTimeout)
 	defer cancel()
-	path := "/v1/issuers/" + url.PathEscape(*bank) + "/operator-keys"
+	path := "/v1/issuers/" + url.PathEscape(conn.bank) + "/operator-keys"
 	switch sub {
 	case "list":
 		var out issuer.OperatorKeyList
 		if err := c.Do(ctx, http.MethodGet, path, nil, &out); err != nil {
 			return bankError(name, err)
 		}
-		if *asJSON {
+		if conn.asJSON {
 			return json.NewEncoder(stdout).Encode(out)
 		}
 		printBankKeys(stdout, out.Keys)
@@ -123,12 +128,12 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if from != "" {
 			ferr = atomicfile.Write(from, []byte(out.Key+"\n"), 0o600) // the old key or the new one, never a part
 		}
-		if *asJSON {
+		if conn.asJSON {
 			if err := json.NewEncoder(stdout).Encode(out); err != nil {
 				return err
 			}
 		} else {
-			fmt.Fprintf(stdout, "New operator key of %s (id %s):\n\n  %s\n\n", *bank, out.New.ID, out.Key)
+			fmt.Fprintf(stdout, "New operator key of %s (id %s):\n\n  %s\n\n", conn.bank, out.New.ID, out.Key)
 			switch {
 			case from != "" && ferr == nil:
 				fmt.Fprintf(stdout, "It replaced the old key in %s. Store it in your secret store too: it is not shown again.\n", from)
@@ -139,7 +144,7 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if ferr != nil {
 			return fmt.Errorf("%s: the key was rotated but %s still holds the old one (%v): put the new key there before the old one expires", name, from, ferr)
 		}
-		if *asJSON {
+		if conn.asJSON {
 			return nil
 		}
 		for _, o := range out.Expiring {
@@ -159,12 +164,12 @@ func runBankKeys(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if err := c.Do(ctx, http.MethodPost, path+"/revoke", body, &out); err != nil {
 			return bankError(name, err)
 		}
-		if *asJSON {
+		if conn.asJSON {
 			return json.NewEncoder(stdout).Encode(out)
 		}
-		fmt.Fprintf(stdout, "Key %s of %s is revoked: the issuer host refuses it from now on.\n", out.Revoked.ID, *bank)
+		fmt.Fprintf(stdout, "Key %s of %s is revoked: the issuer host refuses it from now on.\n", out.Revoked.ID, conn.bank)
 		if out.Remaining == 0 {
-			fmt.Fprintf(stdout, "%s has no valid operator key left: ask whoever runs the issuer host to set one (%s).\n", *bank, issuer.EnvOperatorKeys)
+			fmt.Fprintf(stdout, "%s has no valid operator key left: ask whoever runs the issuer host to set one (%s).\n", conn.bank, issuer.EnvOperatorKeys)
 		} else {
 			fmt.Fprintf(stdout, "%d valid key(s) left.\n", out.Remaining)
 		}
