@@ -58,11 +58,6 @@ var adviceMTIs = map[string][2]string{
 	iso8583.MTIFinancialAdviceRepeat: {iso8583.MTIFinancialAdvice, iso8583.MTIFinancialAdviceResponse},
 }
 
-// isAdviceMTI reports whether an authorization row's MTI is an advice's.
-func isAdviceMTI(mti string) bool {
-	return mti == iso8583.MTIAuthAdvice || mti == iso8583.MTIFinancialAdvice
-}
-
 func (h *Host) isoAdvise(ctx context.Context, m *iso8583.Message) *iso8583.Message {
 	mtis := adviceMTIs[m.MTI()]
 	resp := m.Response(append(authEchoFields, iso8583.FieldOriginalData)...)
