@@ -114,7 +114,7 @@ func BenchmarkHandleReversal(b *testing.B) {
 	ctx := context.Background()
 	revs := make([]json.RawMessage, b.N)
 	for i, ev := range evs {
-		if err := handleBenchEvent(ctx, e, ev); err != nil {
+		if err := handleBenchEvent(ctx, e.svc.HandleTransaction, ev); err != nil {
 			b.Fatal(err)
 		}
 		var a TransactionEvent
@@ -129,10 +129,7 @@ func BenchmarkHandleReversal(b *testing.B) {
 	b.ResetTimer()
 	cpu0, w0 := cpuNanos(b), e.writer.Stats()
 	for i := 0; i < b.N; i++ {
-		ctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := e.svc.HandleReversal(ctx, "ev", revs[i])
-		cancel()
-		if err != nil {
+		if err := handleBenchEvent(ctx, e.svc.HandleReversal, revs[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -140,12 +137,12 @@ func BenchmarkHandleReversal(b *testing.B) {
 	reportWrites(b, e, w0)
 }
 
-// handleBenchEvent handles one event as the subscription does: with a
-// context bounded by the handler's timeout.
-func handleBenchEvent(ctx context.Context, e *env, ev json.RawMessage) error {
+// handleBenchEvent handles one event with handle as the subscription does:
+// with a context bounded by the handler's timeout.
+func handleBenchEvent(ctx context.Context, handle func(context.Context, string, json.RawMessage) error, ev json.RawMessage) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	return e.svc.HandleTransaction(ctx, "ev", ev)
+	return handle(ctx, "ev", ev)
 }
 
 // reportWrites reports the writer's commits and writes per event since w0.
@@ -178,7 +175,7 @@ func BenchmarkHandleTransaction(b *testing.B) {
 	b.ResetTimer()
 	cpu0, w0 := cpuNanos(b), e.writer.Stats()
 	for i := 0; i < b.N; i++ {
-		if err := handleBenchEvent(ctx, e, evs[i]); err != nil {
+		if err := handleBenchEvent(ctx, e.svc.HandleTransaction, evs[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -201,7 +198,7 @@ func BenchmarkHandleTransactionParallel(b *testing.B) {
 	cpu0, w0 := cpuNanos(b), e.writer.Stats()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := handleBenchEvent(ctx, e, evs[n.next()-1]); err != nil {
+			if err := handleBenchEvent(ctx, e.svc.HandleTransaction, evs[n.next()-1]); err != nil {
 				b.Error(err)
 				return
 			}
