@@ -287,14 +287,7 @@ func (h *Host) adviseDeclined(ctx context.Context, req AuthRequest, prev *authRe
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
 			return errReversedDecline
 		}
-		jobs := []*authJob{job}
-		if err := h.sql.insertHoldChunk(ctx, tx, jobs); err != nil {
-			return err
-		}
-		if err := writeFees(ctx, tx, jobs); err != nil {
-			return err
-		}
-		return writePromotions(ctx, tx, jobs)
+		return h.sql.bookApprovals(ctx, tx, []*authJob{job})
 	})
 	if err != nil {
 		acct.unreserve(amount, rec.day, now.UnixMilli())

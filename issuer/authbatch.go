@@ -162,17 +162,23 @@ func (q *authSQL) writeAuthRows(tx *sql.Tx, group []*authJob) error {
 			holds = append(holds, j)
 		}
 	}
-	for rest := holds; len(rest) > 0; {
+	return q.bookApprovals(ctx, tx, holds)
+}
+
+// bookApprovals writes what the stored approvals jobs book: their holds,
+// cross-border fees and promotions.
+func (q *authSQL) bookApprovals(ctx context.Context, tx *sql.Tx, jobs []*authJob) error {
+	for rest := jobs; len(rest) > 0; {
 		n := chunkFor(len(rest))
 		if err := q.insertHoldChunk(ctx, tx, rest[:n]); err != nil {
 			return err
 		}
 		rest = rest[n:]
 	}
-	if err := writeFees(ctx, tx, holds); err != nil {
+	if err := writeFees(ctx, tx, jobs); err != nil {
 		return err
 	}
-	return writePromotions(ctx, tx, holds)
+	return writePromotions(ctx, tx, jobs)
 }
 
 func chunkFor(n int) int {
