@@ -191,12 +191,7 @@ func (a *account) post(amount, day, nowMS int64) {
 	if a.day != day {
 		a.day, a.daySpent = day, 0
 	}
-	a.available -= amount
-	a.held += amount
-	a.daySpent += amount
-	if a.bank.Limits.VelocityPerHour > 0 {
-		a.recent = append(a.recent, nowMS)
-	}
+	a.takeLocked(amount, nowMS)
 }
 
 // adviseNew posts an advice whose original the issuer never saw, through

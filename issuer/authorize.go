@@ -489,13 +489,20 @@ func (a *account) reserve(amount, day, nowMS int64) ResponseCode {
 	if a.available < amount {
 		return RCInsufficientFunds
 	}
+	a.takeLocked(amount, nowMS)
+	return RCApproved
+}
+
+// takeLocked moves amount from available into held and counts it towards
+// the day and the hour (a.day already the day of the approval); a.mu held.
+// unreserve undoes it.
+func (a *account) takeLocked(amount, nowMS int64) {
 	a.available -= amount
 	a.held += amount
 	a.daySpent += amount
 	if a.bank.Limits.VelocityPerHour > 0 {
 		a.recent = append(a.recent, nowMS)
 	}
-	return RCApproved
 }
 
 // unreserve undoes reserve after a failed write.
