@@ -108,14 +108,24 @@ func TestOperatorKeyRotate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stored := 0
 	for rows.Next() {
 		var h []byte
-		rows.Scan(&h)
+		if err := rows.Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		stored++
 		if bytes.Contains(h, []byte(newKey[len(operatorKeyPrefix):])) {
 			t.Fatal("the new key is stored in plaintext")
 		}
 	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
 	rows.Close()
+	if stored < 2 {
+		t.Fatalf("%d keys stored after a rotation: the check above read nothing", stored)
+	}
 
 	th.clock.add(DefaultOperatorKeyGrace - time.Second)
 	for name, k := range map[string]string{"old": oldKey, "new": newKey} {
