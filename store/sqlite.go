@@ -131,8 +131,7 @@ func startCheckpointer(read *sql.DB, every time.Duration) (stop func()) {
 // WAL is really on: it is not on some filesystems (network mounts), and the
 // durability and concurrency promises rest on it.
 func (db *DB) initSQLite(ctx context.Context, path string) error {
-	var mode string
-	err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+	mode, err := db.journalMode(ctx)
 	if err != nil {
 		if isNotADatabase(err) {
 			return mipay.WrapError(mipay.EINVALID, err,
@@ -146,6 +145,32 @@ func (db *DB) initSQLite(ctx context.Context, path string) error {
 			"store: SQLite database %s cannot use WAL (journal mode %q): put the data directory on a local filesystem", path, mode)
 	}
 	return nil
+}
+
+// journalMode reads the journal mode on a new write connection, whose
+// DSN switches a new database to WAL. Switching needs an exclusive lock,
+// and SQLite answers BUSY at once, without its busy handler, when two
+// processes or pools open a new database at the same moment (the handler
+// would deadlock the two upgrades): so a busy open is tried again, with
+// backoff, for up to DefaultBusyTimeout, as a busy statement would wait.
+func (db *DB) journalMode(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(DefaultBusyTimeout)
+	backoff := time.Millisecond
+	for {
+		var mode string
+		err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode)
+		if err == nil || !isTransient(err) || time.Now().Add(backoff).After(deadline) {
+			return mode, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", fmt.Errorf("%w (after %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 100*time.Millisecond)
+	}
 }
 
 // openSQLitePool opens a pool whose connections cache prepared statements
